@@ -1,0 +1,1 @@
+"""Tidings: the domain of durable multi-channel notifications. Never imports temporalio."""

@@ -1,0 +1,361 @@
+"""The domain's types: what users, templates, requests, results and events look like.
+
+Every Temporal payload (workflow, activity, signal, update and query input or output) is one of
+these models or is built from them, so validation happens once, here, and the same shapes travel
+through the client, the history and the database. New fields always get defaults so that running
+workflows keep decoding their history.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, time
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+# Bounds on what one request may carry; they keep histories and databases small and make abuse
+# visible at the edge instead of inside a running workflow.
+MAX_DATA_BYTES = 16 * 1024
+MAX_TEMPLATE_FIELD_CHARS = 64 * 1024
+MAX_ATTRIBUTES = 64
+
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+_identifier_re = re.compile(IDENTIFIER)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PUSH = "push"
+    SMS = "sms"
+    IN_APP = "in_app"
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _PRIORITY_RANK[self]
+
+    @property
+    def urgent(self) -> bool:
+        """HIGH and CRITICAL run on their own task queues so a LOW backlog cannot delay them."""
+        return self in (Priority.HIGH, Priority.CRITICAL)
+
+
+_PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+class Platform(StrEnum):
+    FCM = "fcm"
+    APNS = "apns"
+
+
+class DeliveryStatus(StrEnum):
+    """Status of one channel of one notification."""
+
+    SCHEDULED = "scheduled"
+    SENT = "sent"  # accepted by the provider (SMTP relay, push service)
+    DELIVERED = "delivered"  # reached the user's endpoint (inbox row, webhook 2xx, receipt)
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self is not DeliveryStatus.SCHEDULED
+
+
+class NotificationStatus(StrEnum):
+    """Status of a whole notification, derived from its channels."""
+
+    SCHEDULED = "scheduled"  # waiting for its send time (scheduled time or quiet hours)
+    SENDING = "sending"
+    SENT = "sent"  # at least one channel sent or delivered
+    FAILED = "failed"  # every attempted channel failed
+    SUPPRESSED = "suppressed"  # nothing to send: every channel suppressed by policy
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class EngagementType(StrEnum):
+    OPENED = "opened"
+    CLICKED = "clicked"
+    DISMISSED = "dismissed"
+    CONVERTED = "converted"
+
+
+def _check_identifier(value: str) -> str:
+    if not _identifier_re.match(value):
+        raise ValueError(
+            "must be 1-128 characters of letters, digits and _.:@- starting with a letter or digit"
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown IANA timezone {value!r}") from e
+    return value
+
+
+def _check_phone(value: str) -> str:
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as e:
+        raise ValueError(f"not a phone number in E.164 form (+<country><number>): {e}") from e
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"{value!r} is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_data_size(data: dict[str, Any], field: str = "data") -> dict[str, Any]:
+    size = len(json.dumps(data, default=str).encode())
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"{field} is {size} bytes as JSON; the limit is {MAX_DATA_BYTES}")
+    return data
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+PhoneNumber = Annotated[str, AfterValidator(_check_phone)]
+AttributeValue = str | int | float | bool | None
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- users, devices, preferences ---------------------------------------------------------------
+
+
+class User(Model):
+    id: Identifier
+    email: EmailStr | None = None
+    phone: PhoneNumber | None = None
+    timezone: TimeZoneName = "UTC"
+    locale: str = Field(default="en", pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+    webhook_url: AnyHttpUrl | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("attributes")
+    @classmethod
+    def _bounded_attributes(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        if len(v) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        check_data_size(v, "attributes")
+        return v
+
+
+class Device(Model):
+    user_id: Identifier
+    platform: Platform
+    token: str = Field(min_length=8, max_length=4096)
+    label: str | None = Field(default=None, max_length=200)
+
+
+class QuietHours(Model):
+    """A daily window in the user's own timezone; it may wrap midnight (22:00-07:00)."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet hours start and end must differ")
+        return self
+
+
+ChannelSwitches = dict[Channel, bool]
+
+
+class Preferences(Model):
+    """Which channels a user accepts. The most specific switch wins: per template, then per
+    category, then global. A channel not mentioned anywhere is on."""
+
+    user_id: Identifier
+    channels: ChannelSwitches = Field(default_factory=dict)
+    categories: dict[str, ChannelSwitches] = Field(default_factory=dict)
+    templates: dict[str, ChannelSwitches] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+TemplateText = Annotated[str, Field(max_length=MAX_TEMPLATE_FIELD_CHARS)]
+
+
+class TemplateContent(Model):
+    """Jinja2 sources for one locale. Which fields a channel needs: email subject + text (+ html);
+    push title + body; sms text; in-app title + body; webhook and Slack the subject + text."""
+
+    subject: TemplateText | None = None
+    text: TemplateText | None = None
+    html: TemplateText | None = None
+    push_title: TemplateText | None = None
+    push_body: TemplateText | None = None
+    sms: TemplateText | None = None
+
+
+class TemplateDefinition(Model):
+    """What a caller registers. The store assigns the version."""
+
+    id: Identifier
+    name: str = Field(default="", max_length=200)
+    category: Identifier = "general"
+    channels: list[Channel] = Field(min_length=1)
+    default_priority: Priority = Priority.MEDIUM
+    content: TemplateContent
+    locales: dict[str, TemplateContent] = Field(default_factory=dict)
+    sample_data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, v: list[Channel]) -> list[Channel]:
+        return list(dict.fromkeys(v))
+
+
+class Template(TemplateDefinition):
+    version: int = Field(ge=1)
+    created_at: AwareDatetime | None = None
+
+
+class RenderedMessage(Model):
+    """One channel's rendered content."""
+
+    channel: Channel
+    subject: str = ""
+    text: str = ""
+    html: str | None = None
+
+
+# --- requests and results -----------------------------------------------------------------------
+
+
+class NotificationRequest(Model):
+    """What app code asks for. Checked against the store (user, template, rendering) by the
+    client before any workflow starts."""
+
+    user_id: Identifier
+    template_id: Identifier
+    data: dict[str, Any] = Field(default_factory=dict)
+    channels: list[Channel] | None = None
+    priority: Priority | None = None
+    scheduled_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    idempotency_key: Identifier | None = None
+    engagement_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+
+    @field_validator("data")
+    @classmethod
+    def _bounded_data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_data_size(v)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_not_empty(cls, v: list[Channel] | None) -> list[Channel] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one channel, or leave channels out to use preferences")
+        return list(dict.fromkeys(v)) if v else v
+
+    @model_validator(mode="after")
+    def _expiry_after_schedule(self) -> NotificationRequest:
+        if self.expires_at and self.scheduled_at and self.expires_at <= self.scheduled_at:
+            raise ValueError("expires_at must be after scheduled_at")
+        return self
+
+
+class DeliveryResult(Model):
+    channel: Channel
+    status: DeliveryStatus
+    reason: str | None = None
+    target: str | None = None  # masked address or endpoint, never a full secret
+    provider_message_id: str | None = None
+    attempts: int = 0
+    at: AwareDatetime | None = None
+
+
+class EngagementEvent(Model):
+    notification_id: str
+    type: EngagementType
+    channel: Channel | None = None
+    at: AwareDatetime | None = None
+    metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+
+
+class NotificationResult(Model):
+    notification_id: str
+    user_id: str
+    template_id: str
+    template_version: int
+    priority: Priority
+    status: NotificationStatus
+    send_at: AwareDatetime | None = None
+    channels: list[DeliveryResult] = Field(default_factory=list)
+    engagement: list[EngagementEvent] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class InboxItem(Model):
+    id: int
+    user_id: str
+    notification_id: str
+    title: str
+    body: str
+    created_at: AwareDatetime
+    read_at: AwareDatetime | None = None
+
+
+class ChannelStats(Model):
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    suppressed: int = 0
+
+    @property
+    def success_rate(self) -> float | None:
+        attempted = self.sent + self.delivered + self.failed
+        return None if attempted == 0 else (self.sent + self.delivered) / attempted
+
+
+class ServiceStats(Model):
+    notifications: dict[NotificationStatus, int] = Field(default_factory=dict)
+    channels: dict[Channel, ChannelStats] = Field(default_factory=dict)
+    engagement: dict[EngagementType, int] = Field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float | None:
+        total = ChannelStats(
+            sent=sum(c.sent for c in self.channels.values()),
+            delivered=sum(c.delivered for c in self.channels.values()),
+            failed=sum(c.failed for c in self.channels.values()),
+        )
+        return total.success_rate
+
+
+def is_aware(value: datetime) -> bool:
+    return value.tzinfo is not None and value.utcoffset() is not None
