@@ -1,0 +1,30 @@
+# The Tidings image: the worker by default (`python -m worker`); the HTTP API runs from the same
+# image with `uvicorn starter.http:app` (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed uid/gid so that volume permissions and Kubernetes securityContext can name them.
+RUN groupadd --system --gid 10001 tidings \
+    && useradd --system --uid 10001 --gid tidings --create-home --home-dir /home/tidings tidings
+
+WORKDIR /app
+
+# pyproject.toml and README.md first: the metadata changes less often than the code, but the build
+# needs both (README.md is the project's readme).
+COPY pyproject.toml README.md ./
+COPY tidings/ tidings/
+COPY workflows/ workflows/
+COPY activities/ activities/
+COPY worker/ worker/
+COPY starter/ starter/
+
+RUN pip install --no-cache-dir .
+
+# The code stays root-owned and read-only to the process that runs it.
+USER tidings
+
+EXPOSE 8000
+CMD ["python", "-m", "worker"]

@@ -1,0 +1,55 @@
+"""Inputs and outputs of the activities: one pydantic model in, one out (wire contracts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from tidings.models import Channel, DeliveryResult, DeliveryStatus, NotificationStatus, Priority
+
+
+class RecordInput(BaseModel):
+    notification_id: str
+    user_id: str
+    template_id: str
+    template_version: int
+    priority: Priority
+    status: NotificationStatus
+    send_at: AwareDatetime | None = None
+    reason: str | None = None
+    channels: list[DeliveryResult] = Field(default_factory=list)
+
+
+class PlanInput(BaseModel):
+    notification_id: str
+    user_id: str
+    template_id: str
+    template_version: int
+    priority: Priority
+    requested_channels: list[Channel] | None = None
+    not_before: AwareDatetime  # max(now, scheduled time), decided by the workflow
+
+
+class PlanResult(BaseModel):
+    channels: list[Channel] = Field(default_factory=list)
+    suppressed: dict[Channel, str] = Field(default_factory=dict)
+    send_at: AwareDatetime  # later than not_before when quiet hours defer the send
+
+
+class DeliverInput(BaseModel):
+    notification_id: str
+    channel: Channel
+    user_id: str
+    template_id: str
+    template_version: int
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.MEDIUM
+    expires_at: AwareDatetime | None = None
+
+
+class DeliverResult(BaseModel):
+    status: DeliveryStatus
+    target: str
+    provider_message_id: str | None = None
+    duplicate: bool = False  # the send ledger already had this send: nothing was sent again

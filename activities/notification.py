@@ -1,0 +1,175 @@
+"""Activities of NotificationWorkflow: thin adapters from the workflow to `tidings.*`.
+
+One class holds the long-lived dependencies (store, senders) built once by the worker; its bound
+methods are the registered activities. Provider errors are classified here, where the adapter meets
+the provider: permanent -> non-retryable ApplicationError; rate limited -> retry after the
+provider's delay; transient -> retryable ApplicationError, so the workflow's retry policy applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+from tidings import rendering, routing
+from tidings.channels.base import (
+    ChannelSender,
+    Delivery,
+    PermanentChannelError,
+    RateLimitedError,
+    TransientChannelError,
+)
+from tidings.models import Channel, EngagementEvent
+from tidings.store import LedgerEntry, Store
+
+# Error types: wire contracts between these activities and the workflow's retry policies.
+PERMANENT = "PermanentDeliveryError"
+TRANSIENT = "TransientDeliveryError"
+RATE_LIMITED = "RateLimited"
+NOT_FOUND = "NotFound"
+TEMPLATE = "TemplateError"
+
+
+def ledger_key(notification_id: str, channel: Channel) -> str:
+    """The send's idempotency key: business data only, identical on every attempt."""
+    return f"{notification_id}:{channel.value}"
+
+
+class NotificationActivities:
+    def __init__(self, store: Store, senders: Mapping[Channel, ChannelSender]) -> None:
+        self._store = store
+        self._senders = dict(senders)
+
+    @activity.defn(name="record_notification")
+    async def record_notification(self, input: RecordInput) -> None:
+        await self._store.upsert_notification(
+            notification_id=input.notification_id,
+            user_id=input.user_id,
+            template_id=input.template_id,
+            template_version=input.template_version,
+            priority=input.priority,
+            status=input.status,
+            send_at=input.send_at,
+            reason=input.reason,
+            channels=input.channels,
+        )
+
+    @activity.defn(name="record_engagement")
+    async def record_engagement(self, event: EngagementEvent) -> bool:
+        return await self._store.record_engagement(event)
+
+    @activity.defn(name="plan_delivery")
+    async def plan_delivery(self, input: PlanInput) -> PlanResult:
+        """Read the user's current preferences (at send time, not at trigger time) and decide
+        the channels and whether quiet hours push the send later."""
+        user = await self._store.get_user(input.user_id)
+        if user is None:
+            raise ApplicationError(
+                f"user {input.user_id!r} no longer exists", type=NOT_FOUND, non_retryable=True
+            )
+        template = await self._store.get_template(input.template_id, input.template_version)
+        if template is None:
+            raise ApplicationError(
+                f"template {input.template_id!r} version {input.template_version} not found",
+                type=NOT_FOUND,
+                non_retryable=True,
+            )
+        preferences = await self._store.get_preferences(input.user_id)
+        devices = await self._store.list_devices(input.user_id)
+        decision = routing.choose_channels(
+            template=template,
+            user=user,
+            preferences=preferences,
+            priority=input.priority,
+            requested=input.requested_channels,
+            has_devices=bool(devices),
+        )
+        # Only channels this worker fleet can deliver are planned; the rest are suppressed with a
+        # reason rather than failing, so a deployment without (say) SMS still sends email.
+        channels = [c for c in decision.channels if c in self._senders]
+        suppressed = dict(decision.suppressed)
+        for c in decision.channels:
+            if c not in self._senders:
+                suppressed[c] = f"no {c.value} provider is configured"
+        send_at = routing.send_time(
+            now=input.not_before,
+            scheduled_at=None,
+            timezone=user.timezone,
+            quiet_hours=preferences.quiet_hours,
+            priority=input.priority,
+        )
+        return PlanResult(channels=channels, suppressed=suppressed, send_at=send_at)
+
+    @activity.defn(name="deliver")
+    async def deliver(self, input: DeliverInput) -> DeliverResult:
+        key = ledger_key(input.notification_id, input.channel)
+        # A retry after "provider accepted" but before "activity completed" finds the ledger entry
+        # and does not send again.
+        previous = await self._store.ledger_get(key)
+        if previous is not None:
+            return DeliverResult(
+                status=previous.status,
+                target=previous.target,
+                provider_message_id=previous.provider_message_id,
+                duplicate=True,
+            )
+        if input.expires_at is not None and datetime.now(UTC) >= input.expires_at:
+            raise ApplicationError(
+                "expired before it could be delivered", type=PERMANENT, non_retryable=True
+            )
+        sender = self._senders.get(input.channel)
+        if sender is None:
+            raise ApplicationError(
+                f"no {input.channel.value} provider is configured",
+                type=PERMANENT,
+                non_retryable=True,
+            )
+        user = await self._store.get_user(input.user_id)
+        template = await self._store.get_template(input.template_id, input.template_version)
+        if user is None or template is None:
+            raise ApplicationError(
+                "user or template vanished before delivery", type=NOT_FOUND, non_retryable=True
+            )
+        try:
+            message = rendering.render(template, input.channel, input.data, locale=user.locale)
+        except rendering.TemplateError as e:
+            raise ApplicationError(str(e), type=TEMPLATE, non_retryable=True) from e
+        devices = await self._store.list_devices(user.id) if input.channel is Channel.PUSH else []
+        delivery = Delivery(
+            notification_id=input.notification_id,
+            idempotency_key=key,
+            user=user,
+            message=message,
+            priority=input.priority,
+            expires_at=input.expires_at,
+            devices=devices,
+        )
+        try:
+            outcome = await sender.send(delivery)
+        except PermanentChannelError as e:
+            raise ApplicationError(e.reason, type=PERMANENT, non_retryable=True) from e
+        except RateLimitedError as e:
+            delay = timedelta(seconds=e.retry_after) if e.retry_after is not None else None
+            raise ApplicationError(e.reason, type=RATE_LIMITED, next_retry_delay=delay) from e
+        except TransientChannelError as e:
+            raise ApplicationError(e.reason, type=TRANSIENT) from e
+        await self._store.ledger_put(
+            LedgerEntry(
+                key=key,
+                notification_id=input.notification_id,
+                channel=input.channel,
+                target=outcome.target,
+                status=outcome.status,
+                provider_message_id=outcome.provider_message_id,
+                sent_at=datetime.now(UTC),
+            )
+        )
+        return DeliverResult(
+            status=outcome.status,
+            target=outcome.target,
+            provider_message_id=outcome.provider_message_id,
+        )

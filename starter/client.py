@@ -1,0 +1,380 @@
+"""The Python API for application code.
+
+    async with await Tidings.connect() as tidings:
+        await tidings.upsert_user(User(id="u1", email="a@example.com"))
+        ref = await tidings.notify(user_id="u1", template_id="welcome", data={...})
+
+Every request is validated here, at the edge, against the store (user, template, rendering with
+the caller's data) before a workflow starts, so bad input is a clear `InvalidRequest` and never a
+workflow stuck retrying a task. The database is the read model; Temporal holds in-flight state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.connection import connect_temporal
+from tidings import rendering
+from tidings.errors import Conflict, InvalidRequest, NotFound
+from tidings.models import (
+    AttributeValue,
+    Channel,
+    Device,
+    EngagementType,
+    InboxItem,
+    NotificationRequest,
+    NotificationResult,
+    NotificationStatus,
+    Platform,
+    Preferences,
+    Priority,
+    ServiceStats,
+    Template,
+    TemplateDefinition,
+    User,
+)
+from tidings.queues import workflow_id, workflow_queue
+from tidings.settings import Settings
+from tidings.store import Store
+from workflows import search_attributes as sa
+from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
+from workflows.notification import NotificationWorkflow
+
+MAX_BULK = 10_000
+_START_CONCURRENCY = 32
+
+
+class NotificationRef(BaseModel):
+    notification_id: str
+    workflow_id: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        raise InvalidRequest.from_validation(e, prefix) from e
+
+
+class Tidings:
+    def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
+        self.settings = settings
+        self.store = store
+        self.temporal = temporal
+
+    @classmethod
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        *,
+        temporal: Client | None = None,
+        store: Store | None = None,
+    ) -> Tidings:
+        settings = settings or Settings()
+        store = store or await Store.open(settings.resolved_database_url)
+        temporal = temporal or await connect_temporal(settings)
+        return cls(settings, store, temporal)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> Tidings:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- users, devices, preferences, templates --------------------------------------------------
+
+    async def upsert_user(self, user: User | dict[str, Any]) -> User:
+        return await self.store.upsert_user(_parse(User, user))
+
+    async def get_user(self, user_id: str) -> User:
+        user = await self.store.get_user(user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        return user
+
+    async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        return await self.store.list_users(limit=limit, offset=offset)
+
+    async def add_device(self, device: Device | dict[str, Any]) -> Device:
+        device = _parse(Device, device)
+        await self.get_user(device.user_id)
+        return await self.store.add_device(device)
+
+    async def list_devices(self, user_id: str) -> list[Device]:
+        return await self.store.list_devices(user_id)
+
+    async def remove_device(self, platform: Platform, token: str) -> bool:
+        return await self.store.remove_device(platform, token)
+
+    async def set_preferences(self, preferences: Preferences | dict[str, Any]) -> Preferences:
+        preferences = _parse(Preferences, preferences)
+        await self.get_user(preferences.user_id)
+        return await self.store.set_preferences(preferences)
+
+    async def get_preferences(self, user_id: str) -> Preferences:
+        await self.get_user(user_id)
+        return await self.store.get_preferences(user_id)
+
+    async def register_template(self, definition: TemplateDefinition | dict[str, Any]) -> Template:
+        """Check syntax, sandbox rules and a render against `sample_data`, then store a new
+        version (or return the current one if nothing changed)."""
+        definition = _parse(TemplateDefinition, definition)
+        try:
+            rendering.validate_template(definition)
+        except rendering.TemplateError as e:
+            raise InvalidRequest(e.field, e.reason) from e
+        return await self.store.add_template_version(definition)
+
+    async def get_template(self, template_id: str, version: int | None = None) -> Template:
+        template = await self.store.get_template(template_id, version)
+        if template is None:
+            key = template_id if version is None else f"{template_id} v{version}"
+            raise NotFound("template", key)
+        return template
+
+    async def list_templates(self) -> list[Template]:
+        return await self.store.list_templates()
+
+    # --- notifications ---------------------------------------------------------------------------
+
+    async def notify(
+        self, request: NotificationRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> NotificationRef:
+        """Start one notification. A repeated idempotency key returns the existing notification
+        instead of sending a second one, whatever the rest of the request says."""
+        req = _parse(NotificationRequest, request if request is not None else fields)
+        prepared = await self._prepare(req)
+        return await self._start(prepared)
+
+    async def notify_many(
+        self, user_ids: Sequence[str], template_id: str, /, **fields: Any
+    ) -> list[NotificationRef]:
+        """One notification per user, each its own workflow. All requests are validated before
+        any is started; with an idempotency key, each user's key is `<key>.<user_id>`."""
+        if not user_ids:
+            raise InvalidRequest("user_ids", "give at least one user")
+        if len(user_ids) > MAX_BULK:
+            raise InvalidRequest("user_ids", f"at most {MAX_BULK} users per call")
+        if len(set(user_ids)) != len(user_ids):
+            raise InvalidRequest("user_ids", "contains duplicates")
+        key = fields.pop("idempotency_key", None)
+        prepared = []
+        for i, user_id in enumerate(user_ids):
+            own_key = f"{key}.{user_id}" if key else None
+            payload = {**fields, "user_id": user_id, "template_id": template_id}
+            req = _parse(NotificationRequest, {**payload, "idempotency_key": own_key})
+            try:
+                prepared.append(await self._prepare(req))
+            except InvalidRequest as e:
+                raise InvalidRequest(f"user_ids[{i}] ({user_id}): {e.field}", e.reason) from e
+        limit = asyncio.Semaphore(_START_CONCURRENCY)
+
+        async def start(p: NotificationInput) -> NotificationRef:
+            async with limit:
+                return await self._start(p)
+
+        return list(await asyncio.gather(*(start(p) for p in prepared)))
+
+    async def _prepare(self, req: NotificationRequest) -> NotificationInput:
+        now = datetime.now(UTC)
+        if req.expires_at is not None and req.expires_at <= now:
+            raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
+        user = await self.store.get_user(req.user_id)
+        if user is None:
+            raise InvalidRequest("user_id", f"no user {req.user_id!r}")
+        template = await self.store.get_template(req.template_id)
+        if template is None:
+            raise InvalidRequest("template_id", f"no template {req.template_id!r}")
+        for channel in req.channels or []:
+            if channel not in template.channels:
+                supported = ", ".join(c.value for c in template.channels)
+                raise InvalidRequest(
+                    "channels",
+                    f"template {template.id!r} does not support {channel.value}"
+                    f" (it supports {supported})",
+                )
+        for channel in req.channels or template.channels:
+            try:
+                rendering.render(template, channel, req.data, locale=user.locale)
+            except rendering.TemplateError as e:
+                raise InvalidRequest(
+                    "data", f"{e.reason} (template {template.id}, {e.field})"
+                ) from e
+        return NotificationInput(
+            notification_id=req.idempotency_key or uuid.uuid4().hex,
+            request=req,
+            template_version=template.version,
+            priority=req.priority or template.default_priority,
+            engagement_window_hours=req.engagement_window_hours
+            or self.settings.engagement_window_hours,
+            task_queue_base=self.settings.task_queue,
+        )
+
+    async def _start(self, prepared: NotificationInput) -> NotificationRef:
+        wf_id = workflow_id(prepared.notification_id)
+        req = prepared.request
+        # A run that finished earlier with the same key raises WorkflowAlreadyStartedError: it is
+        # the same notification, not a new one.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.temporal.start_workflow(
+                NotificationWorkflow.run,
+                prepared,
+                id=wf_id,
+                task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.USER, req.user_id),
+                        SearchAttributePair(sa.TEMPLATE, req.template_id),
+                        SearchAttributePair(sa.PRIORITY, prepared.priority.value),
+                        SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
+                        SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
+                    ]
+                ),
+                static_summary=(
+                    f"{req.template_id} v{prepared.template_version} to {req.user_id}"
+                    f" ({prepared.priority.value})"
+                ),
+            )
+        return NotificationRef(notification_id=prepared.notification_id, workflow_id=wf_id)
+
+    def _handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationResult]:
+        return self.temporal.get_workflow_handle_for(
+            NotificationWorkflow.run, workflow_id(notification_id)
+        )
+
+    async def status(self, notification_id: str) -> NotificationResult:
+        """Live state from the workflow while it runs (or its final state), else the database."""
+        try:
+            return await self._handle(notification_id).query(NotificationWorkflow.status)
+        except RPCError as e:
+            if e.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        stored = await self.store.get_notification(notification_id)
+        if stored is None:
+            raise NotFound("notification", notification_id)
+        return stored
+
+    async def wait_sent(self, notification_id: str, *, within: float = 30.0) -> NotificationResult:
+        """Poll until the notification has left SCHEDULED/SENDING (for demos and scripts)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            result = await self.status(notification_id)
+            if result.status not in (NotificationStatus.SCHEDULED, NotificationStatus.SENDING):
+                return result
+            if asyncio.get_running_loop().time() >= deadline:
+                return result
+            await asyncio.sleep(0.1)
+
+    async def cancel(
+        self, notification_id: str, reason: str = "cancelled by request"
+    ) -> NotificationResult:
+        return await self._update(notification_id, "cancel", CancelInput(reason=reason))
+
+    async def reschedule(self, notification_id: str, at: datetime) -> NotificationResult:
+        if at.tzinfo is None:
+            raise InvalidRequest("at", "needs a timezone (e.g. 2026-12-01T09:00:00+00:00)")
+        if at <= datetime.now(UTC):
+            raise InvalidRequest("at", f"{at.isoformat()} is in the past")
+        return await self._update(notification_id, "reschedule", RescheduleInput(at=at))
+
+    async def _update(self, notification_id: str, name: str, arg: BaseModel) -> NotificationResult:
+        handle = self._handle(notification_id)
+        try:
+            if name == "cancel":
+                assert isinstance(arg, CancelInput)
+                return await handle.execute_update(NotificationWorkflow.cancel, arg)
+            assert isinstance(arg, RescheduleInput)
+            return await handle.execute_update(NotificationWorkflow.reschedule, arg)
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise Conflict(f"{notification_id}: {message}") from e
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                await self.status(notification_id)  # NotFound if it never existed
+                raise Conflict(f"{notification_id}: cannot {name}: it has finished") from e
+            raise
+
+    async def engage(
+        self,
+        notification_id: str,
+        type: EngagementType | str,
+        *,
+        channel: Channel | None = None,
+        metadata: dict[str, AttributeValue] | None = None,
+    ) -> None:
+        signal = _parse(
+            EngagementSignal, {"type": type, "channel": channel, "metadata": metadata or {}}
+        )
+        handle = self._handle(notification_id)
+        try:
+            description = await handle.describe()
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                raise NotFound("notification", notification_id) from e
+            raise
+        if description.status is not WorkflowExecutionStatus.RUNNING:
+            raise Conflict(f"{notification_id}: its engagement window has closed")
+        current = await handle.query(NotificationWorkflow.status)
+        if current.status is not NotificationStatus.SENT:
+            raise Conflict(
+                f"{notification_id}: engagement is accepted after delivery;"
+                f" the notification is {current.status.value}"
+            )
+        await handle.signal(NotificationWorkflow.engagement, signal)
+
+    # --- inbox and stats -------------------------------------------------------------------------
+
+    async def inbox(
+        self, user_id: str, *, unread_only: bool = False, limit: int = 50
+    ) -> list[InboxItem]:
+        await self.get_user(user_id)
+        return await self.store.list_inbox(user_id, unread_only=unread_only, limit=limit)
+
+    async def mark_read(self, user_id: str, item_id: int) -> None:
+        if not await self.store.mark_read(user_id, item_id):
+            raise NotFound("inbox item", f"{user_id}/{item_id}")
+
+    async def mark_all_read(self, user_id: str) -> int:
+        await self.get_user(user_id)
+        return await self.store.mark_all_read(user_id)
+
+    async def stats(self) -> ServiceStats:
+        return await self.store.service_stats()
+
+
+__all__ = ["NotificationRef", "Priority", "Tidings"]

@@ -1,0 +1,31 @@
+"""One way to connect to Temporal, used by the client, the CLI, the HTTP API and the worker, so
+they all share the same address, TLS and data converter."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from tidings.settings import Settings
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    if settings.temporal_tls_client_cert and settings.temporal_tls_client_key:
+        return TLSConfig(
+            client_cert=settings.temporal_tls_client_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_client_key.read_bytes(),
+        )
+    # An API key (Temporal Cloud) implies TLS.
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=tls_config(settings),
+        data_converter=pydantic_data_converter,
+    )

@@ -1,0 +1,40 @@
+"""Builders shared by the channel tests."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from tidings.channels.base import Delivery
+from tidings.models import Channel, RenderedMessage, User
+from tidings.settings import Settings
+
+
+def make_settings(**overrides: Any) -> Settings:
+    # No .env file: tests must not depend on a developer's local configuration.
+    return Settings(_env_file=None, environment="test", **overrides)
+
+
+def make_delivery(
+    *,
+    notification_id: str = "n-1",
+    channel: Channel = Channel.EMAIL,
+    user: User | None = None,
+    subject: str = "Your order shipped",
+    text: str = "Order 42 is on its way.",
+    html: str | None = "<p>Order <b>42</b> is on its way.</p>",
+) -> Delivery:
+    return Delivery(
+        notification_id=notification_id,
+        idempotency_key=f"{notification_id}:{channel.value}",
+        user=user or User(id="u-1", email="jane@example.com"),
+        message=RenderedMessage(channel=channel, subject=subject, text=text, html=html),
+    )
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released; good enough on loopback in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

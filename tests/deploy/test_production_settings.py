@@ -1,0 +1,41 @@
+"""Settings refuses to run in production with the development defaults that would be unsafe."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from tidings.settings import Settings
+
+SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TIDINGS_"):
+            monkeypatch.delenv(key)
+
+
+def test_production_refuses_the_default_webhook_secret() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_SECRET must be set in production"):
+        Settings(_env_file=None, environment="production", webhook_allow_private=False)
+
+
+def test_production_refuses_private_webhook_targets() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false"):
+        Settings(_env_file=None, environment="production", webhook_secret=SECRET)
+
+
+def test_production_accepts_a_real_secret_without_private_targets() -> None:
+    settings = Settings(
+        _env_file=None, environment="production", webhook_secret=SECRET, webhook_allow_private=False
+    )
+    assert settings.webhook_secret.get_secret_value() == SECRET
+
+
+def test_development_keeps_its_defaults() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.environment == "development" and settings.webhook_allow_private is True

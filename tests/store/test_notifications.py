@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from tidings.models import (
+    Channel,
+    ChannelStats,
+    DeliveryResult,
+    DeliveryStatus,
+    EngagementEvent,
+    EngagementType,
+    NotificationStatus,
+    Priority,
+)
+from tidings.store import Store
+
+IST = timezone(timedelta(hours=5, minutes=30))
+
+
+async def record(store: Store, notification_id: str, **fields: Any) -> None:
+    values: dict[str, Any] = {
+        "user_id": "ada",
+        "template_id": "welcome",
+        "template_version": 1,
+        "priority": Priority.MEDIUM,
+        "status": NotificationStatus.SENDING,
+        **fields,
+    }
+    await store.upsert_notification(notification_id=notification_id, **values)
+
+
+async def test_notification_round_trip_with_channels(store: Store) -> None:
+    send_at = datetime(2030, 5, 1, 9, 0, tzinfo=IST)
+    email = DeliveryResult(
+        channel=Channel.EMAIL,
+        status=DeliveryStatus.SENT,
+        target="a***@example.com",
+        provider_message_id="<m1@tidings>",
+        attempts=2,
+        at=datetime(2030, 5, 1, 3, 31, tzinfo=UTC),
+    )
+    sms = DeliveryResult(channel=Channel.SMS, status=DeliveryStatus.SUPPRESSED, reason="opted out")
+    await record(
+        store,
+        "n-1",
+        priority=Priority.HIGH,
+        status=NotificationStatus.SENT,
+        send_at=send_at,
+        channels=[sms, email],
+    )
+    got = await store.get_notification("n-1")
+    assert got is not None
+    assert (got.user_id, got.template_id, got.template_version) == ("ada", "welcome", 1)
+    assert (got.priority, got.status, got.reason) == (Priority.HIGH, NotificationStatus.SENT, None)
+    assert got.send_at == send_at and got.send_at is not None and got.send_at.tzinfo is UTC
+    assert got.channels == [email, sms]
+    assert got.engagement == []
+    assert await store.get_notification("n-2") is None
+
+
+async def test_update_replaces_status_and_keeps_known_send_at(store: Store) -> None:
+    send_at = datetime(2030, 1, 1, tzinfo=UTC)
+    await record(store, "n-1", status=NotificationStatus.SCHEDULED, send_at=send_at, reason="quiet")
+    await record(store, "n-1", status=NotificationStatus.FAILED, reason="all channels failed")
+    got = await store.get_notification("n-1")
+    assert got is not None
+    assert got.status is NotificationStatus.FAILED
+    assert got.reason == "all channels failed"
+    assert got.send_at == send_at
+    later = send_at + timedelta(hours=1)
+    await record(store, "n-1", status=NotificationStatus.SCHEDULED, send_at=later)
+    got = await store.get_notification("n-1")
+    assert got is not None and got.send_at == later and got.reason is None
+
+
+async def test_delivery_rows_are_upserted_per_channel(store: Store) -> None:
+    await record(store, "n-1", channels=[DeliveryResult(channel=Channel.EMAIL, status="scheduled")])
+    sent = DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, attempts=1)
+    await store.upsert_delivery("n-1", sent)
+    push = DeliveryResult(channel=Channel.PUSH, status=DeliveryStatus.FAILED, reason="bad token")
+    await store.upsert_delivery("n-1", push)
+    got = await store.get_notification("n-1")
+    assert got is not None and got.channels == [sent, push]
+
+
+async def test_delivery_for_unknown_notification_is_refused(store: Store) -> None:
+    with pytest.raises(LookupError, match="notification ghost not found"):
+        await store.upsert_delivery(
+            "ghost", DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT)
+        )
+
+
+async def test_a_failing_channel_row_leaves_no_notification_behind(store: Store) -> None:
+    broken = DeliveryResult.model_construct(
+        channel=Channel.EMAIL,
+        status=DeliveryStatus.SENT,
+        attempts=None,  # type: ignore[arg-type]  # NOT NULL in the database
+    )
+    with pytest.raises(IntegrityError):
+        await record(store, "n-1", channels=[broken])
+    assert await store.get_notification("n-1") is None
+    assert await store.list_notifications() == []
+
+
+async def test_list_notifications_newest_first_and_by_user(store: Store) -> None:
+    for n, user_id in [("n-1", "ada"), ("n-2", "bob"), ("n-3", "ada")]:
+        await record(store, n, user_id=user_id)
+    await store.record_engagement(EngagementEvent(notification_id="n-1", type="opened"))
+    listed = await store.list_notifications()
+    assert [n.notification_id for n in listed] == ["n-3", "n-2", "n-1"]
+    assert [len(n.engagement) for n in listed] == [0, 0, 1]
+    assert [n.notification_id for n in await store.list_notifications(user_id="ada")] == [
+        "n-3",
+        "n-1",
+    ]
+    assert [n.notification_id for n in await store.list_notifications(limit=1)] == ["n-3"]
+    # Updating an old notification does not make it new.
+    await record(store, "n-1", status=NotificationStatus.SENT)
+    assert (await store.list_notifications(limit=1))[0].notification_id == "n-3"
+    with pytest.raises(ValueError, match="limit"):
+        await store.list_notifications(limit=0)
+
+
+async def test_engagement_is_recorded_once(store: Store) -> None:
+    await record(store, "n-1")
+    at = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=IST)
+    opened = EngagementEvent(
+        notification_id="n-1",
+        type=EngagementType.OPENED,
+        channel=Channel.EMAIL,
+        at=at,
+        metadata={"ua": "mail", "n": 1},
+    )
+    assert await store.record_engagement(opened) is True
+    assert await store.record_engagement(opened) is False
+    # Same time, other type; same type, other time: both are new events.
+    clicked = opened.model_copy(update={"type": EngagementType.CLICKED})
+    assert await store.record_engagement(clicked) is True
+    later = opened.model_copy(update={"at": at + timedelta(microseconds=1)})
+    assert await store.record_engagement(later) is True
+    got = await store.get_notification("n-1")
+    assert got is not None
+    # Ordered by time, then by arrival.
+    assert [(e.type, e.at) for e in got.engagement] == [
+        (EngagementType.OPENED, at),
+        (EngagementType.CLICKED, at),
+        (EngagementType.OPENED, at + timedelta(microseconds=1)),
+    ]
+    assert got.engagement[0].metadata == {"ua": "mail", "n": 1}
+    assert all(e.at is not None and e.at.tzinfo is UTC for e in got.engagement)
+
+
+async def test_engagement_without_time_is_stamped_now(store: Store) -> None:
+    await record(store, "n-1")
+    before = datetime.now(UTC)
+    assert await store.record_engagement(EngagementEvent(notification_id="n-1", type="clicked"))
+    got = await store.get_notification("n-1")
+    assert got is not None and got.engagement[0].at is not None
+    assert got.engagement[0].at >= before
+
+
+async def test_engagement_for_unknown_notification_is_refused(store: Store) -> None:
+    with pytest.raises(LookupError, match="notification ghost not found"):
+        await store.record_engagement(EngagementEvent(notification_id="ghost", type="opened"))
+
+
+async def test_service_stats_counts(store: Store) -> None:
+    empty = await store.service_stats()
+    assert (empty.notifications, empty.channels, empty.engagement) == ({}, {}, {})
+    assert empty.success_rate is None
+
+    def d(channel: Channel, status: DeliveryStatus) -> DeliveryResult:
+        return DeliveryResult(channel=channel, status=status)
+
+    await record(
+        store,
+        "n-1",
+        status=NotificationStatus.SENT,
+        channels=[d(Channel.EMAIL, DeliveryStatus.SENT), d(Channel.SMS, DeliveryStatus.FAILED)],
+    )
+    await record(
+        store,
+        "n-2",
+        status=NotificationStatus.SENT,
+        channels=[
+            d(Channel.EMAIL, DeliveryStatus.SENT),
+            d(Channel.IN_APP, DeliveryStatus.DELIVERED),
+            d(Channel.PUSH, DeliveryStatus.SUPPRESSED),
+        ],
+    )
+    await record(
+        store,
+        "n-3",
+        status=NotificationStatus.FAILED,
+        channels=[d(Channel.EMAIL, DeliveryStatus.FAILED)],
+    )
+    await record(store, "n-4", status=NotificationStatus.SCHEDULED)
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    for n, kind, minutes in [("n-1", "opened", 0), ("n-1", "clicked", 1), ("n-2", "opened", 2)]:
+        event = EngagementEvent(notification_id=n, type=kind, at=t0 + timedelta(minutes=minutes))
+        await store.record_engagement(event)
+
+    stats = await store.service_stats()
+    assert stats.notifications == {
+        NotificationStatus.SENT: 2,
+        NotificationStatus.FAILED: 1,
+        NotificationStatus.SCHEDULED: 1,
+    }
+    assert stats.channels == {
+        Channel.EMAIL: ChannelStats(sent=2, failed=1),
+        Channel.SMS: ChannelStats(failed=1),
+        Channel.IN_APP: ChannelStats(delivered=1),
+        Channel.PUSH: ChannelStats(suppressed=1),
+    }
+    assert stats.engagement == {EngagementType.OPENED: 2, EngagementType.CLICKED: 1}
+    assert stats.success_rate == pytest.approx(3 / 5)

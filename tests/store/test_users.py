@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import time
+
+import pytest
+
+from tidings.models import Channel, Device, Platform, Preferences, QuietHours, User
+from tidings.store import Store
+
+
+async def test_user_round_trip_and_update(store: Store) -> None:
+    user = User(
+        id="grace",
+        email="grace@example.com",
+        phone="+14155552671",
+        timezone="America/New_York",
+        locale="en-US",
+        webhook_url="https://hooks.example.com/grace",
+        attributes={"plan": "pro", "seats": 3, "ratio": 0.5, "beta": True, "none": None},
+    )
+    assert await store.upsert_user(user) == user
+    assert await store.get_user("grace") == user
+
+    changed = user.model_copy(update={"email": None, "attributes": {"plan": "free"}})
+    assert await store.upsert_user(changed) == changed
+    assert await store.get_user("grace") == changed
+
+
+async def test_missing_user_is_none(store: Store) -> None:
+    assert await store.get_user("nobody") is None
+
+
+async def test_list_users_pages_in_id_order(store: Store) -> None:
+    for user_id in ["carol", "alice", "bob"]:
+        await store.upsert_user(User(id=user_id))
+    assert [u.id for u in await store.list_users()] == ["alice", "bob", "carol"]
+    assert [u.id for u in await store.list_users(limit=2)] == ["alice", "bob"]
+    assert [u.id for u in await store.list_users(limit=2, offset=2)] == ["carol"]
+    with pytest.raises(ValueError, match="limit"):
+        await store.list_users(limit=0)
+    with pytest.raises(ValueError, match="offset"):
+        await store.list_users(offset=-1)
+
+
+async def test_devices_are_idempotent_on_platform_and_token(store: Store, user: User) -> None:
+    phone = Device(user_id=user.id, platform=Platform.FCM, token="fcm-token-1", label="pixel")
+    assert await store.add_device(phone) == phone
+    assert await store.add_device(phone) == phone
+    # The same token string on the other platform is another device.
+    tablet = Device(user_id=user.id, platform=Platform.APNS, token="fcm-token-1")
+    await store.add_device(tablet)
+    assert await store.list_devices(user.id) == [phone, tablet]
+
+
+async def test_long_tokens_are_stored_whole(store: Store, user: User) -> None:
+    device = Device(user_id=user.id, platform=Platform.APNS, token="x" * 4096)
+    await store.add_device(device)
+    assert await store.list_devices(user.id) == [device]
+
+
+async def test_registering_a_token_for_another_user_moves_it(store: Store, user: User) -> None:
+    other = await store.upsert_user(User(id="bob"))
+    await store.add_device(Device(user_id=user.id, platform=Platform.FCM, token="shared-token"))
+    moved = await store.add_device(
+        Device(user_id=other.id, platform=Platform.FCM, token="shared-token", label="new owner")
+    )
+    assert moved.user_id == "bob"
+    assert await store.list_devices(user.id) == []
+    assert await store.list_devices(other.id) == [moved]
+
+
+async def test_remove_device(store: Store, user: User) -> None:
+    await store.add_device(Device(user_id=user.id, platform=Platform.FCM, token="to-remove-1"))
+    assert await store.remove_device(Platform.APNS, "to-remove-1") is False
+    assert await store.remove_device(Platform.FCM, "to-remove-1") is True
+    assert await store.remove_device(Platform.FCM, "to-remove-1") is False
+    assert await store.list_devices(user.id) == []
+
+
+async def test_device_for_unknown_user_is_refused_and_not_stored(store: Store) -> None:
+    with pytest.raises(LookupError, match="user ghost not found"):
+        await store.add_device(Device(user_id="ghost", platform=Platform.FCM, token="ghost-token"))
+    assert await store.list_devices("ghost") == []
+
+
+async def test_preferences_default_to_everything_on(store: Store, user: User) -> None:
+    prefs = await store.get_preferences(user.id)
+    assert prefs == Preferences(user_id=user.id)
+    assert prefs.channels == {} and prefs.quiet_hours is None
+
+
+async def test_preferences_round_trip_and_replace(store: Store, user: User) -> None:
+    prefs = Preferences(
+        user_id=user.id,
+        channels={Channel.SMS: False},
+        categories={"marketing": {Channel.EMAIL: False, Channel.PUSH: True}},
+        templates={"weekly-digest": {Channel.IN_APP: False}},
+        quiet_hours=QuietHours(start=time(22, 0), end=time(7, 30)),
+    )
+    assert await store.set_preferences(prefs) == prefs
+    assert await store.get_preferences(user.id) == prefs
+
+    cleared = Preferences(user_id=user.id, channels={Channel.SMS: True})
+    assert await store.set_preferences(cleared) == cleared
+    assert await store.get_preferences(user.id) == cleared
+
+
+async def test_preferences_for_unknown_user_are_refused(store: Store) -> None:
+    with pytest.raises(LookupError, match="user ghost not found"):
+        await store.set_preferences(Preferences(user_id="ghost", channels={Channel.SMS: False}))
+    assert await store.get_preferences("ghost") == Preferences(user_id="ghost")

@@ -1,0 +1,237 @@
+"""Signed webhooks (Standard Webhooks: https://www.standardwebhooks.com/).
+
+Every request carries `webhook-id` (the delivery's idempotency key, the same on every retry, so
+receivers can drop duplicates), `webhook-timestamp` and `webhook-signature`. `sign` and `verify`
+are public: tests and the receipts endpoint check signatures with the same code that makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from tidings.channels.base import (
+    Delivery,
+    PermanentChannelError,
+    RateLimitedError,
+    SendOutcome,
+    TransientChannelError,
+)
+from tidings.models import Channel, DeliveryStatus
+from tidings.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+USER_AGENT = "Tidings-Webhooks/0.1"
+
+
+def _secret_key(secret: str) -> bytes:
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error as e:
+        raise ValueError("webhook secret must be 'whsec_' followed by base64") from e
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value for one message: `v1,<base64 HMAC-SHA256>`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_seconds: int = 300,
+    now: float | None = None,
+) -> None:
+    """Check a received webhook; raises ValueError naming what is wrong."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    raw_ts = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not msg_id or not raw_ts or not signatures:
+        raise ValueError("webhook-id, webhook-timestamp and webhook-signature are all required")
+    try:
+        timestamp = int(raw_ts)
+    except ValueError as e:
+        raise ValueError(f"webhook-timestamp {raw_ts!r} is not unix seconds") from e
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
+        raise ValueError(
+            f"webhook-timestamp is {int(current - timestamp)}s from now; "
+            f"the tolerance is {tolerance_seconds}s"
+        )
+    expected = sign(secret, msg_id, timestamp, body).encode()
+    # The header may list several space-separated signatures (during secret rotation).
+    for candidate in signatures.split():
+        if hmac.compare_digest(candidate.encode(), expected):
+            return
+    raise ValueError("webhook-signature does not match the body")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """False for loopback, private, link-local, shared, reserved and unspecified ranges."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _display_target(url: httpx.URL) -> str:
+    # No query string or credentials: they often carry tokens.
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}{url.path}"
+
+
+class WebhookSender:
+    channel = Channel.WEBHOOK
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._http = http
+        self._secret = settings.webhook_secret.get_secret_value()
+        _secret_key(self._secret)  # refuse a malformed secret at start-up, not at first send
+
+    def payload(self, delivery: Delivery, now: datetime) -> bytes:
+        return json.dumps(
+            {
+                "type": "notification",
+                "notification_id": delivery.notification_id,
+                "user_id": delivery.user.id,
+                "channel": self.channel.value,
+                "subject": delivery.message.subject,
+                "text": delivery.message.text,
+                "timestamp": now.isoformat(),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+
+    async def send(self, delivery: Delivery) -> SendOutcome:
+        if delivery.user.webhook_url is None:
+            raise PermanentChannelError(f"user {delivery.user.id} has no webhook_url")
+        url = httpx.URL(str(delivery.user.webhook_url))
+        target = _display_target(url)
+        request_url = url
+        extensions: dict[str, str] = {}
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        if not self._settings.webhook_allow_private:
+            ip = await self._resolve_public(url, target)
+            # Connect to the address we checked, not a second lookup that DNS rebinding could
+            # point elsewhere; Host and TLS SNI keep the original name.
+            request_url = url.copy_with(host=str(ip))
+            headers["host"] = url.netloc.decode("ascii")
+            extensions = {"sni_hostname": url.host}
+
+        now = datetime.now(UTC)
+        timestamp = int(now.timestamp())
+        body = self.payload(delivery, now)
+        msg_id = delivery.idempotency_key
+        headers["webhook-id"] = msg_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = sign(self._secret, msg_id, timestamp, body)
+        timeout = self._settings.webhook_timeout_seconds
+        try:
+            response = await self._http.post(
+                request_url,
+                content=body,
+                headers=headers,
+                timeout=httpx.Timeout(timeout),
+                follow_redirects=False,
+                extensions=extensions,
+            )
+        except httpx.TimeoutException as e:
+            raise TransientChannelError(
+                f"webhook {target} timed out after {timeout}s ({type(e).__name__})"
+            ) from e
+        except httpx.TransportError as e:
+            raise TransientChannelError(
+                f"webhook {target} unreachable: {type(e).__name__}: {e}"
+            ) from e
+
+        status = response.status_code
+        if response.is_success:
+            logger.info(
+                "webhook delivered notification=%s to=%s status=%d",
+                delivery.notification_id,
+                target,
+                status,
+            )
+            return SendOutcome(
+                status=DeliveryStatus.DELIVERED, target=target, provider_message_id=msg_id
+            )
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise RateLimitedError(f"webhook {target} answered 429 Too Many Requests", retry_after)
+        if status == 408 or status >= 500:
+            raise TransientChannelError(f"webhook {target} answered {status}")
+        if response.is_redirect:
+            raise PermanentChannelError(
+                f"webhook {target} answered {status} redirect; redirects are not followed,"
+                " update the webhook_url"
+            )
+        raise PermanentChannelError(f"webhook {target} answered {status}")
+
+    async def _resolve_public(self, url: httpx.URL, target: str) -> IPAddress:
+        """The first address `url` resolves to, refusing the target if any is not public."""
+        host = url.host
+        try:
+            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        except ValueError:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except socket.gaierror as e:
+                if e.errno == socket.EAI_NONAME:
+                    raise PermanentChannelError(
+                        f"webhook_url host {host!r} does not resolve"
+                    ) from e
+                raise TransientChannelError(f"resolving webhook_url host {host!r}: {e}") from e
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        if not addresses:
+            raise PermanentChannelError(f"webhook_url host {host!r} has no address")
+        # Refuse if any address is private: otherwise which one we hit would decide safety.
+        for ip in addresses:
+            if not is_public_address(ip):
+                raise PermanentChannelError(
+                    f"webhook_url {target} resolves to non-public address {ip};"
+                    " private targets are not allowed (TIDINGS_WEBHOOK_ALLOW_PRIVATE)"
+                )
+        return addresses[0]

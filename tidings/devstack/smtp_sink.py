@@ -1,0 +1,234 @@
+"""A local SMTP server that keeps what it receives, for development and tests.
+
+It runs on the caller's event loop (no extra thread), keeps every message in memory and, given a
+maildir, also writes `<id>.eml` plus `index.json` so another process (`tidings mail`) can list and
+read them. Fault injection covers the replies a real relay gives: 550 for unknown users, 450 at
+RCPT (greylisting), 451 for a whole message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, cast
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from pydantic import AwareDatetime, BaseModel
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.json"
+_MAIL_ID_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{8}$")
+
+
+class ReceivedMail(BaseModel):
+    id: str
+    mail_from: str
+    rcpt_tos: list[str]
+    subject: str = ""
+    message_id: str | None = None
+    received_at: AwareDatetime
+    raw: bytes = b""
+
+    def parsed(self) -> EmailMessage:
+        return BytesParser(policy=policy.default).parsebytes(self.raw)
+
+    def body(self, subtype: str = "plain") -> str | None:
+        """The decoded text/<subtype> part with plain newlines, or None when there is none."""
+        part = self.parsed().get_body(preferencelist=(subtype,))
+        if part is None or part.get_content_subtype() != subtype:
+            return None
+        # The wire format uses CRLF; callers compare and display text with \n.
+        return cast(str, part.get_content()).replace("\r\n", "\n")
+
+
+def list_mail(maildir: Path) -> list[ReceivedMail]:
+    """Every message a sink has written to `maildir`, oldest first; [] when there is none."""
+    return [_with_raw(maildir, entry) for entry in _read_index(maildir)]
+
+
+def read_mail(maildir: Path, mail_id: str) -> ReceivedMail:
+    if not _MAIL_ID_RE.match(mail_id):
+        raise ValueError(f"mail_id {mail_id!r} is not a sink message id")
+    for entry in _read_index(maildir):
+        if entry.id == mail_id:
+            return _with_raw(maildir, entry)
+    raise KeyError(f"no message {mail_id!r} in {maildir}")
+
+
+def _read_index(maildir: Path) -> list[ReceivedMail]:
+    path = maildir / INDEX_FILE
+    if not path.exists():
+        return []
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return [ReceivedMail.model_validate(e) for e in entries]
+
+
+def _with_raw(maildir: Path, entry: ReceivedMail) -> ReceivedMail:
+    return entry.model_copy(update={"raw": (maildir / f"{entry.id}.eml").read_bytes()})
+
+
+def _append_to_maildir(maildir: Path, mail: ReceivedMail) -> None:
+    maildir.mkdir(parents=True, exist_ok=True)
+    (maildir / f"{mail.id}.eml").write_bytes(mail.raw)
+    entries = [e.model_dump(mode="json", exclude={"raw"}) for e in _read_index(maildir)]
+    entries.append(mail.model_dump(mode="json", exclude={"raw"}))
+    # Write-then-rename so a reader in another process never sees a half-written index.
+    fd, tmp = tempfile.mkstemp(dir=maildir, prefix=".index-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(entries, f, indent=1)
+    os.replace(tmp, maildir / INDEX_FILE)
+
+
+def _new_mail_id(now: datetime) -> str:
+    # Sorts by arrival and is safe as a file name.
+    return f"{int(now.timestamp() * 1000):013d}-{secrets.token_hex(4)}"
+
+
+class _Handler:
+    """aiosmtpd handler hooks; the sink owns the state they consult."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self._sink.credentials and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self._sink.reject_permanently:
+            return "550 5.1.1 no such user"
+        if address.lower() in self._sink.defer_recipients:
+            return "450 4.2.0 greylisted, try later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._sink.take_transient_failure():
+            return "451 4.3.0 try later"
+        await self._sink.accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        return "250 2.0.0 Message accepted for delivery"
+
+
+class SmtpSink:
+    """An SMTP server on `host:port` (port 0 picks a free one; read `.port` after start)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        maildir: Path | None = None,
+        *,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.maildir = maildir
+        self.credentials = dict(credentials or {})
+        self.messages: list[ReceivedMail] = []
+        # Lower-cased addresses; mutate freely between sends.
+        self.reject_permanently: set[str] = set()
+        self.defer_recipients: set[str] = set()
+        self._transient_failures = 0
+        self._server: asyncio.Server | None = None
+
+    def fail_transiently(self, n: int = 1) -> None:
+        """Answer `451 try later` to the next `n` messages (at the end of DATA)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._transient_failures = n
+
+    def take_transient_failure(self) -> bool:
+        if self._transient_failures > 0:
+            self._transient_failures -= 1
+            return True
+        return False
+
+    def clear(self) -> None:
+        """Forget received messages (in memory only) and every injected fault."""
+        self.messages.clear()
+        self.reject_permanently.clear()
+        self.defer_recipients.clear()
+        self._transient_failures = 0
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("SmtpSink already started")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("SMTP sink listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> SmtpSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def accept(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> ReceivedMail:
+        now = datetime.now(UTC)
+        headers = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        mail = ReceivedMail(
+            id=_new_mail_id(now),
+            mail_from=mail_from,
+            rcpt_tos=rcpt_tos,
+            subject=str(headers.get("Subject", "")),
+            message_id=str(headers["Message-ID"]) if headers["Message-ID"] else None,
+            received_at=now,
+            raw=raw,
+        )
+        if self.maildir is not None:
+            await asyncio.to_thread(_append_to_maildir, self.maildir, mail)
+        self.messages.append(mail)
+        logger.info("SMTP sink received %s for %s", mail.id, ", ".join(rcpt_tos))
+        return mail
+
+    def _protocol(self) -> SMTP:
+        kwargs: dict[str, Any] = {}
+        if self.credentials:
+            # Plain-text AUTH is fine on loopback; it lets tests exercise credentials.
+            kwargs.update(auth_require_tls=False, authenticator=self._authenticate)
+        return SMTP(
+            _Handler(self),
+            hostname="tidings-sink.localhost",
+            loop=asyncio.get_running_loop(),
+            **kwargs,
+        )
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode(errors="replace")
+            expected = self.credentials.get(login)
+            if expected is not None and secrets.compare_digest(
+                expected.encode(), auth_data.password
+            ):
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)

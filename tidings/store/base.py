@@ -1,0 +1,71 @@
+"""What every part of the Store shares: the engine, its sessions and a few helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tidings.store.engine import WRITE_OPTION
+from tidings.store.tables import Base
+
+Upsert = postgresql.Insert | sqlite.Insert
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_limit(limit: int, offset: int = 0) -> None:
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset: must not be negative, got {offset}")
+
+
+def rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+class StoreBase:
+    """Holds the engine. Every public method runs in exactly one transaction: `_write()` for
+    anything that changes rows (committed on success, rolled back on any error), `_read()` for
+    the rest (one consistent snapshot)."""
+
+    engine: AsyncEngine
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            # Procuring the connection with the option set makes SQLite BEGIN IMMEDIATE.
+            await session.connection(execution_options={WRITE_OPTION: True})
+            yield session
+
+    async def _serialise(self, session: AsyncSession, key: str) -> None:
+        """Queue behind any other transaction holding `key` until this one ends. SQLite needs
+        nothing: a write transaction there already excludes every other writer."""
+        if self.engine.dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": f"tidings:{key}"},
+            )
+
+    def _insert(self, entity: type[Base]) -> Upsert:
+        """INSERT with ON CONFLICT support; both backends spell it the same way."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(entity)
+        return sqlite.insert(entity)

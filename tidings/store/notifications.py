@@ -1,0 +1,217 @@
+"""The notification read model: one row per notification, one per channel delivery, and the
+engagement events. Temporal holds the in-flight state; these rows are what the API, the inbox
+and analytics read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from tidings.models import (
+    Channel,
+    ChannelStats,
+    DeliveryResult,
+    DeliveryStatus,
+    EngagementEvent,
+    EngagementType,
+    NotificationResult,
+    NotificationStatus,
+    Priority,
+    ServiceStats,
+)
+from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
+
+# The delivery statuses ChannelStats counts, by field name.
+_COUNTED = {
+    DeliveryStatus.SENT: "sent",
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.FAILED: "failed",
+    DeliveryStatus.SUPPRESSED: "suppressed",
+}
+
+
+def _delivery(row: DeliveryRow) -> DeliveryResult:
+    return DeliveryResult(
+        channel=Channel(row.channel),
+        status=DeliveryStatus(row.status),
+        reason=row.reason,
+        target=row.target,
+        provider_message_id=row.provider_message_id,
+        attempts=row.attempts,
+        at=row.at,
+    )
+
+
+def _engagement(row: EngagementRow) -> EngagementEvent:
+    return EngagementEvent.model_validate(
+        {
+            "notification_id": row.notification_id,
+            "type": row.type,
+            "channel": row.channel,
+            "at": row.at,
+            "metadata": row.meta,
+        }
+    )
+
+
+def _notification(row: NotificationRow) -> NotificationResult:
+    return NotificationResult(
+        notification_id=row.id,
+        user_id=row.user_id,
+        template_id=row.template_id,
+        template_version=row.template_version,
+        priority=Priority(row.priority),
+        status=NotificationStatus(row.status),
+        send_at=row.send_at,
+        reason=row.reason,
+        channels=[_delivery(d) for d in row.deliveries],
+        engagement=[_engagement(e) for e in row.engagement],
+    )
+
+
+def _with_children() -> tuple[Any, ...]:
+    return (selectinload(NotificationRow.deliveries), selectinload(NotificationRow.engagement))
+
+
+class NotificationsMixin(StoreBase):
+    async def upsert_notification(
+        self,
+        *,
+        notification_id: str,
+        user_id: str,
+        template_id: str,
+        template_version: int,
+        priority: Priority,
+        status: NotificationStatus,
+        send_at: datetime | None = None,
+        reason: str | None = None,
+        channels: list[DeliveryResult] | None = None,
+    ) -> None:
+        """Insert or update the notification and, when `channels` is given, each channel's
+        delivery row, all in one transaction. Every field is overwritten except `send_at`: None
+        keeps the send time already recorded, since once known it stays a fact."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "user_id": user_id,
+            "template_id": template_id,
+            "template_version": template_version,
+            "priority": Priority(priority).value,
+            "status": NotificationStatus(status).value,
+            "reason": reason,
+            "updated_at": now,
+        }
+        stmt = self._insert(NotificationRow).values(
+            id=notification_id, send_at=send_at, created_at=now, **values
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                **values,
+                "send_at": func.coalesce(stmt.excluded.send_at, NotificationRow.send_at),
+            },
+        )
+        async with self._write() as session:
+            await session.execute(stmt)
+            for result in channels or []:
+                await self._put_delivery(session, notification_id, result)
+
+    async def upsert_delivery(self, notification_id: str, result: DeliveryResult) -> None:
+        async with self._write() as session:
+            await self._require_notification(session, notification_id)
+            await self._put_delivery(session, notification_id, result)
+
+    async def _put_delivery(
+        self, session: AsyncSession, notification_id: str, result: DeliveryResult
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": DeliveryStatus(result.status).value,
+            "reason": result.reason,
+            "target": result.target,
+            "provider_message_id": result.provider_message_id,
+            "attempts": result.attempts,
+            "at": result.at,
+            "updated_at": utcnow(),
+        }
+        stmt = self._insert(DeliveryRow).values(
+            notification_id=notification_id, channel=Channel(result.channel).value, **values
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["notification_id", "channel"], set_=values
+        )
+        await session.execute(stmt)
+
+    async def _require_notification(self, session: AsyncSession, notification_id: str) -> None:
+        found = await session.scalar(
+            select(NotificationRow.id).where(NotificationRow.id == notification_id)
+        )
+        if found is None:
+            raise LookupError(f"notification {notification_id} not found")
+
+    async def get_notification(self, notification_id: str) -> NotificationResult | None:
+        stmt = (
+            select(NotificationRow)
+            .where(NotificationRow.id == notification_id)
+            .options(*_with_children())
+        )
+        async with self._read() as session:
+            row = await session.scalar(stmt)
+            return None if row is None else _notification(row)
+
+    async def list_notifications(
+        self, *, user_id: str | None = None, limit: int = 50
+    ) -> list[NotificationResult]:
+        """Newest first, with channels and engagement (three queries, however many rows)."""
+        check_limit(limit)
+        stmt = (
+            select(NotificationRow)
+            .order_by(NotificationRow.created_at.desc(), NotificationRow.id.desc())
+            .limit(limit)
+            .options(*_with_children())
+        )
+        if user_id is not None:
+            stmt = stmt.where(NotificationRow.user_id == user_id)
+        async with self._read() as session:
+            return [_notification(row) for row in (await session.scalars(stmt)).all()]
+
+    async def record_engagement(self, event: EngagementEvent) -> bool:
+        """Record one engagement event; False when the same (notification, type, time) was
+        already recorded, as happens when an activity or a tracking request is retried."""
+        stmt = self._insert(EngagementRow).values(
+            notification_id=event.notification_id,
+            type=EngagementType(event.type).value,
+            channel=None if event.channel is None else Channel(event.channel).value,
+            at=event.at or utcnow(),
+            meta=event.metadata,
+        )
+        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "type", "at"])
+        async with self._write() as session:
+            await self._require_notification(session, event.notification_id)
+            return rowcount(await session.execute(stmt)) == 1
+
+    async def service_stats(self) -> ServiceStats:
+        """Counts by status, channel and engagement type, aggregated by the database."""
+        by_status = select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
+        by_channel = select(DeliveryRow.channel, DeliveryRow.status, func.count()).group_by(
+            DeliveryRow.channel, DeliveryRow.status
+        )
+        by_type = select(EngagementRow.type, func.count()).group_by(EngagementRow.type)
+        async with self._read() as session:
+            statuses = (await session.execute(by_status)).all()
+            deliveries = (await session.execute(by_channel)).all()
+            types = (await session.execute(by_type)).all()
+        channels: dict[Channel, ChannelStats] = {}
+        for channel, status, count in deliveries:
+            stats = channels.setdefault(Channel(channel), ChannelStats())
+            field = _COUNTED.get(DeliveryStatus(status))
+            if field is not None:
+                setattr(stats, field, count)
+        return ServiceStats(
+            notifications={NotificationStatus(s): n for s, n in statuses},
+            channels=channels,
+            engagement={EngagementType(t): n for t, n in types},
+        )

@@ -1,0 +1,215 @@
+"""The database tables, one declarative class each.
+
+Enums are stored as their string values and dict fields as JSON (JSONB on PostgreSQL). Every
+timestamp goes through `UTCDateTime`, so what comes back is always an aware UTC datetime whatever
+the backend. The schema itself is created by the Alembic migrations beside this module; a test
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Explicit constraint names keep migrations reproducible across backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite makes only an INTEGER PRIMARY KEY an auto-incrementing rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JSONValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out. SQLite keeps no offset, so values are
+    converted to UTC before they are written and tagged as UTC when they are read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()}: timestamps must be timezone-aware"
+            )
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(35))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeviceRow(Base):
+    """Keyed by a digest of the token: tokens may be up to 4 KiB, more than a PostgreSQL
+    b-tree entry holds."""
+
+    __tablename__ = "devices"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PreferencesRow(Base):
+    __tablename__ = "preferences"
+
+    user_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    channels: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    categories: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    templates: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TemplateRow(Base):
+    """One row per version; rows are never updated, so a running notification's pinned
+    version stays readable."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(128))
+    channels: Mapped[list[str]] = mapped_column(JSONValue)
+    default_priority: Mapped[str] = mapped_column(String(16))
+    content: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    locales: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    sample_data: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class NotificationRow(Base):
+    """The read model of a notification. No foreign keys to users or templates: a notification
+    for a user who vanished must still be recordable, with its failure reason."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "created_at"))
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    template_id: Mapped[str] = mapped_column(String(128))
+    template_version: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # Loaded explicitly with selectinload; lazy="raise" turns an accidental lazy load (which
+    # cannot work under asyncio) into an immediate error.
+    deliveries: Mapped[list[DeliveryRow]] = relationship(
+        order_by=lambda: DeliveryRow.channel, lazy="raise", viewonly=True
+    )
+    engagement: Mapped[list[EngagementRow]] = relationship(
+        order_by=lambda: [EngagementRow.at, EngagementRow.id], lazy="raise", viewonly=True
+    )
+
+
+class DeliveryRow(Base):
+    __tablename__ = "deliveries"
+
+    notification_id: Mapped[str] = mapped_column(
+        String, ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EngagementRow(Base):
+    __tablename__ = "engagement_events"
+    __table_args__ = (UniqueConstraint("notification_id", "type", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(
+        String, ForeignKey("notifications.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # `metadata` is reserved on declarative classes, hence the attribute name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONValue)
+
+
+class LedgerRow(Base):
+    __tablename__ = "send_ledger"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    notification_id: Mapped[str] = mapped_column(String, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboxRow(Base):
+    __tablename__ = "inbox_items"
+    __table_args__ = (Index(None, "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    notification_id: Mapped[str] = mapped_column(String, unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,104 @@
+"""Versioned templates. A version, once written, never changes: a notification pins the
+version it started with and must find the same sources when it finally sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tidings.models import Template, TemplateDefinition
+from tidings.store.base import StoreBase, utcnow
+from tidings.store.tables import TemplateRow
+
+
+def _template(row: TemplateRow) -> Template:
+    return Template.model_validate(
+        {
+            "id": row.id,
+            "version": row.version,
+            "name": row.name,
+            "category": row.category,
+            "channels": row.channels,
+            "default_priority": row.default_priority,
+            "content": row.content,
+            "locales": row.locales,
+            "sample_data": row.sample_data,
+            "created_at": row.created_at,
+        }
+    )
+
+
+def _definition_json(template: Template) -> dict[str, Any]:
+    return template.model_dump(mode="json", exclude={"version", "created_at"})
+
+
+class TemplatesMixin(StoreBase):
+    async def add_template_version(self, definition: TemplateDefinition) -> Template:
+        """Store `definition` as the next version of its template, or return the latest version
+        unchanged when it is identical (registering the same thing twice is a no-op).
+
+        Registrations of one template are serialised (a lock on PostgreSQL, the single writer on
+        SQLite), so each sees the version the previous one wrote; the primary key (id, version)
+        makes a duplicate version impossible even so."""
+        wanted = definition.model_dump(mode="json")
+        latest_stmt = (
+            select(TemplateRow)
+            .where(TemplateRow.id == definition.id)
+            .order_by(TemplateRow.version.desc())
+            .limit(1)
+        )
+        async with self._write() as session:
+            await self._serialise(session, f"template:{definition.id}")
+            latest_row = await session.scalar(latest_stmt)
+            if latest_row is not None:
+                latest = _template(latest_row)
+                if _definition_json(latest) == wanted:
+                    return latest
+            row = TemplateRow(
+                id=definition.id,
+                version=1 if latest_row is None else latest_row.version + 1,
+                name=wanted["name"],
+                category=wanted["category"],
+                channels=wanted["channels"],
+                default_priority=wanted["default_priority"],
+                content=wanted["content"],
+                locales=wanted["locales"],
+                sample_data=wanted["sample_data"],
+                created_at=utcnow(),
+            )
+            session.add(row)
+            await session.flush()
+        return _template(row)
+
+    async def get_template(self, template_id: str, version: int | None = None) -> Template | None:
+        """One version of a template; the latest when `version` is None."""
+        async with self._read() as session:
+            if version is not None:
+                row = await session.get(TemplateRow, (template_id, version))
+            else:
+                row = await session.scalar(
+                    select(TemplateRow)
+                    .where(TemplateRow.id == template_id)
+                    .order_by(TemplateRow.version.desc())
+                    .limit(1)
+                )
+            return None if row is None else _template(row)
+
+    async def list_templates(self) -> list[Template]:
+        """The latest version of every template, by id."""
+        latest = (
+            select(TemplateRow.id, func.max(TemplateRow.version).label("version"))
+            .group_by(TemplateRow.id)
+            .subquery()
+        )
+        stmt = (
+            select(TemplateRow)
+            .join(
+                latest,
+                (TemplateRow.id == latest.c.id) & (TemplateRow.version == latest.c.version),
+            )
+            .order_by(TemplateRow.id)
+        )
+        async with self._read() as session:
+            return [_template(row) for row in (await session.scalars(stmt)).all()]

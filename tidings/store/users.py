@@ -1,0 +1,142 @@
+"""Users, their devices and their channel preferences."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import delete, select
+
+from tidings.models import Device, Platform, Preferences, User
+from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.tables import DeviceRow, PreferencesRow, UserRow
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _user(row: UserRow) -> User:
+    return User.model_validate(
+        {
+            "id": row.id,
+            "email": row.email,
+            "phone": row.phone,
+            "timezone": row.timezone,
+            "locale": row.locale,
+            "webhook_url": row.webhook_url,
+            "attributes": row.attributes,
+        }
+    )
+
+
+def _device(row: DeviceRow) -> Device:
+    return Device(
+        user_id=row.user_id, platform=Platform(row.platform), token=row.token, label=row.label
+    )
+
+
+def _preferences(row: PreferencesRow) -> Preferences:
+    return Preferences.model_validate(
+        {
+            "user_id": row.user_id,
+            "channels": row.channels,
+            "categories": row.categories,
+            "templates": row.templates,
+            "quiet_hours": row.quiet_hours,
+        }
+    )
+
+
+class UsersMixin(StoreBase):
+    async def upsert_user(self, user: User) -> User:
+        now = utcnow()
+        values = {
+            "email": str(user.email) if user.email else None,
+            "phone": user.phone,
+            "timezone": user.timezone,
+            "locale": user.locale,
+            "webhook_url": str(user.webhook_url) if user.webhook_url else None,
+            "attributes": user.attributes,
+            "updated_at": now,
+        }
+        stmt = self._insert(UserRow).values(id=user.id, created_at=now, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=values)
+        async with self._write() as session:
+            await session.execute(stmt)
+            row = await session.get_one(UserRow, user.id, populate_existing=True)
+            return _user(row)
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._read() as session:
+            row = await session.get(UserRow, user_id)
+            return None if row is None else _user(row)
+
+    async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        check_limit(limit, offset)
+        stmt = select(UserRow).order_by(UserRow.id).limit(limit).offset(offset)
+        async with self._read() as session:
+            return [_user(row) for row in (await session.scalars(stmt)).all()]
+
+    async def add_device(self, device: Device) -> Device:
+        """Idempotent on (platform, token). A token registered again by another user moves to
+        that user: a phone that changes hands must stop receiving the old owner's pushes."""
+        now = utcnow()
+        digest = _token_digest(device.token)
+        values = {"user_id": device.user_id, "label": device.label, "updated_at": now}
+        stmt = self._insert(DeviceRow).values(
+            platform=device.platform.value,
+            token_sha256=digest,
+            token=device.token,
+            created_at=now,
+            **values,
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=["platform", "token_sha256"], set_=values)
+        async with self._write() as session:
+            if await session.get(UserRow, device.user_id) is None:
+                raise LookupError(f"user {device.user_id} not found")
+            await session.execute(stmt)
+            row = await session.get_one(
+                DeviceRow, (device.platform.value, digest), populate_existing=True
+            )
+            return _device(row)
+
+    async def list_devices(self, user_id: str) -> list[Device]:
+        stmt = (
+            select(DeviceRow)
+            .where(DeviceRow.user_id == user_id)
+            .order_by(DeviceRow.created_at, DeviceRow.platform, DeviceRow.token_sha256)
+        )
+        async with self._read() as session:
+            return [_device(row) for row in (await session.scalars(stmt)).all()]
+
+    async def remove_device(self, platform: Platform, token: str) -> bool:
+        stmt = delete(DeviceRow).where(
+            DeviceRow.platform == Platform(platform).value,
+            DeviceRow.token_sha256 == _token_digest(token),
+        )
+        async with self._write() as session:
+            return rowcount(await session.execute(stmt)) > 0
+
+    async def set_preferences(self, prefs: Preferences) -> Preferences:
+        dumped = prefs.model_dump(mode="json")
+        values = {
+            "channels": dumped["channels"],
+            "categories": dumped["categories"],
+            "templates": dumped["templates"],
+            "quiet_hours": dumped["quiet_hours"],
+            "updated_at": utcnow(),
+        }
+        stmt = self._insert(PreferencesRow).values(user_id=prefs.user_id, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["user_id"], set_=values)
+        async with self._write() as session:
+            if await session.get(UserRow, prefs.user_id) is None:
+                raise LookupError(f"user {prefs.user_id} not found")
+            await session.execute(stmt)
+            row = await session.get_one(PreferencesRow, prefs.user_id, populate_existing=True)
+            return _preferences(row)
+
+    async def get_preferences(self, user_id: str) -> Preferences:
+        """Stored preferences, or the defaults (every channel on, no quiet hours)."""
+        async with self._read() as session:
+            row = await session.get(PreferencesRow, user_id)
+            return Preferences(user_id=user_id) if row is None else _preferences(row)

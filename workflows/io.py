@@ -1,0 +1,31 @@
+"""Inputs and outputs of the workflows, their updates and signals (wire contracts)."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from tidings.models import AttributeValue, Channel, EngagementType, NotificationRequest, Priority
+
+
+class NotificationInput(BaseModel):
+    notification_id: str
+    request: NotificationRequest
+    template_version: int  # pinned at trigger time for the life of the run
+    priority: Priority
+    engagement_window_hours: float = 72.0
+    task_queue_base: str = "tidings"
+
+
+class RescheduleInput(BaseModel):
+    at: AwareDatetime
+
+
+class CancelInput(BaseModel):
+    reason: str = Field(default="cancelled by request", max_length=500)
+
+
+class EngagementSignal(BaseModel):
+    type: EngagementType
+    channel: Channel | None = None
+    at: AwareDatetime | None = None  # when the user acted; defaults to when the signal arrived
+    metadata: dict[str, AttributeValue] = Field(default_factory=dict)

@@ -1,0 +1,384 @@
+"""NotificationWorkflow: one notification, from trigger to the end of its engagement window.
+
+Deterministic orchestration only. Decisions (routing, quiet hours, rendering, sending) happen in
+activities that call `tidings.*`; this class sequences them, waits durably, and answers the
+`status` query, the `reschedule` / `cancel` updates and the `engagement` signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+    from activities.notification import (
+        NOT_FOUND,
+        PERMANENT,
+        TEMPLATE,
+        NotificationActivities,
+    )
+    from tidings.models import (
+        Channel,
+        DeliveryResult,
+        DeliveryStatus,
+        EngagementEvent,
+        EngagementType,
+        NotificationResult,
+        NotificationStatus,
+    )
+    from tidings.queues import channel_queue
+    from tidings.routing import overall_status
+    from workflows import search_attributes as sa
+    from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
+
+_NON_RETRYABLE = [PERMANENT, NOT_FOUND, TEMPLATE]
+
+# Named retry policies per channel. Backoff caps reflect each provider: an SMTP relay that is down
+# usually returns within minutes; a customer's webhook endpoint may be down for hours.
+RETRY_POLICIES: dict[Channel, RetryPolicy] = {
+    Channel.EMAIL: RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=10),
+        maximum_attempts=12,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+    Channel.IN_APP: RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=10,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+    Channel.WEBHOOK: RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=30),
+        maximum_attempts=15,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+}
+DEFAULT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=_NON_RETRYABLE,
+)
+# One attempt may take this long before Temporal counts it as timed out and retries.
+ATTEMPT_TIMEOUTS: dict[Channel, timedelta] = {
+    Channel.EMAIL: timedelta(seconds=60),
+    Channel.IN_APP: timedelta(seconds=15),
+    Channel.WEBHOOK: timedelta(seconds=30),
+}
+# All attempts together; shortened to the notification's expiry when that comes first.
+DELIVERY_DEADLINE = timedelta(hours=24)
+LOCAL_TIMEOUT = timedelta(seconds=30)
+LOCAL_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=30), non_retryable_error_types=[NOT_FOUND]
+)
+MAX_ENGAGEMENT_EVENTS = 100
+
+
+@workflow.defn(name="NotificationWorkflow")
+class NotificationWorkflow:
+    def __init__(self) -> None:
+        self._input: NotificationInput | None = None
+        self._status = NotificationStatus.SCHEDULED
+        self._send_at: datetime | None = None
+        self._channels: list[DeliveryResult] = []
+        self._engagement: list[EngagementEvent] = []
+        self._reason: str | None = None
+        self._cancel_reason: str | None = None
+        self._rescheduled = False
+        self._delivered_at: datetime | None = None
+        self._window_closed = False
+        self._unrecorded = False  # status changed since the database last saw it
+
+    # --- handlers -------------------------------------------------------------------------------
+
+    @workflow.query(name="status")
+    def status(self) -> NotificationResult:
+        return self._result()
+
+    @workflow.update(name="reschedule")
+    def reschedule(self, input: RescheduleInput) -> NotificationResult:
+        self._send_at = input.at
+        self._rescheduled = True
+        return self._result()
+
+    @reschedule.validator
+    def _validate_reschedule(self, input: RescheduleInput) -> None:
+        self._require_waiting("reschedule")
+        if input.at <= workflow.now():
+            raise ValueError(f"at: {input.at.isoformat()} is in the past")
+        expires_at = self._req.request.expires_at
+        if expires_at is not None and input.at >= expires_at:
+            raise ValueError(f"at: must be before the expiry {expires_at.isoformat()}")
+
+    @workflow.update(name="cancel")
+    def cancel(self, input: CancelInput) -> NotificationResult:
+        self._cancel_reason = input.reason
+        return self._result()
+
+    @cancel.validator
+    def _validate_cancel(self, input: CancelInput) -> None:
+        self._require_waiting("cancel")
+
+    @workflow.signal(name="engagement")
+    async def engagement(self, signal: EngagementSignal) -> None:
+        # Signals cannot be refused, so the client checks first and says why; anything that
+        # still arrives outside the window is logged and dropped, never recorded.
+        if self._delivered_at is None or self._window_closed:
+            workflow.logger.warning("engagement %s outside the window, dropped", signal.type)
+            return
+        if len(self._engagement) >= MAX_ENGAGEMENT_EVENTS:
+            workflow.logger.warning("engagement cap reached, %s dropped", signal.type)
+            return
+        event = EngagementEvent(
+            notification_id=self._req.notification_id,
+            type=signal.type,
+            channel=signal.channel,
+            at=signal.at or workflow.now(),
+            metadata=signal.metadata,
+        )
+        self._engagement.append(event)
+        await workflow.execute_local_activity_method(
+            NotificationActivities.record_engagement,
+            event,
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
+        )
+
+    # --- main -----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: NotificationInput) -> NotificationResult:
+        self._input = input
+        self._send_at = input.request.scheduled_at
+        await self._record()
+
+        plan = await self._wait_for_send_time()
+        if plan is None:
+            return await self._finish()
+
+        self._set_status(NotificationStatus.SENDING)
+        suppressed = [
+            DeliveryResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
+            for c, r in plan.suppressed.items()
+        ]
+        self._channels = suppressed + [
+            DeliveryResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
+        ]
+        sent = await asyncio.gather(*(self._deliver(c) for c in plan.channels))
+        self._channels = suppressed + list(sent)
+        self._set_status(overall_status(self._channels))
+        await self._record()
+
+        if self._status is NotificationStatus.SENT:
+            self._delivered_at = workflow.now()
+            await self._engagement_window(input.engagement_window_hours)
+        return await self._finish()
+
+    async def _wait_for_send_time(self) -> PlanResult | None:
+        """Sleep until the send time; re-plan after each wake-up because preferences, quiet
+        hours or a reschedule may have moved it. None when cancelled or expired instead."""
+        expires_at = self._req.request.expires_at
+        while True:
+            target = max(self._send_at or workflow.now(), workflow.now())
+            if expires_at is not None and target >= expires_at:
+                if await self._sleep_until(expires_at) == "elapsed":
+                    self._end_unsent(DeliveryStatus.EXPIRED, "expired before its send time")
+                    return None
+            elif await self._sleep_until(target) == "elapsed":
+                plan = await self._plan()
+                if plan is None:
+                    return None
+                if self._cancel_reason is not None:
+                    self._end_unsent(DeliveryStatus.CANCELLED, self._cancel_reason)
+                    return None
+                if plan.send_at <= workflow.now():
+                    return plan
+                # Quiet hours: defer to the end of the window, never drop.
+                self._send_at = plan.send_at
+                await self._record()
+                continue
+            if self._cancel_reason is not None:
+                self._end_unsent(DeliveryStatus.CANCELLED, self._cancel_reason)
+                return None
+            await self._record()  # rescheduled: the new send time is visible in the database
+
+    async def _sleep_until(self, when: datetime) -> str:
+        self._rescheduled = False
+        seconds = (when - workflow.now()).total_seconds()
+        if seconds > 0:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._rescheduled or self._cancel_reason is not None,
+                    timeout=seconds,
+                    timeout_summary="waiting for send time",
+                )
+            except TimeoutError:
+                return "elapsed"
+            return "interrupted"
+        return "interrupted" if self._cancel_reason is not None else "elapsed"
+
+    def _end_unsent(self, status: DeliveryStatus, reason: str) -> None:
+        self._reason = reason
+        self._set_status(NotificationStatus(status.value))
+
+    async def _plan(self) -> PlanResult | None:
+        req = self._req
+        try:
+            return await workflow.execute_local_activity_method(
+                NotificationActivities.plan_delivery,
+                PlanInput(
+                    notification_id=req.notification_id,
+                    user_id=req.request.user_id,
+                    template_id=req.request.template_id,
+                    template_version=req.template_version,
+                    priority=req.priority,
+                    requested_channels=req.request.channels,
+                    not_before=workflow.now(),
+                ),
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=LOCAL_RETRY,
+            )
+        except ActivityError as e:
+            # The user or template was deleted while we waited: nothing can be sent. That is a
+            # business outcome recorded as FAILED, not a failed workflow.
+            self._reason = _reason(e)
+            self._set_status(NotificationStatus.FAILED)
+            return None
+
+    async def _deliver(self, channel: Channel) -> DeliveryResult:
+        req = self._req
+        deadline = DELIVERY_DEADLINE
+        if req.request.expires_at is not None:
+            deadline = min(deadline, req.request.expires_at - workflow.now())
+        try:
+            result: DeliverResult = await workflow.execute_activity_method(
+                NotificationActivities.deliver,
+                DeliverInput(
+                    notification_id=req.notification_id,
+                    channel=channel,
+                    user_id=req.request.user_id,
+                    template_id=req.request.template_id,
+                    template_version=req.template_version,
+                    data=req.request.data,
+                    priority=req.priority,
+                    expires_at=req.request.expires_at,
+                ),
+                task_queue=channel_queue(req.task_queue_base, channel, req.priority),
+                start_to_close_timeout=ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30)),
+                schedule_to_close_timeout=max(deadline, timedelta(seconds=1)),
+                retry_policy=RETRY_POLICIES.get(channel, DEFAULT_RETRY),
+                summary=f"deliver {channel.value}",
+            )
+        except ActivityError as e:
+            return DeliveryResult(
+                channel=channel,
+                status=DeliveryStatus.FAILED,
+                reason=_reason(e),
+                at=workflow.now(),
+            )
+        return DeliveryResult(
+            channel=channel,
+            status=result.status,
+            target=result.target,
+            provider_message_id=result.provider_message_id,
+            at=workflow.now(),
+        )
+
+    async def _engagement_window(self, hours: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: any(e.type is EngagementType.CONVERTED for e in self._engagement),
+                timeout=timedelta(hours=hours),
+                timeout_summary="engagement window",
+            )
+        self._window_closed = True
+
+    async def _finish(self) -> NotificationResult:
+        if self._status in (NotificationStatus.CANCELLED, NotificationStatus.EXPIRED):
+            status = DeliveryStatus(self._status.value)
+            self._channels = [
+                DeliveryResult(channel=c, status=status, reason=self._reason)
+                for c in (self._req.request.channels or [])
+            ]
+        if self._unrecorded:
+            await self._record()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result()
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @property
+    def _req(self) -> NotificationInput:
+        assert self._input is not None, "run() sets the input before any handler can use it"
+        return self._input
+
+    def _require_waiting(self, action: str) -> None:
+        if self._status is not NotificationStatus.SCHEDULED or self._cancel_reason is not None:
+            raise ValueError(f"cannot {action}: the notification is already {self._status.value}")
+
+    def _set_status(self, status: NotificationStatus) -> None:
+        self._status = status
+        self._unrecorded = True
+        updates: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(status.value)]
+        if self._channels:
+            attempted = [
+                c.channel.value for c in self._channels if c.status is not DeliveryStatus.SUPPRESSED
+            ]
+            updates.append(sa.CHANNELS.value_set(attempted))
+        workflow.upsert_search_attributes(updates)
+
+    async def _record(self) -> None:
+        req = self._req
+        self._unrecorded = False
+        await workflow.execute_local_activity_method(
+            NotificationActivities.record_notification,
+            RecordInput(
+                notification_id=req.notification_id,
+                user_id=req.request.user_id,
+                template_id=req.request.template_id,
+                template_version=req.template_version,
+                priority=req.priority,
+                status=self._status,
+                send_at=self._send_at,
+                reason=self._reason,
+                channels=self._channels,
+            ),
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
+        )
+
+    def _result(self) -> NotificationResult:
+        req = self._req
+        return NotificationResult(
+            notification_id=req.notification_id,
+            user_id=req.request.user_id,
+            template_id=req.request.template_id,
+            template_version=req.template_version,
+            priority=req.priority,
+            status=self._status,
+            send_at=self._send_at,
+            channels=list(self._channels),
+            engagement=list(self._engagement),
+            reason=self._reason,
+        )
+
+
+def _reason(error: ActivityError) -> str:
+    cause = error.cause
+    message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+    if error.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        return f"gave up after the last retry: {message}"
+    if error.retry_state is RetryState.TIMEOUT:
+        return f"gave up at the delivery deadline: {message}"
+    return message
