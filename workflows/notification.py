@@ -72,7 +72,7 @@ DEFAULT_RETRY = RetryPolicy(
 )
 # One attempt may take this long before Temporal counts it as timed out and retries.
 ATTEMPT_TIMEOUTS: dict[Channel, timedelta] = {
-    Channel.EMAIL: timedelta(seconds=60),
+    Channel.EMAIL: timedelta(seconds=30),
     Channel.IN_APP: timedelta(seconds=15),
     Channel.WEBHOOK: timedelta(seconds=30),
 }

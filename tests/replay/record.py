@@ -1,0 +1,97 @@
+"""Record NotificationWorkflow histories for the replay test.
+
+    .venv/bin/python -m tests.replay.record
+
+Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
+test must go on replaying every history ever recorded, which is what proves that a change (behind
+`workflow.patched`) does not break runs that are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from starter.admin import ensure_search_attributes
+from tests.conftest import BIN
+from tests.support import running_stack
+from tidings.models import Preferences, QuietHours
+from tidings.queues import workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
+WELCOME = {"app_name": "MyApp", "user_name": "John"}
+
+
+async def _save(handle: WorkflowHandle[object, object], name: str) -> None:
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+    print(f"wrote {name}.json ({len(history.events)} events)")
+
+
+async def record(version: str) -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp)) as stack:
+                await stack.seed()
+                t = stack.tidings
+                now = await env.get_current_time()
+                local = now.astimezone(ZoneInfo("America/Los_Angeles"))  # user_002's timezone
+                await stack.tidings.set_preferences(
+                    Preferences(
+                        user_id="user_002",
+                        quiet_hours=QuietHours(
+                            start=(local - timedelta(hours=1)).time().replace(microsecond=0),
+                            end=(local + timedelta(hours=2)).time().replace(second=0, microsecond=0),
+                        ),
+                    )
+                )
+                sent = await t.notify(
+                    user_id="user_001",
+                    template_id="welcome",
+                    data=WELCOME,
+                    scheduled_at=now + timedelta(days=1),
+                    idempotency_key=f"replay-sent-{version}",
+                )
+                cancelled = await t.notify(
+                    user_id="user_001",
+                    template_id="welcome",
+                    data=WELCOME,
+                    scheduled_at=now + timedelta(days=1),
+                    idempotency_key=f"replay-cancelled-{version}",
+                )
+                await t.reschedule(cancelled.notification_id, now + timedelta(hours=3))
+                await t.cancel(cancelled.notification_id, "replay fixture")
+                quiet = await t.notify(
+                    user_id="user_002",
+                    template_id="order_confirmation",
+                    data={"order_id": "1", "amount": "2", "delivery_date": "3"},
+                    priority="medium",
+                    idempotency_key=f"replay-quiet-{version}",
+                )
+                stack.sink.reject_permanently.add("jane.smith@example.com")
+                await env.sleep(timedelta(days=1, hours=1))
+                await t.engage(sent.notification_id, "opened")
+                await t.engage(sent.notification_id, "converted")
+                await env.sleep(timedelta(days=4))
+                for ref, name in ((sent, "sent"), (cancelled, "cancelled"), (quiet, "quiet")):
+                    handle = env.client.get_workflow_handle(workflow_id(ref.notification_id))
+                    await handle.result()
+                    await _save(handle, f"notification_{version}_{name}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record("v1"))

@@ -1,0 +1,32 @@
+"""Every recorded NotificationWorkflow history must still replay against today's code.
+
+A failure here means a change to the workflow would break notifications already in flight: put
+the new behaviour behind `workflow.patched(...)` instead, and record a new history beside the old
+ones with `python -m tests.replay.record`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.notification import NotificationWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_checked_in() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"notification_v1_sent", "notification_v1_cancelled", "notification_v1_quiet"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+    replayer = Replayer(workflows=[NotificationWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
