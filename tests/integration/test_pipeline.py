@@ -95,8 +95,8 @@ async def test_prototype_demo_end_to_end(stack: Stack) -> None:
     assert set(found) == user_001
     sent = await _search(
         t.temporal,
-        f"TidingsStatus = 'sent' AND TidingsPriority = 'critical'"
-        f" AND TidingsUser = 'user_001' AND TidingsTemplate = 'security_alert'",
+        "TidingsStatus = 'sent' AND TidingsPriority = 'critical'"
+        " AND TidingsUser = 'user_001' AND TidingsTemplate = 'security_alert'",
         1,
     )
     assert alert.workflow_id in sent

@@ -53,7 +53,9 @@ async def record(version: str) -> None:
                         user_id="user_002",
                         quiet_hours=QuietHours(
                             start=(local - timedelta(hours=1)).time().replace(microsecond=0),
-                            end=(local + timedelta(hours=2)).time().replace(second=0, microsecond=0),
+                            end=(local + timedelta(hours=2))
+                            .time()
+                            .replace(second=0, microsecond=0),
                         ),
                     )
                 )
