@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,52 @@ async def test_stores_opening_a_new_database_together_migrate_once(database: Dat
     try:
         await stores[0].upsert_user(User(id="ada"))
         assert [await s.get_user("ada") for s in stores] == [User(id="ada")] * 3
+    finally:
+        for s in stores:
+            await s.close()
+
+
+_OPEN_SCRIPT = """
+import asyncio, json, sys
+from tidings.store import Store
+
+async def main():
+    url, connect_args = sys.argv[1], json.loads(sys.argv[2])
+    store = await Store.open(url, connect_args=connect_args)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_opening_a_new_database_together_migrate_once(
+    database: Database,
+) -> None:
+    args = [sys.executable, "-c", _OPEN_SCRIPT, database.url, json.dumps(database.connect_args)]
+    procs = [
+        await asyncio.create_subprocess_exec(*args, stderr=asyncio.subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [(await p.communicate())[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    store = await database.open()
+    try:
+        async with store.engine.connect() as conn:
+            version = await conn.scalar(text("SELECT version_num FROM tidings_alembic_version"))
+        assert version == "0001"
+    finally:
+        await store.close()
+
+
+async def test_stores_on_different_databases_can_open_together(tmp_path: Path) -> None:
+    # Alembic keeps its migration context in module globals; two runs interleaving on one
+    # event loop would trample each other.
+    urls = [f"sqlite+aiosqlite:///{tmp_path / f'db{i}.db'}" for i in range(4)]
+    stores = await asyncio.gather(*(Store.open(url) for url in urls))
+    try:
+        for i, s in enumerate(stores):
+            await s.upsert_user(User(id=f"user{i}"))
+            assert [u.id for u in await s.list_users()] == [f"user{i}"]
     finally:
         for s in stores:
             await s.close()

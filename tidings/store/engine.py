@@ -9,7 +9,9 @@ when it upgrades a read snapshot to a write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,20 @@ _DRIVERS = {
 }
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+# Alembic keeps the running migration's context in module globals, so two migrations interleaving
+# on one event loop (stores on different databases opened together) would trample each other.
+_migration_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _migration_locks.get(loop)
+    if lock is None:
+        lock = _migration_locks[loop] = asyncio.Lock()
+    return lock
 
 
 def database_url(url: str) -> URL:
@@ -89,17 +105,18 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        writer = False
+        writer = bool(conn.get_execution_options().get(WRITE_OPTION, False))
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending migration in one transaction (DDL is transactional on both
-    backends), holding a lock so that processes opening the store together do not race."""
-    async with engine.connect() as conn:
+    backends). Locks keep stores that open together, in this process or in others, from
+    racing to create the same tables."""
+    async with _migration_lock(), engine.connect() as conn:
         await conn.execution_options(**{WRITE_OPTION: True})
         async with conn.begin():
-            if False:
+            if conn.dialect.name == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
                 )
