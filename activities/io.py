@@ -28,6 +28,7 @@ class PlanInput(BaseModel):
     template_version: int
     priority: Priority
     requested_channels: list[Channel] | None = None
+    fallback_channels: list[Channel] = Field(default_factory=list)
     not_before: AwareDatetime  # max(now, scheduled time), decided by the workflow
 
 
@@ -35,6 +36,7 @@ class PlanResult(BaseModel):
     channels: list[Channel] = Field(default_factory=list)
     suppressed: dict[Channel, str] = Field(default_factory=dict)
     send_at: AwareDatetime  # later than not_before when quiet hours defer the send
+    fallback: list[Channel] = Field(default_factory=list)  # usable fallback channels, in order
 
 
 class DeliverInput(BaseModel):

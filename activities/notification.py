@@ -95,6 +95,19 @@ class NotificationActivities:
         for c in decision.channels:
             if c not in self._senders:
                 suppressed[c] = f"no {c.value} provider is configured"
+        fallback: list[Channel] = []
+        if input.fallback_channels:
+            usable = routing.choose_channels(
+                template=template,
+                user=user,
+                preferences=preferences,
+                priority=input.priority,
+                requested=input.fallback_channels,
+                has_devices=bool(devices),
+            )
+            fallback = [
+                c for c in usable.channels if c in self._senders and c not in decision.channels
+            ]
         send_at = routing.send_time(
             now=input.not_before,
             scheduled_at=None,
@@ -102,7 +115,9 @@ class NotificationActivities:
             quiet_hours=preferences.quiet_hours,
             priority=input.priority,
         )
-        return PlanResult(channels=channels, suppressed=suppressed, send_at=send_at)
+        return PlanResult(
+            channels=channels, suppressed=suppressed, send_at=send_at, fallback=fallback
+        )
 
     @activity.defn(name="deliver")
     async def deliver(self, input: DeliverInput) -> DeliverResult:

@@ -217,15 +217,15 @@ class Tidings:
         template = await self.store.get_template(req.template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {req.template_id!r}")
-        for channel in req.channels or []:
+        for channel in [*(req.channels or []), *(req.fallback or [])]:
             if channel not in template.channels:
                 supported = ", ".join(c.value for c in template.channels)
                 raise InvalidRequest(
-                    "channels",
+                    "channels" if channel in (req.channels or []) else "fallback",
                     f"template {template.id!r} does not support {channel.value}"
                     f" (it supports {supported})",
                 )
-        for channel in req.channels or template.channels:
+        for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
                 rendering.render(template, channel, req.data, locale=user.locale)
             except rendering.TemplateError as e:
@@ -240,6 +240,7 @@ class Tidings:
             engagement_window_hours=req.engagement_window_hours
             or self.settings.engagement_window_hours,
             task_queue_base=self.settings.task_queue,
+            fallback=template.fallback if req.fallback is None else req.fallback,
         )
 
     async def _start(self, prepared: NotificationInput) -> NotificationRef:

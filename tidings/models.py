@@ -159,6 +159,9 @@ class User(Model):
     timezone: TimeZoneName = "UTC"
     locale: str = Field(default="en", pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
     webhook_url: AnyHttpUrl | None = None
+    slack_webhook_url: AnyHttpUrl | None = None  # a Slack incoming webhook
+    # A Slack member or channel id (U…, W…, C…, D…, G…) for chat.postMessage with the bot token.
+    slack_user_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,32}$")
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
     @field_validator("attributes")
@@ -232,11 +235,21 @@ class TemplateDefinition(Model):
     content: TemplateContent
     locales: dict[str, TemplateContent] = Field(default_factory=dict)
     sample_data: dict[str, Any] = Field(default_factory=dict)
+    # Tried in order, one at a time, when every channel of the first round failed for good; with
+    # `escalate_after_minutes` on a request, also when a delivered notification is not opened.
+    fallback: list[Channel] = Field(default_factory=list)
 
-    @field_validator("channels")
+    @field_validator("channels", "fallback")
     @classmethod
     def _unique_channels(cls, v: list[Channel]) -> list[Channel]:
         return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _fallback_supported(self) -> TemplateDefinition:
+        unsupported = [c.value for c in self.fallback if c not in self.channels]
+        if unsupported:
+            raise ValueError(f"fallback channels {unsupported} are not in channels")
+        return self
 
 
 class Template(TemplateDefinition):
@@ -269,6 +282,8 @@ class NotificationRequest(Model):
     expires_at: AwareDatetime | None = None
     idempotency_key: Identifier | None = None
     engagement_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+    fallback: list[Channel] | None = None  # overrides the template's fallback order
+    escalate_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
 
     @field_validator("data")
     @classmethod

@@ -14,6 +14,7 @@ class NotificationInput(BaseModel):
     priority: Priority
     engagement_window_hours: float = 72.0
     task_queue_base: str = "tidings"
+    fallback: list[Channel] = Field(default_factory=list)  # resolved from request or template
 
 
 class RescheduleInput(BaseModel):

@@ -13,17 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
-    from activities.notification import (
-        NOT_FOUND,
-        PERMANENT,
-        TEMPLATE,
-        NotificationActivities,
-    )
+    from activities.notification import NotificationActivities
     from tidings.models import (
         Channel,
         DeliveryResult,
@@ -37,52 +32,21 @@ with workflow.unsafe.imports_passed_through():
     from tidings.routing import overall_status
     from workflows import search_attributes as sa
     from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
+    from workflows.policies import (
+        ATTEMPT_TIMEOUTS,
+        DEFAULT_RETRY,
+        DELIVERY_DEADLINE,
+        LOCAL_RETRY,
+        LOCAL_TIMEOUT,
+        MAX_ENGAGEMENT_EVENTS,
+        RETRY_POLICIES,
+    )
 
-_NON_RETRYABLE = [PERMANENT, NOT_FOUND, TEMPLATE]
 
-# Named retry policies per channel. Backoff caps reflect each provider: an SMTP relay that is down
-# usually returns within minutes; a customer's webhook endpoint may be down for hours.
-RETRY_POLICIES: dict[Channel, RetryPolicy] = {
-    Channel.EMAIL: RetryPolicy(
-        initial_interval=timedelta(seconds=5),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=10),
-        maximum_attempts=12,
-        non_retryable_error_types=_NON_RETRYABLE,
-    ),
-    Channel.IN_APP: RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(minutes=1),
-        maximum_attempts=10,
-        non_retryable_error_types=_NON_RETRYABLE,
-    ),
-    Channel.WEBHOOK: RetryPolicy(
-        initial_interval=timedelta(seconds=5),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=30),
-        maximum_attempts=15,
-        non_retryable_error_types=_NON_RETRYABLE,
-    ),
-}
-DEFAULT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=10,
-    non_retryable_error_types=_NON_RETRYABLE,
-)
-# One attempt may take this long before Temporal counts it as timed out and retries.
-ATTEMPT_TIMEOUTS: dict[Channel, timedelta] = {
-    Channel.EMAIL: timedelta(seconds=30),
-    Channel.IN_APP: timedelta(seconds=15),
-    Channel.WEBHOOK: timedelta(seconds=30),
-}
-# All attempts together; shortened to the notification's expiry when that comes first.
-DELIVERY_DEADLINE = timedelta(hours=24)
-LOCAL_TIMEOUT = timedelta(seconds=30)
-LOCAL_RETRY = RetryPolicy(
-    maximum_interval=timedelta(seconds=30), non_retryable_error_types=[NOT_FOUND]
-)
-MAX_ENGAGEMENT_EVENTS = 100
+FALLBACK_PATCH = "fallback-and-escalation"
+_SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
+_FAILED = DeliveryStatus.FAILED
+_SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
 
 
 @workflow.defn(name="NotificationWorkflow")
@@ -177,13 +141,60 @@ class NotificationWorkflow:
         ]
         sent = await asyncio.gather(*(self._deliver(c) for c in plan.channels))
         self._channels = suppressed + list(sent)
+        # Fallback and escalation came after the first recorded histories; the patch marker keeps
+        # runs that started before them replaying exactly as they ran.
+        fallback = plan.fallback if plan.fallback and workflow.patched(FALLBACK_PATCH) else []
+        if fallback and not self._any_sent():
+            await self._fall_back(fallback)
         self._set_status(overall_status(self._channels))
         await self._record()
 
         if self._status is NotificationStatus.SENT:
             self._delivered_at = workflow.now()
+            minutes = input.request.escalate_after_minutes
+            if fallback and minutes:
+                await self._escalate(fallback, timedelta(minutes=minutes))
             await self._engagement_window(input.engagement_window_hours)
         return await self._finish()
+
+    def _any_sent(self) -> bool:
+        return any(c.status in _SUCCESS for c in self._channels)
+
+    def _untried(self, channels: list[Channel]) -> list[Channel]:
+        tried = {c.channel for c in self._channels if c.status is not DeliveryStatus.SUPPRESSED}
+        return [c for c in channels if c not in tried]
+
+    async def _fall_back(self, fallback: list[Channel]) -> None:
+        """Every first-round channel failed for good: try the fallback order one at a time."""
+        failed = ", ".join(c.channel.value for c in self._channels if c.status is _FAILED)
+        for channel in self._untried(fallback):
+            result = await self._deliver(channel)
+            if result.status in _SUCCESS:
+                result.reason = f"fallback after {failed} failed"
+            self._channels.append(result)
+            if result.status in _SUCCESS:
+                return
+
+    async def _escalate(self, fallback: list[Channel], after: timedelta) -> None:
+        """Delivered but not opened in time: send on the next fallback channel, once."""
+        remaining = self._untried(fallback)
+        if not remaining:
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: any(e.type in _SEEN for e in self._engagement),
+                timeout=after,
+                timeout_summary="escalation: waiting for the notification to be opened",
+            )
+            return
+        except TimeoutError:
+            pass
+        result = await self._deliver(remaining[0])
+        minutes = after.total_seconds() / 60
+        result.reason = f"escalated: not opened within {minutes:g} min"
+        self._channels.append(result)
+        self._set_status(overall_status(self._channels))
+        await self._record()
 
     async def _wait_for_send_time(self) -> PlanResult | None:
         """Sleep until the send time; re-plan after each wake-up because preferences, quiet
@@ -244,6 +255,7 @@ class NotificationWorkflow:
                     template_version=req.template_version,
                     priority=req.priority,
                     requested_channels=req.request.channels,
+                    fallback_channels=req.fallback,
                     not_before=workflow.now(),
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
@@ -296,10 +308,12 @@ class NotificationWorkflow:
         )
 
     async def _engagement_window(self, hours: float) -> None:
+        assert self._delivered_at is not None
+        remaining = self._delivered_at + timedelta(hours=hours) - workflow.now()
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(
                 lambda: any(e.type is EngagementType.CONVERTED for e in self._engagement),
-                timeout=timedelta(hours=hours),
+                timeout=max(remaining, timedelta(seconds=1)),
                 timeout_summary="engagement window",
             )
         self._window_closed = True

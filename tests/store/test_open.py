@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, inspect, text
 
 from tests.store.conftest import Database
@@ -19,6 +20,8 @@ from tidings.models import User
 from tidings.store import Store
 from tidings.store.engine import alembic_config, database_url
 from tidings.store.tables import Base
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def test_opening_twice_applies_migrations_once(database: Database) -> None:
@@ -32,7 +35,7 @@ async def test_opening_twice_applies_migrations_once(database: Database) -> None
             versions = (
                 await conn.execute(text("SELECT version_num FROM tidings_alembic_version"))
             ).all()
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == [HEAD]
     finally:
         await second.close()
 
@@ -84,7 +87,7 @@ async def test_processes_opening_a_new_database_together_migrate_once(
     try:
         async with store.engine.connect() as conn:
             version = await conn.scalar(text("SELECT version_num FROM tidings_alembic_version"))
-        assert version == "0001"
+        assert version == HEAD
     finally:
         await store.close()
 
@@ -159,3 +162,27 @@ def test_database_url_picks_the_async_driver(given: str, driver: str) -> None:
 def test_unsupported_database_urls_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="database_url"):
         database_url(bad)
+
+
+async def test_a_database_from_revision_0001_upgrades_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    cfg = alembic_config()
+    cfg.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{path}")
+    await asyncio.to_thread(command.upgrade, cfg, "0001")
+    sync = create_engine(f"sqlite:///{path}")
+    with sync.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO templates (id, version, name, category, channels, default_priority,"
+                " content, locales, sample_data, created_at) VALUES ('t', 1, '', 'general',"
+                ' \'["email"]\', \'medium\', \'{"subject": "s", "text": "x"}\', \'{}\','
+                " '{}', '2026-01-01 00:00:00')"
+            )
+        )
+    sync.dispose()
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        template = await store.get_template("t")
+        assert template is not None and template.version == 1 and template.fallback == []
+    finally:
+        await store.close()

@@ -78,6 +78,8 @@ class UserRow(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(35))
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    slack_webhook_url: Mapped[str | None] = mapped_column(Text)
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -128,6 +130,7 @@ class TemplateRow(Base):
     content: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     locales: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     sample_data: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    fallback: Mapped[list[str]] = mapped_column(JSONValue, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

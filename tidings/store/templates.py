@@ -24,6 +24,7 @@ def _template(row: TemplateRow) -> Template:
             "content": row.content,
             "locales": row.locales,
             "sample_data": row.sample_data,
+            "fallback": row.fallback,
             "created_at": row.created_at,
         }
     )
@@ -65,6 +66,7 @@ class TemplatesMixin(StoreBase):
                 content=wanted["content"],
                 locales=wanted["locales"],
                 sample_data=wanted["sample_data"],
+                fallback=wanted["fallback"],
                 created_at=utcnow(),
             )
             session.add(row)

@@ -24,6 +24,8 @@ def _user(row: UserRow) -> User:
             "timezone": row.timezone,
             "locale": row.locale,
             "webhook_url": row.webhook_url,
+            "slack_webhook_url": row.slack_webhook_url,
+            "slack_user_id": row.slack_user_id,
             "attributes": row.attributes,
         }
     )
@@ -56,6 +58,8 @@ class UsersMixin(StoreBase):
             "timezone": user.timezone,
             "locale": user.locale,
             "webhook_url": str(user.webhook_url) if user.webhook_url else None,
+            "slack_webhook_url": str(user.slack_webhook_url) if user.slack_webhook_url else None,
+            "slack_user_id": user.slack_user_id,
             "attributes": user.attributes,
             "updated_at": now,
         }

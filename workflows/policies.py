@@ -1,0 +1,56 @@
+"""Retry policies and timeouts of NotificationWorkflow's activities, named per channel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from activities.notification import NOT_FOUND, PERMANENT, TEMPLATE
+from tidings.models import Channel
+
+_NON_RETRYABLE = [PERMANENT, NOT_FOUND, TEMPLATE]
+
+# Named retry policies per channel. Backoff caps reflect each provider: an SMTP relay that is down
+# usually returns within minutes; a customer's webhook endpoint may be down for hours.
+RETRY_POLICIES: dict[Channel, RetryPolicy] = {
+    Channel.EMAIL: RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=10),
+        maximum_attempts=12,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+    Channel.IN_APP: RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=10,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+    Channel.WEBHOOK: RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=30),
+        maximum_attempts=15,
+        non_retryable_error_types=_NON_RETRYABLE,
+    ),
+}
+DEFAULT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=_NON_RETRYABLE,
+)
+# One attempt may take this long before Temporal counts it as timed out and retries.
+ATTEMPT_TIMEOUTS: dict[Channel, timedelta] = {
+    Channel.EMAIL: timedelta(seconds=30),
+    Channel.IN_APP: timedelta(seconds=15),
+    Channel.WEBHOOK: timedelta(seconds=30),
+}
+# All attempts together; shortened to the notification's expiry when that comes first.
+DELIVERY_DEADLINE = timedelta(hours=24)
+LOCAL_TIMEOUT = timedelta(seconds=30)
+LOCAL_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=30), non_retryable_error_types=[NOT_FOUND]
+)
+MAX_ENGAGEMENT_EVENTS = 100
