@@ -37,6 +37,7 @@ class PlanResult(BaseModel):
     suppressed: dict[Channel, str] = Field(default_factory=dict)
     send_at: AwareDatetime  # later than not_before when quiet hours defer the send
     fallback: list[Channel] = Field(default_factory=list)  # usable fallback channels, in order
+    deferred_reason: str | None = None  # why send_at is later than not_before
 
 
 class DeliverInput(BaseModel):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
-from tidings import rendering, routing
+from tidings import frequency, rendering, routing
 from tidings.channels.base import (
     ChannelSender,
     Delivery,
@@ -23,7 +24,8 @@ from tidings.channels.base import (
     RateLimitedError,
     TransientChannelError,
 )
-from tidings.models import Channel, EngagementEvent
+from tidings.frequency import CapDecision, FrequencyCaps
+from tidings.models import Channel, EngagementEvent, Priority
 from tidings.store import LedgerEntry, Store
 
 # Error types: wire contracts between these activities and the workflow's retry policies.
@@ -40,9 +42,15 @@ def ledger_key(notification_id: str, channel: Channel) -> str:
 
 
 class NotificationActivities:
-    def __init__(self, store: Store, senders: Mapping[Channel, ChannelSender]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[Channel, ChannelSender],
+        caps: FrequencyCaps | None = None,
+    ) -> None:
         self._store = store
         self._senders = dict(senders)
+        self._caps = caps or FrequencyCaps()
 
     @activity.defn(name="record_notification")
     async def record_notification(self, input: RecordInput) -> None:
@@ -115,9 +123,34 @@ class NotificationActivities:
             quiet_hours=preferences.quiet_hours,
             priority=input.priority,
         )
+        deferred_reason = None
+        if send_at > input.not_before:
+            local = send_at.astimezone(ZoneInfo(user.timezone))
+            deferred_reason = f"quiet hours until {local:%H:%M} {user.timezone}"
+        cap = await self._frequency_cap(input, template.category)
+        if cap.defer_until is not None and cap.defer_until > send_at:
+            send_at, deferred_reason = cap.defer_until, cap.reason
+        elif not cap.allowed and cap.defer_until is None:
+            suppressed.update({c: cap.reason or "frequency cap" for c in channels})
+            channels, fallback = [], []
         return PlanResult(
-            channels=channels, suppressed=suppressed, send_at=send_at, fallback=fallback
+            channels=channels,
+            suppressed=suppressed,
+            send_at=send_at,
+            fallback=fallback,
+            deferred_reason=deferred_reason,
         )
+
+    async def _frequency_cap(self, input: PlanInput, category: str) -> CapDecision:
+        if input.priority is Priority.CRITICAL or self._caps.limit_for(category) is None:
+            return CapDecision(allowed=True)
+        count, earliest = await self._store.recent_sends(
+            user_id=input.user_id,
+            category=category,
+            since=input.not_before - frequency.WINDOW,
+            exclude=input.notification_id,
+        )
+        return self._caps.decide(category=category, count=count, earliest=earliest)
 
     @activity.defn(name="deliver")
     async def deliver(self, input: DeliverInput) -> DeliverResult:

@@ -21,6 +21,7 @@ from starter import demo_data
 from starter.client import NotificationRef, Tidings
 from tidings.devstack.smtp_sink import SmtpSink
 from tidings.devstack.webhook_receiver import WebhookReceiver
+from tidings.frequency import FrequencyCaps
 from tidings.models import User
 from tidings.settings import Settings
 from tidings.store import Store
@@ -87,7 +88,11 @@ async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> Asy
             senders = build_senders(settings, store, http)
             workers = build_workers(
                 client,
-                NotificationActivities(store, senders),
+                NotificationActivities(
+                    store,
+                    senders,
+                    FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy),
+                ),
                 task_queue=settings.task_queue,
                 channels=senders,
             )

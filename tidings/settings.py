@@ -11,7 +11,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.frequency import CapPolicy
+
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
+DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
 
 
 class Settings(BaseSettings):
@@ -35,6 +38,12 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "tidings"
 
+    # The embedded stack (`tidings dev`): where it listens. temporal_address above stays what
+    # clients dial; point it at dev_temporal_port when you move the dev server.
+    dev_temporal_port: int = Field(default=7233, ge=1, le=65535)
+    dev_ui_port: int = Field(default=8233, ge=1, le=65535)
+    dev_webhook_port: int = Field(default=8026, ge=1, le=65535)
+
     # Email (SMTP)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
@@ -51,8 +60,45 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_allow_private: bool = True
 
+    # Push, SMS and Slack providers. Base URLs default to the local emulators (tidings.emulators);
+    # production points them at the real hosts. A sender is built only when its credentials are.
+    fcm_base_url: str = "http://127.0.0.1:8031"  # production: https://fcm.googleapis.com
+    fcm_token_url: str | None = None  # overrides the key's token_uri (the emulator's /token)
+    fcm_project_id: str | None = None  # None: the service-account key's project_id
+    fcm_service_account_file: Path | None = None
+    fcm_service_account_json: SecretStr | None = None  # the key's JSON content, instead of a file
+    fcm_timeout_seconds: float = Field(default=10.0, gt=0)
+    apns_base_url: str = "http://127.0.0.1:8032"  # production: https://api.push.apple.com
+    apns_key_file: Path | None = None  # the .p8 signing key
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None  # the app's bundle id
+    apns_timeout_seconds: float = Field(default=10.0, gt=0)
+    twilio_base_url: str = "http://127.0.0.1:8033"  # production: https://api.twilio.com
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None  # used instead of From when set
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    sms_max_segments: int = Field(default=4, ge=1, le=20)
+    # Where providers reach us (delivery receipts): Twilio's StatusCallback is built from it.
+    public_base_url: str | None = None
+    slack_base_url: str = "http://127.0.0.1:8034"  # production: https://slack.com
+    slack_bot_token: SecretStr | None = None
+    slack_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Hosts a user's Slack incoming-webhook URL may point at; loopback is also accepted outside
+    # production so the emulator works without configuration.
+    slack_webhook_hosts: list[str] = Field(default_factory=lambda: ["hooks.slack.com"])
+
+    # Tracking links (/t/<token>): HMAC key that signs notification id, event and target URL
+    tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
+
     # Behaviour
     engagement_window_hours: float = 72.0
+    # At most N non-critical notifications per user per hour in a template category; "*" covers
+    # categories without their own entry. JSON in the environment: '{"marketing": 3, "*": 20}'.
+    frequency_caps: dict[str, int] = Field(default_factory=dict)
+    frequency_cap_policy: CapPolicy = CapPolicy.DEFER
 
     @property
     def resolved_database_url(self) -> str:
@@ -70,4 +116,25 @@ class Settings(BaseSettings):
                     "TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false in production"
                     " (webhook targets in private ranges are a server-side request forgery risk)"
                 )
+            if self.tracking_secret.get_secret_value() == DEV_TRACKING_SECRET:
+                raise ValueError("TIDINGS_TRACKING_SECRET must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _providers_use_https_in_production(self) -> Settings:
+        # A configured provider left on its emulator default would fail every send, slowly.
+        if self.environment != "production":
+            return self
+        configured = {
+            "TIDINGS_FCM_BASE_URL": (
+                self.fcm_base_url,
+                self.fcm_service_account_file or self.fcm_service_account_json,
+            ),
+            "TIDINGS_APNS_BASE_URL": (self.apns_base_url, self.apns_key_file),
+            "TIDINGS_TWILIO_BASE_URL": (self.twilio_base_url, self.twilio_account_sid),
+            "TIDINGS_SLACK_BASE_URL": (self.slack_base_url, self.slack_bot_token),
+        }
+        for name, (url, credentials) in configured.items():
+            if credentials and not url.startswith("https://"):
+                raise ValueError(f"{name} must be an https:// URL in production, not {url!r}")
         return self

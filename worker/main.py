@@ -13,14 +13,16 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 
 from activities.notification import NotificationActivities
 from starter.connection import connect_temporal
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
 from tidings.channels.in_app import InAppSender
+from tidings.channels.providers import build_provider_senders
 from tidings.channels.webhook import WebhookSender
+from tidings.frequency import FrequencyCaps
 from tidings.models import Channel, Priority
 from tidings.queues import channel_queue, workflow_queue
 from tidings.settings import Settings
@@ -31,6 +33,11 @@ log = logging.getLogger("tidings.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
+# The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
+# PollerBehaviorAutoscaling without this module changing what it ships with.
+DEFAULT_POLLERS: PollerBehavior = PollerBehaviorSimpleMaximum(maximum=5)
+DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO = 0.2
+
 
 def build_senders(
     settings: Settings, store: Store, http: httpx.AsyncClient
@@ -39,6 +46,7 @@ def build_senders(
         Channel.EMAIL: EmailSender(settings),
         Channel.IN_APP: InAppSender(store),
         Channel.WEBHOOK: WebhookSender(settings, http),
+        **build_provider_senders(settings, store, http),  # push, SMS, Slack when configured
     }
 
 
@@ -48,9 +56,14 @@ def build_workers(
     *,
     task_queue: str,
     channels: Iterable[Channel],
+    workflow_pollers: PollerBehavior = DEFAULT_POLLERS,
+    activity_pollers: PollerBehavior = DEFAULT_POLLERS,
+    nonsticky_to_sticky_poll_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
-    `-urgent` queues moving while the normal ones hold a backlog."""
+    `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
+    to every Worker; with the defaults, 5 workflow pollers leave about one polling for new
+    workflows (the rest poll the sticky queue), which caps start-heavy bursts."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
@@ -65,6 +78,8 @@ def build_workers(
                 workflows=[NotificationWorkflow],
                 activities=local,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                workflow_task_poller_behavior=workflow_pollers,
+                nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
             )
         )
         for channel in channels:
@@ -74,6 +89,7 @@ def build_workers(
                     task_queue=channel_queue(task_queue, channel, priority),
                     activities=[activities.deliver],
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                    activity_task_poller_behavior=activity_pollers,
                 )
             )
     return workers
@@ -94,7 +110,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(follow_redirects=False) as http:
             senders = build_senders(settings, store, http)
             client = await connect_temporal(settings)
-            activities = NotificationActivities(store, senders)
+            caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
+            activities = NotificationActivities(store, senders, caps)
             workers = build_workers(
                 client, activities, task_queue=settings.task_queue, channels=senders
             )

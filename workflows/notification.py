@@ -131,6 +131,7 @@ class NotificationWorkflow:
         if plan is None:
             return await self._finish()
 
+        self._reason = None  # a deferral's reason no longer applies
         self._set_status(NotificationStatus.SENDING)
         suppressed = [
             DeliveryResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
@@ -215,8 +216,9 @@ class NotificationWorkflow:
                     return None
                 if plan.send_at <= workflow.now():
                     return plan
-                # Quiet hours: defer to the end of the window, never drop.
+                # Quiet hours or a frequency cap: defer, never drop.
                 self._send_at = plan.send_at
+                self._reason = plan.deferred_reason
                 await self._record()
                 continue
             if self._cancel_reason is not None:

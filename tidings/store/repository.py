@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from tidings.store.engine import create_engine, migrate
+from tidings.store.frequency import FrequencyMixin
 from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 __all__ = ["LedgerEntry", "Store"]
 
 
-class Store(UsersMixin, TemplatesMixin, NotificationsMixin, LedgerMixin, InboxMixin):
+class Store(
+    UsersMixin, TemplatesMixin, NotificationsMixin, LedgerMixin, InboxMixin, FrequencyMixin
+):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
         """Connect to `url` (sqlite+aiosqlite:///path or postgresql+asyncpg://...) and apply
