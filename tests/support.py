@@ -68,7 +68,7 @@ class Stack:
         return await self.tidings.upsert_user(User(id=user_id, **fields))
 
 
-def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "data_dir": tmp_path,
@@ -82,7 +82,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
     async with SmtpSink(maildir=tmp_path / "mail") as sink, WebhookReceiver() as receiver:
-        settings = test_settings(tmp_path, smtp_port=sink.port, **overrides)
+        settings = make_settings(tmp_path, smtp_port=sink.port, **overrides)
         store = await Store.open(settings.resolved_database_url)
         async with httpx.AsyncClient(follow_redirects=False) as http:
             senders = build_senders(settings, store, http)

@@ -42,14 +42,10 @@ def _missing_address(channel: Channel, user: User, has_devices: bool) -> str | N
     if channel is Channel.WEBHOOK:
         return None if user.webhook_url else "webhook URL"
     if channel is Channel.SLACK:
-        attrs = user.attributes
-        if any(isinstance(attrs.get(k), str) and attrs[k] for k in _SLACK_KEYS):
+        if user.slack_webhook_url or user.slack_user_id:
             return None
         return "Slack webhook URL or Slack user id"
     return None  # IN_APP: the inbox always exists
-
-
-_SLACK_KEYS = ("slack_webhook_url", "slack_user_id")
 
 
 def _opt_out_scope(

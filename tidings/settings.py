@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.frequency import CapPolicy
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
+
+
+class SmtpRelay(BaseModel):
+    host: str
+    port: int = 587
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    use_tls: bool = False
 
 
 class Settings(BaseSettings):
@@ -52,6 +61,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # Failover: further SMTP relays tried in order when the one above fails transiently.
+    # JSON in the environment: '[{"host": "smtp2.example.com", "port": 587, "starttls": true}]'.
+    smtp_fallback_relays: list[SmtpRelay] = Field(default_factory=list)
     email_from: str = "Tidings <noreply@tidings.localhost>"
     message_id_domain: str = "tidings.localhost"
 

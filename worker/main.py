@@ -19,6 +19,7 @@ from activities.notification import NotificationActivities
 from starter.connection import connect_temporal
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
+from tidings.channels.failover import FailoverSender
 from tidings.channels.in_app import InAppSender
 from tidings.channels.providers import build_provider_senders
 from tidings.channels.webhook import WebhookSender
@@ -39,11 +40,30 @@ DEFAULT_POLLERS: PollerBehavior = PollerBehaviorSimpleMaximum(maximum=5)
 DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO = 0.2
 
 
+def build_email_sender(settings: Settings) -> ChannelSender:
+    if not settings.smtp_fallback_relays:
+        return EmailSender(settings)
+    relays = [(f"{settings.smtp_host}:{settings.smtp_port}", EmailSender(settings))]
+    for relay in settings.smtp_fallback_relays:
+        relay_settings = settings.model_copy(
+            update={
+                "smtp_host": relay.host,
+                "smtp_port": relay.port,
+                "smtp_username": relay.username,
+                "smtp_password": relay.password,
+                "smtp_starttls": relay.starttls,
+                "smtp_use_tls": relay.use_tls,
+            }
+        )
+        relays.append((f"{relay.host}:{relay.port}", EmailSender(relay_settings)))
+    return FailoverSender(Channel.EMAIL, relays)
+
+
 def build_senders(
     settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> dict[Channel, ChannelSender]:
     return {
-        Channel.EMAIL: EmailSender(settings),
+        Channel.EMAIL: build_email_sender(settings),
         Channel.IN_APP: InAppSender(store),
         Channel.WEBHOOK: WebhookSender(settings, http),
         **build_provider_senders(settings, store, http),  # push, SMS, Slack when configured

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from tidings.settings import Settings
 
+TRACKING = "a-long-random-tracking-secret-for-tests"
 SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
 
 
@@ -26,12 +27,31 @@ def test_production_refuses_the_default_webhook_secret() -> None:
 
 def test_production_refuses_private_webhook_targets() -> None:
     with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false"):
-        Settings(_env_file=None, environment="production", webhook_secret=SECRET)
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            tracking_secret=TRACKING,
+        )
+
+
+def test_production_refuses_the_default_tracking_secret() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_TRACKING_SECRET"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            webhook_allow_private=False,
+        )
 
 
 def test_production_accepts_a_real_secret_without_private_targets() -> None:
     settings = Settings(
-        _env_file=None, environment="production", webhook_secret=SECRET, webhook_allow_private=False
+        _env_file=None,
+        environment="production",
+        webhook_secret=SECRET,
+        tracking_secret=TRACKING,
+        webhook_allow_private=False,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET
 

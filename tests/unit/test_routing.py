@@ -34,7 +34,7 @@ FULL_USER = User(
     email="u1@example.com",
     phone="+14155550100",
     webhook_url="https://hooks.example.com/u1",
-    attributes={"slack_user_id": "U123"},
+    slack_user_id="U123",
 )
 ALL = TEMPLATE.model_copy(update={"channels": list(Channel)})
 
@@ -91,7 +91,8 @@ def test_unsupported_channel_stays_suppressed_for_critical() -> None:
         (Channel.SLACK, User(id="u"), True, "user has no Slack webhook URL or Slack user id"),
         (
             Channel.SLACK,
-            User(id="u", attributes={"slack_user_id": "", "slack_webhook_url": None}),
+            # Addresses kept in free-form attributes do not count: only the typed fields do.
+            User(id="u", attributes={"slack_user_id": "U123", "slack_webhook_url": "https://x"}),
             True,
             "user has no Slack webhook URL or Slack user id",
         ),
@@ -113,7 +114,7 @@ def test_missing_address_suppresses(
 
 def test_every_address_present_reaches_every_channel() -> None:
     assert choose(template=ALL).channels == list(Channel)
-    webhook_only = User(id="u", attributes={"slack_webhook_url": "https://hooks.slack.com/x"})
+    webhook_only = User(id="u", slack_webhook_url="https://hooks.slack.com/x")
     assert choose(template=ALL, user=webhook_only, has_devices=False).channels == [
         Channel.IN_APP,  # in-app needs no address
         Channel.SLACK,

@@ -1,0 +1,39 @@
+"""Small assertions shared by the HTTP tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from starter.client import Tidings
+from starter.http import create_app
+
+WELCOME = {"app_name": "MyApp", "user_name": "John"}
+
+
+def api(tidings: Tidings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(tidings=tidings)), base_url="http://test"
+    )
+
+
+def error_of(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:
+    """The error body, after checking the status and that the shape is the shared one."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"type", "field", "reason", "message"}
+    assert error["type"] == type_
+    assert "Traceback" not in response.text
+    return error
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)

@@ -1,0 +1,156 @@
+"""Health checks against live and dead backends, the body limit, and signed tracking links."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from starter.client import Tidings
+from starter.http import MAX_BODY_BYTES, make_open_pixel, make_tracking_link
+from tests.http.helpers import WELCOME, api, error_of, eventually
+from tests.support import Stack
+from tidings.store import Store
+from tidings.store.engine import create_engine
+
+
+def dead_port() -> int:
+    """A loopback port that nothing listens on (bound, read, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_healthz_ok(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "checks": {"database": "ok", "temporal": "ok"}}
+
+
+async def test_temporal_down_is_503_naming_temporal(stack: Stack) -> None:
+    temporal = await Client.connect(
+        f"127.0.0.1:{dead_port()}", lazy=True, data_converter=pydantic_data_converter
+    )
+    async with api(Tidings(stack.settings, stack.store, temporal)) as client:
+        r = await client.get("/healthz")
+        error = error_of(r, 503, "unavailable")
+        assert error["field"] == "temporal"
+        assert r.json()["checks"]["database"] == "ok"
+        assert r.json()["checks"]["temporal"].startswith("unreachable")
+        # Requests that need Temporal say so instead of failing with a 500.
+        request = {"user_id": "user_001", "template_id": "welcome", "data": WELCOME}
+        r = await client.post("/v1/notifications", json=request)
+        assert error_of(r, 503, "unavailable")["field"] == "temporal"
+        # Validation still happens first, against the store.
+        r = await client.post("/v1/notifications", json={**request, "user_id": "nobody"})
+        assert error_of(r, 422, "invalid_request")["field"] == "user_id"
+
+
+async def test_database_down_is_503_naming_the_database(stack: Stack) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{dead_port()}/test"
+    store = Store(create_engine(url))
+    try:
+        async with api(Tidings(stack.settings, store, stack.tidings.temporal)) as client:
+            r = await client.get("/healthz")
+            assert error_of(r, 503, "unavailable")["field"] == "database"
+            assert r.json()["checks"]["temporal"] == "ok"
+            r = await client.get("/v1/users/user_001")
+            assert error_of(r, 503, "unavailable")["field"] == "database"
+    finally:
+        await store.close()
+
+
+async def test_oversized_bodies_are_413(client: httpx.AsyncClient, stack: Stack) -> None:
+    big = {"email": "big@example.com", "attributes": {"blob": "x" * MAX_BODY_BYTES}}
+    r = await client.put("/v1/users/big", json=big)
+    assert error_of(r, 413, "invalid_request")["field"] == "body"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit has to count what arrives.
+        yield b'{"email": "big@example.com", "attributes": {"blob": "'
+        for _ in range(MAX_BODY_BYTES // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    r = await client.put(
+        "/v1/users/big", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in r.request.headers
+    assert error_of(r, 413, "invalid_request")["field"] == "body"
+    assert await stack.store.get_user("big") is None
+
+
+async def _sent_in_app(client: httpx.AsyncClient, stack: Stack) -> str:
+    request = {"user_id": "user_002", "template_id": "welcome", "data": WELCOME}
+    r = await client.post("/v1/notifications", json={**request, "channels": ["in_app"]})
+    nid: str = r.json()["notification_id"]
+    await stack.tidings.wait_sent(nid)
+    return nid
+
+
+async def _engagement(client: httpx.AsyncClient, nid: str) -> list[dict[str, object]]:
+    engagement: list[dict[str, object]] = (await client.get(f"/v1/notifications/{nid}")).json()[
+        "engagement"
+    ]
+    return engagement
+
+
+async def test_tracking_link_records_a_click_and_redirects(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    nid = await _sent_in_app(client, stack)
+    target = "https://example.com/orders/42?utm=tidings"
+    link = make_tracking_link(stack.settings, "http://test/", nid, target)
+    assert link.startswith("http://test/t/")
+    r = await client.get(link)
+    assert r.status_code == 302
+    assert r.headers["location"] == target
+
+    async def clicked() -> bool:
+        events = await _engagement(client, nid)
+        return [(e["type"], e["metadata"]) for e in events] == [("clicked", {"url": target})]
+
+    await eventually(clicked)
+
+    pixel = await client.get(make_open_pixel(stack.settings, "http://test", nid))
+    assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+
+    async def opened() -> bool:
+        return "opened" in [e["type"] for e in await _engagement(client, nid)]
+
+    await eventually(opened)
+
+
+async def test_tampered_or_foreign_tokens_are_400(client: httpx.AsyncClient, stack: Stack) -> None:
+    link = make_tracking_link(stack.settings, "http://test", "n1", "https://example.com/")
+    token = link.rsplit("/", 1)[1]
+    payload, signature = token.split(".")
+    # Same signature, payload pointing elsewhere: the open-redirect attempt.
+    evil = make_tracking_link(stack.settings, "http://test", "n1", "https://evil.example/")
+    forged = f"{evil.rsplit('/', 1)[1].split('.')[0]}.{signature}"
+    foreign = make_tracking_link(
+        stack.settings.model_copy(update={"tracking_secret": SecretStr("another-secret")}),
+        "http://test",
+        "n1",
+        "https://example.com/",
+    ).rsplit("/", 1)[1]
+    for bad in (forged, foreign, payload, "x" * 5000, f"{payload}.!!!"):
+        r = await client.get(f"/t/{bad}")
+        error = error_of(r, 400, "invalid_request")
+        assert error["field"] == "token"
+        assert "location" not in r.headers
+
+
+async def test_click_before_delivery_still_redirects(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Unknown notification and one not yet delivered: the engagement is refused (NotFound,
+    # Conflict) but the person clicking still gets where they were going.
+    link = make_tracking_link(stack.settings, "http://test", "no-such-one", "https://example.com/")
+    r = await client.get(link)
+    assert r.status_code == 302 and r.headers["location"] == "https://example.com/"

@@ -1,0 +1,3 @@
+from tidings.emulators.dev import main
+
+main()

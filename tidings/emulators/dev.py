@@ -1,0 +1,109 @@
+"""All four provider emulators on their default ports, with dev credentials, for the dev stack.
+
+`python -m tidings.emulators [DATA_DIR]` runs them until interrupted and logs the TIDINGS_*
+settings that point a worker at them; `DevEmulators` does the same inside another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from tidings.emulators.apns import ApnsEmulator, dev_apns_key
+from tidings.emulators.base import Emulator
+from tidings.emulators.fcm import DEV_PROJECT, FcmEmulator, dev_service_account
+from tidings.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
+from tidings.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
+
+logger = logging.getLogger(__name__)
+
+DEV_APNS_KEY_ID = "DEVKEY0001"
+DEV_APNS_TEAM_ID = "DEVTEAM001"
+DEV_APNS_TOPIC = "dev.tidings.app"
+DEV_FROM_NUMBER = "+15005550006"
+
+
+@dataclass
+class DevEmulators:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=dict)  # name -> port; default ports otherwise
+    fcm: FcmEmulator = field(init=False)
+    apns: ApnsEmulator = field(init=False)
+    twilio: TwilioEmulator = field(init=False)
+    slack: SlackEmulator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fcm = FcmEmulator(self.host, self.ports.get("fcm"))
+        self.apns = ApnsEmulator(self.host, self.ports.get("apns"))
+        self.twilio = TwilioEmulator(self.host, self.ports.get("twilio"))
+        self.slack = SlackEmulator(self.host, self.ports.get("slack"))
+
+    @property
+    def all(self) -> list[Emulator]:
+        return [self.fcm, self.apns, self.twilio, self.slack]
+
+    async def start(self) -> None:
+        keys = self.data_dir / "emulators"
+        for emulator in self.all:
+            await emulator.start()
+        self._fcm_key = dev_service_account(
+            keys / "fcm-service-account.json", token_uri=f"{self.fcm.url}/token"
+        )
+        self.fcm.trust_service_account(self._fcm_key)
+        self._apns_key = dev_apns_key(keys / "apns-dev.p8")
+        self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self._apns_key)
+
+    async def stop(self) -> None:
+        for emulator in self.all:
+            await emulator.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def settings(self) -> dict[str, str]:
+        """TIDINGS_* settings (without the prefix, lower-case) that point at these emulators."""
+        return {
+            "fcm_base_url": self.fcm.url,
+            "fcm_service_account_file": str(self._fcm_key),
+            "fcm_project_id": DEV_PROJECT,
+            "apns_base_url": self.apns.url,
+            "apns_key_file": str(self._apns_key),
+            "apns_key_id": DEV_APNS_KEY_ID,
+            "apns_team_id": DEV_APNS_TEAM_ID,
+            "apns_topic": DEV_APNS_TOPIC,
+            "twilio_base_url": self.twilio.url,
+            "twilio_account_sid": DEV_ACCOUNT_SID,
+            "twilio_auth_token": DEV_AUTH_TOKEN,
+            "twilio_from_number": DEV_FROM_NUMBER,
+            "slack_base_url": self.slack.url,
+            "slack_bot_token": DEV_BOT_TOKEN,
+        }
+
+
+async def _serve(data_dir: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with DevEmulators(data_dir) as emulators:
+        env = " ".join(f"TIDINGS_{k.upper()}={v}" for k, v in emulators.settings().items())
+        logger.info("emulators running; point a worker at them with:\n%s", env)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(Path(args[0] if args else ".tidings")))
