@@ -41,6 +41,7 @@ from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
     AttributeValue,
     Channel,
+    DeliveryResult,
     Device,
     EngagementType,
     InboxItem,
@@ -56,6 +57,7 @@ from tidings.models import (
     User,
 )
 from tidings.queues import workflow_id, workflow_queue
+from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
 from workflows import search_attributes as sa
@@ -357,6 +359,18 @@ class Tidings:
                 f" the notification is {current.status.value}"
             )
         await handle.signal(NotificationWorkflow.engagement, signal)
+
+    async def record_receipt(self, receipt: DeliveryReceipt) -> DeliveryResult | None:
+        """Apply an authenticated provider receipt: `sent` -> `delivered`/`failed`. Returns the
+        updated channel, or None when nothing changed (unknown, or already settled)."""
+        updated = await self.store.apply_receipt(receipt)
+        if updated is None:
+            return None
+        with contextlib.suppress(RPCError):  # the run may have finished: the database suffices
+            await self._handle(receipt.notification_id).signal(
+                NotificationWorkflow.receipt, receipt
+            )
+        return updated
 
     # --- inbox and stats -------------------------------------------------------------------------
 

@@ -25,12 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter import http_api
+from starter import http_api, http_receipts
 from starter.client import Tidings
 from starter.http_api import router
 from starter.http_models import ERROR_RESPONSES, Error, ErrorBody, ErrorType, Health
 from tidings import tracking
-from tidings.errors import Conflict, InvalidRequest, NotFound
+from tidings.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from tidings.models import AttributeValue
 from tidings.settings import Settings
 from tidings.tracking import make_open_pixel, make_tracking_link
@@ -132,6 +132,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, e: NotFound) -> JSONResponse:
         return error_response(404, "not_found", str(e))
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, e: Unauthorized) -> JSONResponse:
+        return error_response(401, "unauthorized", str(e))
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, e: Conflict) -> JSONResponse:
@@ -260,6 +264,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     _install_error_handlers(app)
     _install_operational_routes(app)
     app.include_router(router, prefix="/v1", responses=ERROR_RESPONSES)
+    app.include_router(http_receipts.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app
 
 

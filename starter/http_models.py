@@ -26,7 +26,9 @@ from tidings.models import (
     check_data_size,
 )
 
-ErrorType = Literal["invalid_request", "not_found", "conflict", "unavailable", "internal"]
+ErrorType = Literal[
+    "invalid_request", "unauthorized", "not_found", "conflict", "unavailable", "internal"
+]
 
 
 class Error(BaseModel):

@@ -40,3 +40,7 @@ class NotFound(TidingsError):
 
 class Conflict(TidingsError):
     """The request is well-formed but the notification's state does not allow it now."""
+
+
+class Unauthorized(TidingsError):
+    """A signed request (receipt, tracking link) whose signature is missing or wrong."""

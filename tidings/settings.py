@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tidings.frequency import CapPolicy
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
+DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
 DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
 
 
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     # production so the emulator works without configuration.
     slack_webhook_hosts: list[str] = Field(default_factory=lambda: ["hooks.slack.com"])
 
+    # Signs delivery receipts posted to /v1/receipts (Standard Webhooks, "whsec_" + base64)
+    receipt_secret: SecretStr = SecretStr(DEV_RECEIPT_SECRET)
+
     # Tracking links (/t/<token>): HMAC key that signs notification id, event and target URL
     tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
 
@@ -130,6 +134,8 @@ class Settings(BaseSettings):
                 )
             if self.tracking_secret.get_secret_value() == DEV_TRACKING_SECRET:
                 raise ValueError("TIDINGS_TRACKING_SECRET must be set in production")
+            if self.receipt_secret.get_secret_value() == DEV_RECEIPT_SECRET:
+                raise ValueError("TIDINGS_RECEIPT_SECRET must be set in production")
         return self
 
     @model_validator(mode="after")

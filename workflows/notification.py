@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         NotificationStatus,
     )
     from tidings.queues import channel_queue
+    from tidings.receipts import DeliveryReceipt
     from tidings.routing import overall_status
     from workflows import search_attributes as sa
     from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
@@ -118,6 +119,18 @@ class NotificationWorkflow:
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
+
+    @workflow.signal(name="receipt")
+    def receipt(self, receipt: DeliveryReceipt) -> None:
+        """A provider's delivery receipt, already checked and written by the front door; this
+        keeps the run's own view (status query, later records) in step with the database."""
+        for i, result in enumerate(self._channels):
+            if result.channel is receipt.channel and result.status is DeliveryStatus.SENT:
+                self._channels[i] = result.model_copy(
+                    update={"status": receipt.status, "reason": receipt.reason}
+                )
+        if self._channels and self._status is not NotificationStatus.SENDING:
+            self._status = overall_status(self._channels)
 
     # --- main -----------------------------------------------------------------------------------
 

@@ -147,6 +147,7 @@ SAMPLE_VALUES = {
     "TIDINGS_EMAIL_FROM": "Tidings <noreply@example.com>",
     "TIDINGS_MESSAGE_ID_DOMAIN": "example.com",
     "TIDINGS_WEBHOOK_SECRET": "whsec_c2FtcGxlLXNlY3JldC1mb3ItdGhlLWRlcGxveS10ZXN0cw==",
+    "TIDINGS_RECEIPT_SECRET": "whsec_c2FtcGxlLXJlY2VpcHQtc2VjcmV0LWZvci10ZXN0cw==",
 }
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from tidings.settings import Settings
 
+RECEIPTS = "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM="
 TRACKING = "a-long-random-tracking-secret-for-tests"
 SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
 
@@ -51,6 +52,7 @@ def test_production_accepts_a_real_secret_without_private_targets() -> None:
         environment="production",
         webhook_secret=SECRET,
         tracking_secret=TRACKING,
+        receipt_secret=RECEIPTS,
         webhook_allow_private=False,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET

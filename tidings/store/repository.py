@@ -15,6 +15,7 @@ from tidings.store.frequency import FrequencyMixin
 from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
+from tidings.store.receipts import ReceiptsMixin
 from tidings.store.templates import TemplatesMixin
 from tidings.store.users import UsersMixin
 
@@ -24,7 +25,13 @@ __all__ = ["LedgerEntry", "Store"]
 
 
 class Store(
-    UsersMixin, TemplatesMixin, NotificationsMixin, LedgerMixin, InboxMixin, FrequencyMixin
+    UsersMixin,
+    TemplatesMixin,
+    NotificationsMixin,
+    LedgerMixin,
+    InboxMixin,
+    FrequencyMixin,
+    ReceiptsMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
