@@ -125,6 +125,11 @@ class _Handler:
         if self._sink.take_transient_failure():
             return "451 4.3.0 try later"
         await self._sink.accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        hold = self._sink.take_reply_hold()
+        if hold:
+            # Kept, but the sender does not hear so yet: the window in which a crash makes a
+            # sender retry a message the server already has.
+            await asyncio.sleep(hold)
         return "250 2.0.0 Message accepted for delivery"
 
 
@@ -148,6 +153,7 @@ class SmtpSink:
         self.reject_permanently: set[str] = set()
         self.defer_recipients: set[str] = set()
         self._transient_failures = 0
+        self._reply_holds: list[float] = []
         self._server: asyncio.Server | None = None
 
     def fail_transiently(self, n: int = 1) -> None:
@@ -162,12 +168,20 @@ class SmtpSink:
             return True
         return False
 
+    def hold_replies(self, seconds: float, n: int = 1) -> None:
+        """Keep the next `n` messages but answer `250` only after `seconds`."""
+        self._reply_holds.extend([seconds] * n)
+
+    def take_reply_hold(self) -> float:
+        return self._reply_holds.pop(0) if self._reply_holds else 0.0
+
     def clear(self) -> None:
         """Forget received messages (in memory only) and every injected fault."""
         self.messages.clear()
         self.reject_permanently.clear()
         self.defer_recipients.clear()
         self._transient_failures = 0
+        self._reply_holds.clear()
 
     async def start(self) -> None:
         if self._server is not None:
