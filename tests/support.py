@@ -16,16 +16,14 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.notification import NotificationActivities
 from starter import demo_data
 from starter.client import NotificationRef, Tidings
 from tidings.devstack.smtp_sink import SmtpSink
 from tidings.devstack.webhook_receiver import WebhookReceiver
-from tidings.frequency import FrequencyCaps
 from tidings.models import User
 from tidings.settings import Settings
 from tidings.store import Store
-from worker.main import build_senders, build_workers, run_workers
+from worker.main import run_workers, workers_for
 from workflows.io import NotificationInput
 
 
@@ -85,17 +83,7 @@ async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> Asy
         settings = make_settings(tmp_path, smtp_port=sink.port, **overrides)
         store = await Store.open(settings.resolved_database_url)
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            senders = build_senders(settings, store, http)
-            workers = build_workers(
-                client,
-                NotificationActivities(
-                    store,
-                    senders,
-                    FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy),
-                ),
-                task_queue=settings.task_queue,
-                channels=senders,
-            )
+            workers = workers_for(settings, client, store, http)
             stop = asyncio.Event()
             task = asyncio.create_task(run_workers(workers, stop))
             tidings = RecordingTidings(settings, store, client)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.frequency import CapPolicy
+from tidings.models import Channel
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
@@ -110,6 +111,9 @@ class Settings(BaseSettings):
     tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
 
     # Behaviour
+    # Deliveries per second per channel, enforced by the Temporal server on each channel's task
+    # queue across all workers (a provider's throughput cap). JSON: '{"sms": 10, "push": 500}'.
+    channel_rate_limits: dict[Channel, float] = Field(default_factory=dict)
     engagement_window_hours: float = 72.0
     # At most N non-critical notifications per user per hour in a template category; "*" covers
     # categories without their own entry. JSON in the environment: '{"marketing": 3, "*": 20}'.

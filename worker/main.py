@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -79,11 +79,17 @@ def build_workers(
     workflow_pollers: PollerBehavior = DEFAULT_POLLERS,
     activity_pollers: PollerBehavior = DEFAULT_POLLERS,
     nonsticky_to_sticky_poll_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
+    rate_limits: Mapping[Channel, float] | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
     to every Worker; with the defaults, 5 workflow pollers leave about one polling for new
-    workflows (the rest poll the sticky queue), which caps start-heavy bursts."""
+    workflows (the rest poll the sticky queue), which caps start-heavy bursts.
+
+    `rate_limits` caps each channel's deliveries per second. The server enforces it per task
+    queue across every worker, and the normal and `-urgent` queues each get the full limit, so a
+    provider sees at most twice the figure while both queues are busy: urgent traffic is never
+    held back by a normal backlog's share of the limit."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
@@ -110,6 +116,7 @@ def build_workers(
                     activities=[activities.deliver],
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                     activity_task_poller_behavior=activity_pollers,
+                    max_task_queue_activities_per_second=(rate_limits or {}).get(channel),
                 )
             )
     return workers
@@ -124,18 +131,27 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
         log.info("shutting down: finishing in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
 
 
+def workers_for(
+    settings: Settings, client: Client, store: Store, http: httpx.AsyncClient
+) -> list[Worker]:
+    """Everything one worker process runs, configured from settings."""
+    senders = build_senders(settings, store, http)
+    caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
+    return build_workers(
+        client,
+        NotificationActivities(store, senders, caps),
+        task_queue=settings.task_queue,
+        channels=senders,
+        rate_limits=settings.channel_rate_limits,
+    )
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     store = await Store.open(settings.resolved_database_url)
     try:
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            senders = build_senders(settings, store, http)
             client = await connect_temporal(settings)
-            caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
-            activities = NotificationActivities(store, senders, caps)
-            workers = build_workers(
-                client, activities, task_queue=settings.task_queue, channels=senders
-            )
-            await run_workers(workers, stop)
+            await run_workers(workers_for(settings, client, store, http), stop)
     finally:
         await store.close()
 

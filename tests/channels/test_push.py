@@ -113,12 +113,13 @@ def delivery(
     priority: Priority = Priority.HIGH,
     expires_at: datetime | None = None,
     body: str = "Order 42 is on its way.",
+    title: str = "Shipped",
 ) -> Delivery:
     return Delivery(
         notification_id="n-1",
         idempotency_key="n-1:push",
         user=User(id="u-1"),
-        message=RenderedMessage(channel=Channel.PUSH, subject="Shipped", text=body),
+        message=RenderedMessage(channel=Channel.PUSH, subject=title, text=body),
         priority=priority,
         expires_at=expires_at,
         devices=devices,
@@ -170,15 +171,17 @@ async def test_good_path_reaches_both_platforms_with_the_real_wire_format(
     }
 
 
-async def test_normal_priority_and_no_expiry(
+async def test_normal_priority_no_expiry_no_title(
     emulators: Providers, store: Store, sender: PushSender
 ) -> None:
     devices = await register(store, (Platform.FCM, FCM_A), (Platform.APNS, APNS_A))
-    await sender.send(delivery(devices, priority=Priority.LOW))
-    android = emulators.fcm.received[-1].json()["message"]["android"]
-    assert android["priority"] == "NORMAL" and "ttl" not in android
-    headers = emulators.apns.received[-1].headers
-    assert headers["apns-priority"] == "5" and "apns-expiration" not in headers
+    await sender.send(delivery(devices, priority=Priority.LOW, title=""))
+    message = emulators.fcm.received[-1].json()["message"]
+    assert message["android"]["priority"] == "NORMAL" and "ttl" not in message["android"]
+    assert message["notification"] == {"body": "Order 42 is on its way."}
+    apns = emulators.apns.received[-1]
+    assert apns.headers["apns-priority"] == "5" and "apns-expiration" not in apns.headers
+    assert apns.json()["aps"]["alert"] == {"body": "Order 42 is on its way."}
 
 
 async def test_a_retry_reuses_the_apns_id(
@@ -373,7 +376,7 @@ async def test_untrusted_service_account_is_permanent(
     sender = PushSender(store, fcm=FcmClient(settings, http))
     devices = await register(store, (Platform.FCM, FCM_A))
     with pytest.raises(
-        PermanentChannelError, match="refused the service-account key .*invalid_grant"
+        PermanentChannelError, match=r"refused the service-account key .*invalid_grant"
     ):
         await sender.send(delivery(devices))
 

@@ -163,7 +163,7 @@ async def test_malformed_response_is_transient(
     twilio: TwilioEmulator, sender: TwilioSmsSender
 ) -> None:
     twilio.malformed_next()
-    with pytest.raises(TransientChannelError, match="malformed body .*not JSON"):
+    with pytest.raises(TransientChannelError, match=r"malformed body .*not JSON"):
         await sender.send(delivery())
 
 

@@ -86,8 +86,13 @@ class ApnsClient:
 
     def payload(self, delivery: Delivery) -> dict[str, Any]:
         content = delivery.message
+        alert = (
+            {"title": content.subject, "body": content.text}
+            if content.subject
+            else {"body": content.text}
+        )
         return {
-            "aps": {"alert": {"title": content.subject, "body": content.text}},
+            "aps": {"alert": alert},
             "notification_id": delivery.notification_id,
         }
 

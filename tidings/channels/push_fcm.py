@@ -198,6 +198,9 @@ class FcmClient:
 
     def message(self, delivery: Delivery, token: str) -> dict[str, Any]:
         content = delivery.message
+        # The title is optional in templates; an empty one is left out, not shown blank.
+        notification = {"title": content.subject} if content.subject else {}
+        notification["body"] = content.text
         android: dict[str, Any] = {
             "priority": "HIGH" if delivery.priority.urgent else "NORMAL",
             "notification": {"tag": collapse_id(delivery.notification_id)},
@@ -207,7 +210,7 @@ class FcmClient:
             android["ttl"] = f"{max(0, int(seconds))}s"
         return {
             "token": token,
-            "notification": {"title": content.subject, "body": content.text},
+            "notification": notification,
             # FCM requires every data value to be a string.
             "data": {
                 "notification_id": delivery.notification_id,

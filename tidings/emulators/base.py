@@ -1,7 +1,7 @@
 """What the provider emulators share: recording, fault injection and an in-process server.
 
-An emulator is an ASGI app served on loopback (uvicorn for HTTP/1.1; `H2cServer` for the APNs
-emulator, which speaks HTTP/2). Every request except the control endpoints is recorded before it
+An emulator is an ASGI app served on loopback (`server.AppServer`: uvicorn for HTTP/1.1, or
+HTTP/2 for the APNs emulator). Every request except the control endpoints is recorded before it
 is answered. Faults come from the Python API (`inject`) or over HTTP:
 
     POST /_emulator/faults   {"mode": "5xx", "count": 3}, {"mode": "429", "retry_after": 2},
@@ -22,18 +22,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from tidings.emulators.h2c import H2cServer
+from tidings.emulators.server import AppServer, bind
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +104,6 @@ class Response:
         return cls(status, value.encode(), {"content-type": "text/plain; charset=utf-8"})
 
 
-class _QuietServer(uvicorn.Server):
-    # An embedded server must not take over SIGINT/SIGTERM from the process hosting it.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class Emulator:
     """Subclasses implement `handle` (and may refine the fault answers and `is_api`)."""
 
@@ -129,9 +119,7 @@ class Emulator:
         self._faults: list[list[Any]] = []  # [Fault, remaining count]
         self._dead: dict[str, Fault] = {}
         self._down_until = 0.0
-        self._uvicorn: _QuietServer | None = None
-        self._h2: H2cServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: AppServer | None = None
 
     @property
     def url(self) -> str:
@@ -290,42 +278,19 @@ class Emulator:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is not None or self._h2 is not None:
+        if self._server is not None:
             raise RuntimeError(f"{self.name} emulator already started")
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        if self.http2:
-            self._h2 = H2cServer(self)
-            await self._h2.start(sock)
-        else:
-            config = uvicorn.Config(
-                self,
-                lifespan="off",
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=1,
-            )
-            server = _QuietServer(config)
-            self._uvicorn = server
-            self._task = asyncio.create_task(server.serve(sockets=[sock]))
-            async with asyncio.timeout(10):
-                while not server.started:
-                    if self._task.done():
-                        self._task.result()
-                        raise RuntimeError(f"{self.name} emulator stopped during startup")
-                    await asyncio.sleep(0.01)
+        server = AppServer(self, http2=self.http2)
+        await server.start(sock)
+        self._server = server
         logger.info("%s emulator listening on %s", self.name, self.url)
 
     async def stop(self) -> None:
-        if self._h2 is not None:
-            await self._h2.stop()
-            self._h2 = None
-        if self._uvicorn is not None and self._task is not None:
-            self._uvicorn.should_exit = True
-            await self._task
-            self._uvicorn, self._task = None, None
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -38,6 +38,8 @@ class DevEmulators:
     apns: ApnsEmulator = field(init=False)
     twilio: TwilioEmulator = field(init=False)
     slack: SlackEmulator = field(init=False)
+    fcm_key: Path | None = field(init=False, default=None)  # written by start()
+    apns_key: Path | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.fcm = FcmEmulator(self.host, self.ports.get("fcm"))
@@ -53,12 +55,12 @@ class DevEmulators:
         keys = self.data_dir / "emulators"
         for emulator in self.all:
             await emulator.start()
-        self._fcm_key = dev_service_account(
+        self.fcm_key = dev_service_account(
             keys / "fcm-service-account.json", token_uri=f"{self.fcm.url}/token"
         )
-        self.fcm.trust_service_account(self._fcm_key)
-        self._apns_key = dev_apns_key(keys / "apns-dev.p8")
-        self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self._apns_key)
+        self.fcm.trust_service_account(self.fcm_key)
+        self.apns_key = dev_apns_key(keys / "apns-dev.p8")
+        self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self.apns_key)
 
     async def stop(self) -> None:
         for emulator in self.all:
@@ -73,12 +75,14 @@ class DevEmulators:
 
     def settings(self) -> dict[str, str]:
         """TIDINGS_* settings (without the prefix, lower-case) that point at these emulators."""
+        if self.fcm_key is None or self.apns_key is None:
+            raise RuntimeError("start the emulators first: their dev keys are written on start")
         return {
             "fcm_base_url": self.fcm.url,
-            "fcm_service_account_file": str(self._fcm_key),
+            "fcm_service_account_file": str(self.fcm_key),
             "fcm_project_id": DEV_PROJECT,
             "apns_base_url": self.apns.url,
-            "apns_key_file": str(self._apns_key),
+            "apns_key_file": str(self.apns_key),
             "apns_key_id": DEV_APNS_KEY_ID,
             "apns_team_id": DEV_APNS_TEAM_ID,
             "apns_topic": DEV_APNS_TOPIC,

@@ -4,7 +4,8 @@ uvicorn serves HTTP/2 only with the optional `zttp` package, which this project 
 on, and hypercorn is not installed; APNs is HTTP/2-only, so its emulator needs a real HTTP/2 peer
 to prove the client speaks it. Enough of RFC 9113 for tests and the dev stack: one ASGI call per
 stream, request bodies buffered, responses sent with flow control, stream resets passed to the
-app as `http.disconnect`. No TLS, no server push, no HTTP/1.1 upgrade.
+app as `http.disconnect`. No TLS, no server push, no `Upgrade: h2c`; a connection that does not
+open with the HTTP/2 preface is served as HTTP/1.1 (`http1.py`), so plain clients reach it too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import h2.events
 import h2.exceptions
 from starlette.types import ASGIApp, Message
 
+from tidings.emulators.http1 import Http1Connection
+
 logger = logging.getLogger(__name__)
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # RFC 9113 8.2.2: connection-specific headers must not appear in HTTP/2.
 _FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding"})
 
@@ -53,12 +57,12 @@ class _Connection:
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
-    async def run(self) -> None:
+    async def run(self, initial: bytes) -> None:
         self.conn.initiate_connection()
         self.flush()
+        data = initial
         try:
             while True:
-                data = await self.reader.read(65536)
                 if not data:
                     return
                 try:
@@ -73,6 +77,7 @@ class _Connection:
                         return
                 self.flush()
                 await self.writer.drain()
+                data = await self.reader.read(65536)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
@@ -222,7 +227,19 @@ class H2cServer:
         if task is not None:
             self._connections.add(task)
         try:
-            await _Connection(self.app, reader, writer).run()
+            # Prior-knowledge HTTP/2 starts with the connection preface; anything else is
+            # taken as HTTP/1.1.
+            initial = b""
+            while len(initial) < len(PREFACE) and PREFACE.startswith(initial):
+                chunk = await reader.read(len(PREFACE) - len(initial))
+                if not chunk:
+                    writer.close()
+                    return
+                initial += chunk
+            if initial == PREFACE:
+                await _Connection(self.app, reader, writer).run(initial)
+            else:
+                await Http1Connection(self.app, reader, writer, initial).run()
         finally:
             if task is not None:
                 self._connections.discard(task)
