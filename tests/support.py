@@ -41,7 +41,11 @@ class RecordingTidings(Tidings):
 
     async def terminate_started(self) -> None:
         for wf_id in self.started:
+            notification_id = wf_id.removeprefix("notification/")
             with contextlib.suppress(RPCError):
+                # Let in-flight deliveries finish first: the time-skipping server stays locked
+                # by an activity whose workflow was terminated under it.
+                await self.wait_sent(notification_id, within=10)
                 await self.temporal.get_workflow_handle(wf_id).terminate("test finished")
 
 

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 FALLBACK_PATCH = "fallback-and-escalation"
+CANCEL_OUTCOME_PATCH = "cancel-returns-outcome"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -87,8 +88,13 @@ class NotificationWorkflow:
             raise ValueError(f"at: must be before the expiry {expires_at.isoformat()}")
 
     @workflow.update(name="cancel")
-    def cancel(self, input: CancelInput) -> NotificationResult:
+    async def cancel(self, input: CancelInput) -> NotificationResult:
         self._cancel_reason = input.reason
+        # Answer with the outcome, not the state the request found: the run wakes, records the
+        # cancellation and only then does the caller hear back. Runs recorded before this
+        # answered at once; the patch keeps them replaying as they ran.
+        if workflow.patched(CANCEL_OUTCOME_PATCH):
+            await workflow.wait_condition(lambda: self._status is NotificationStatus.CANCELLED)
         return self._result()
 
     @cancel.validator

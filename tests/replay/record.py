@@ -82,12 +82,35 @@ async def record(version: str) -> None:
                     priority="medium",
                     idempotency_key=f"replay-quiet-{version}",
                 )
+                stack.sink.reject_permanently.add("john.doe@example.com")
+                fallback = await t.notify(
+                    user_id="user_001",
+                    template_id="welcome",
+                    data=WELCOME,
+                    channels=["email"],
+                    fallback=["in_app"],
+                    idempotency_key=f"replay-fallback-{version}",
+                )
+                await t.wait_sent(fallback.notification_id)
+                stack.sink.reject_permanently.discard("john.doe@example.com")
+                escalated = await t.notify(
+                    user_id="user_001",
+                    template_id="welcome",
+                    data=WELCOME,
+                    channels=["in_app"],
+                    fallback=["email"],
+                    escalate_after_minutes=30,
+                    idempotency_key=f"replay-escalated-{version}",
+                )
                 stack.sink.reject_permanently.add("jane.smith@example.com")
                 await env.sleep(timedelta(days=1, hours=1))
                 await t.engage(sent.notification_id, "opened")
                 await t.engage(sent.notification_id, "converted")
                 await env.sleep(timedelta(days=4))
-                for ref, name in ((sent, "sent"), (cancelled, "cancelled"), (quiet, "quiet")):
+                runs = [(sent, "sent"), (cancelled, "cancelled"), (quiet, "quiet")]
+                if version != "v1":  # fallback and escalation arrived with v2
+                    runs += [(fallback, "fallback"), (escalated, "escalated")]
+                for ref, name in runs:
                     handle = env.client.get_workflow_handle(workflow_id(ref.notification_id))
                     await handle.result()
                     await _save(handle, f"notification_{version}_{name}")
@@ -96,4 +119,6 @@ async def record(version: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record("v1"))
+    import sys
+
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v2"))

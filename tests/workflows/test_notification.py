@@ -136,7 +136,8 @@ async def test_cancel_before_send_sends_nothing(
         channels=["email", "in_app"],
     )
     view = await stack.tidings.cancel(ref.notification_id, reason="user unsubscribed")
-    assert view.status is NotificationStatus.SCHEDULED  # the run finishes right after
+    assert view.status is NotificationStatus.CANCELLED
+    assert view.reason == "user unsubscribed"
     result = await _result(stack, ref.notification_id)
     assert result.status is NotificationStatus.CANCELLED
     assert result.reason == "user unsubscribed"
