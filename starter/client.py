@@ -317,11 +317,8 @@ class Tidings:
     async def _update(self, notification_id: str, name: str, arg: BaseModel) -> NotificationResult:
         handle = self._handle(notification_id)
         try:
-            if name == "cancel":
-                assert isinstance(arg, CancelInput)
-                return await handle.execute_update(NotificationWorkflow.cancel, arg)
-            assert isinstance(arg, RescheduleInput)
-            return await handle.execute_update(NotificationWorkflow.reschedule, arg)
+            # By name: the typed form does not accept the async `cancel` handler's signature.
+            return await handle.execute_update(name, arg, result_type=NotificationResult)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
