@@ -318,7 +318,10 @@ class Tidings:
         handle = self._handle(notification_id)
         try:
             # By name: the typed form does not accept the async `cancel` handler's signature.
-            return await handle.execute_update(name, arg, result_type=NotificationResult)
+            result: NotificationResult = await handle.execute_update(
+                name, arg, result_type=NotificationResult
+            )
+            return result
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
