@@ -1,0 +1,182 @@
+"""`tidings dev` (the embedded stack) and `tidings demo` (the prototype's demo, replayed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from starter import demo_data
+from starter.cli import _views as views
+from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
+from starter.client import NotificationRef
+from starter.connection import connect_temporal
+from starter.devstack import run_dev, seed_demo_data, stack_settings
+from tidings.models import Channel, NotificationStatus, Priority
+from tidings.settings import Settings
+
+log = logging.getLogger("tidings.dev")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=err(), show_path=False, markup=False)],
+    )
+    logging.getLogger("tidings").setLevel(logging.INFO)
+
+
+def dev(
+    seed: Annotated[bool, typer.Option(help="Register the demo users and templates.")] = True,
+) -> None:
+    """Run the embedded stack in the foreground until Ctrl-C: Temporal dev server and Web UI
+    (history kept under the data directory), SMTP sink, webhook receiver, worker, demo data."""
+    _configure_logging()
+
+    async def main(settings: Settings) -> None:
+        stop = asyncio.Event()
+        current = asyncio.current_task()
+
+        def on_signal() -> None:
+            if stop.is_set() and current is not None:
+                log.warning("stopping now, without waiting for in-flight work")
+                current.cancel()
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # Only the main thread may take signals (tests drive the CLI from another one).
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal)
+        await run_dev(settings, stop=stop, seed=seed)
+
+    try:
+        run(main)
+    except asyncio.CancelledError:
+        raise typer.Exit(130) from None
+
+
+async def _temporal_answers(settings: Settings) -> bool:
+    try:
+        async with asyncio.timeout(5):
+            await connect_temporal(settings)
+    except (RuntimeError, TimeoutError):
+        return False
+    return True
+
+
+def demo(
+    timeout: Annotated[
+        float, typer.Option(min=1, help="How long to wait for the deliveries, in seconds.")
+    ] = 30.0,
+) -> None:
+    """Replay the prototype's demo: a welcome, an order confirmation (high), a security alert
+    forced onto email and SMS (critical), a bulk welcome; then the outcome of every channel,
+    the service stats and user_001's inbox. Uses the running stack, or starts one for the
+    duration of the demo when none answers at TIDINGS_TEMPORAL_ADDRESS."""
+
+    async def main(settings: Settings) -> None:
+        if await _temporal_answers(settings):
+            await _replay(settings, timeout)
+            return
+        err().print(
+            f"No Temporal at {settings.temporal_address}: starting an embedded stack for the"
+            f" demo (data dir {settings.data_dir}).",
+            markup=False,
+        )
+        ready, stop = asyncio.Event(), asyncio.Event()
+        stack = asyncio.create_task(run_dev(settings, ready=ready, stop=stop, banner=False))
+        started = asyncio.create_task(ready.wait())
+        await asyncio.wait({stack, started}, return_when=asyncio.FIRST_COMPLETED)
+        if stack.done():
+            started.cancel()
+            await stack  # raises why it could not start
+        try:
+            await _replay(stack_settings(settings), timeout)
+        finally:
+            stop.set()
+            await stack
+
+    run(main)
+
+
+async def _replay(settings: Settings, wait_seconds: float) -> None:
+    console = out()
+    async with connect(settings) as tidings:
+        await seed_demo_data(tidings)
+        sent: list[tuple[str, NotificationRef]] = []
+        console.rule("Sending welcome notification")
+        ref = await tidings.notify(
+            user_id="user_001", template_id="welcome", data=demo_data.WELCOME_DATA
+        )
+        sent.append(("welcome", ref))
+        console.rule("Sending order confirmation")
+        ref = await tidings.notify(
+            user_id="user_002",
+            template_id="order_confirmation",
+            data=demo_data.ORDER_DATA,
+            priority=Priority.HIGH,
+        )
+        sent.append(("order confirmation", ref))
+        console.rule("Sending security alert (email and SMS, critical)")
+        ref = await tidings.notify(
+            user_id="user_001",
+            template_id="security_alert",
+            data=demo_data.SECURITY_DATA,
+            channels=[Channel.EMAIL, Channel.SMS],
+            priority=Priority.CRITICAL,
+        )
+        sent.append(("security alert", ref))
+        console.rule("Sending bulk welcome")
+        refs = await tidings.notify_many(
+            ["user_001", "user_002"], "welcome", data=demo_data.BULK_WELCOME_DATA
+        )
+        sent += [("bulk welcome", r) for r in refs]
+        for label, r in sent:
+            console.print(f"  {label}: {r.notification_id}", markup=False)
+
+        results = await wait_all(tidings, [r.notification_id for _, r in sent], within=wait_seconds)
+        console.rule("Notification statuses")
+        table = Table()
+        for column in ("notification", "user", "channel", "status", "reason"):
+            table.add_column(column, overflow="fold")
+        for (label, _), result in zip(sent, results, strict=True):
+            name = Text(f"{label} {result.notification_id[:8]}")
+            if not result.channels:
+                reason = Text(result.reason or "")
+                table.add_row(name, Text(result.user_id), "", views.status_text(result.status),
+                              reason)  # fmt: skip
+            for c in result.channels:
+                table.add_row(
+                    name,
+                    Text(result.user_id),
+                    Text(c.channel.value),
+                    views.status_text(c.status.value),
+                    Text(c.reason or ""),
+                )
+                name = Text("")
+        console.print(table)
+        console.print("Web UI:", markup=False)
+        for (label, r), result in zip(sent, results, strict=True):
+            link = ui_link(settings, r.notification_id)
+            console.print(f"  {label} to {result.user_id}: {link}", markup=False, soft_wrap=True)
+        waiting = [r for r in results if r.status is NotificationStatus.SCHEDULED]
+        if waiting:
+            err().print(
+                f"{len(waiting)} notification(s) still scheduled after {wait_seconds:.0f}s:"
+                " is a worker running? (`make run` starts one)",
+                markup=False,
+            )
+
+        console.rule("Service statistics")
+        console.print(views.stats(await tidings.stats()))
+        console.rule("User user_001's in-app notifications")
+        console.print(views.inbox("user_001", await tidings.inbox("user_001", limit=10)))
