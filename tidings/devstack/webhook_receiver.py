@@ -8,18 +8,16 @@ they run out the receiver answers `default_status`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from starlette.types import Message, Receive, Scope, Send
+
+from tidings.emulators.server import AppServer, bind, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +43,6 @@ class ScriptedResponse:
     delay: float = 0.0  # seconds to wait before answering
 
 
-class _QuietServer(uvicorn.Server):
-    # An embedded server must not take over SIGINT/SIGTERM from the process hosting it.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, default_status: int = 200) -> None:
         self.host = host
@@ -59,8 +50,7 @@ class WebhookReceiver:
         self.default_status = default_status
         self.received: list[ReceivedRequest] = []
         self._script: deque[ScriptedResponse] = deque()
-        self._server: _QuietServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: AppServer | None = None
 
     @property
     def url(self) -> str:
@@ -102,37 +92,18 @@ class WebhookReceiver:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("WebhookReceiver already started")
-        # Bind here so the real port is known before uvicorn starts serving.
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        server = _QuietServer(config)
+        server = AppServer(self._app, http2=False)
+        await server.start(sock)
         self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not server.started:
-                if self._task.done():
-                    self._task.result()  # surfaces the startup error
-                    raise RuntimeError("webhook receiver stopped during startup")
-                await asyncio.sleep(0.01)
         logger.info("webhook receiver listening on %s", self.url)
 
     async def stop(self) -> None:
-        if self._server is None or self._task is None:
+        if self._server is None:
             return
-        self._server.should_exit = True
-        await self._task
+        await self._server.stop()
         self._server = None
-        self._task = None
 
     async def __aenter__(self) -> WebhookReceiver:
         await self.start()
@@ -146,21 +117,16 @@ class WebhookReceiver:
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         self.received.append(
             ReceivedRequest(
                 method=scope["method"],
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
                 headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
-                body=b"".join(chunks),
+                body=body,
                 received_at=datetime.now(UTC),
             )
         )

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from tidings.emulators.server import AppServer, bind
+from tidings.emulators.server import AppServer, bind, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -213,20 +213,15 @@ class Emulator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         req = Received(
             method=scope["method"],
             path=scope["path"],
             query=scope["query_string"].decode("latin-1"),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            body=b"".join(chunks),
+            body=body,
             http_version=scope.get("http_version", "1.1"),
         )
         if req.path.startswith("/_emulator/"):
