@@ -12,7 +12,6 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from starter.client import MAX_BULK
 from tidings.models import (
-    MAX_ATTRIBUTES,
     AttributeValue,
     Channel,
     Device,
@@ -23,7 +22,7 @@ from tidings.models import (
     Preferences,
     Priority,
     User,
-    check_data_size,
+    check_attributes,
 )
 
 ErrorType = Literal[
@@ -108,10 +107,7 @@ class EngagementBody(Model):
     @field_validator("metadata")
     @classmethod
     def _bounded(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        if len(v) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} entries")
-        check_data_size(v, "metadata")
-        return v
+        return check_attributes(v, "metadata")
 
 
 class EngagementAccepted(BaseModel):

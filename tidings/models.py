@@ -139,6 +139,14 @@ def check_data_size(data: dict[str, Any], field: str = "data") -> dict[str, Any]
     return data
 
 
+def check_attributes(values: dict[str, AttributeValue], field: str) -> dict[str, AttributeValue]:
+    """Small flat key/value maps (user attributes, engagement metadata) stay small."""
+    if len(values) > MAX_ATTRIBUTES:
+        raise ValueError(f"{field}: at most {MAX_ATTRIBUTES} entries")
+    check_data_size(values, field)
+    return values
+
+
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 PhoneNumber = Annotated[str, AfterValidator(_check_phone)]
@@ -167,10 +175,7 @@ class User(Model):
     @field_validator("attributes")
     @classmethod
     def _bounded_attributes(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        if len(v) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
-        check_data_size(v, "attributes")
-        return v
+        return check_attributes(v, "attributes")
 
 
 class Device(Model):

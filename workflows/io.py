@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from tidings.models import AttributeValue, Channel, EngagementType, NotificationRequest, Priority
+from tidings.models import (
+    AttributeValue,
+    Channel,
+    EngagementType,
+    NotificationRequest,
+    Priority,
+    check_attributes,
+)
 
 
 class NotificationInput(BaseModel):
@@ -30,3 +37,8 @@ class EngagementSignal(BaseModel):
     channel: Channel | None = None
     at: AwareDatetime | None = None  # when the user acted; defaults to when the signal arrived
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        return check_attributes(v, "metadata")
