@@ -2,12 +2,16 @@
 
 The prototype's phone numbers (+1234567890, +1987654321) are not valid numbers, so the demo users
 get valid ones from the fictional 555-01xx range. Its `{name}` placeholders become Jinja2.
+Beyond the prototype, for the provider emulators of `tidings dev`: user_002 has an iPhone (APNs)
+besides the prototype's FCM tokens, and a Slack member id for chat.postMessage.
 """
 
 from __future__ import annotations
 
 from tidings.models import (
     Channel,
+    Device,
+    Platform,
     Preferences,
     Priority,
     TemplateContent,
@@ -28,9 +32,19 @@ USERS = [
         email="jane.smith@example.com",
         phone="+14155550132",
         timezone="America/Los_Angeles",
+        slack_user_id="U0DEMO0002",
         attributes={"name": "Jane"},
     ),
 ]
+
+DEVICES = [
+    Device(user_id="user_001", platform=Platform.FCM, token="fcm_token_123"),
+    Device(user_id="user_001", platform=Platform.FCM, token="fcm_token_456"),
+    Device(user_id="user_002", platform=Platform.FCM, token="fcm_token_789"),
+    # APNs device tokens are 64 hex digits.
+    Device(user_id="user_002", platform=Platform.APNS, token="a0b1c2d3e4f5" * 5 + "a0b1",
+           label="Jane's iPhone"),
+]  # fmt: skip
 
 PREFERENCES = [
     Preferences(

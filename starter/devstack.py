@@ -5,6 +5,9 @@
   `dev_ui_port`, the Tidings* search attributes registered;
 - the SMTP sink on `smtp_host:smtp_port`, keeping mail in `<data_dir>/mail` for `tidings mail`;
 - the webhook receiver on `dev_webhook_port` (the demo users' `webhook_url` points at it);
+- the FCM, APNs, Twilio and Slack emulators on `dev_fcm_port`..`dev_slack_port`, with dev
+  credentials kept under `<data_dir>/emulators`; the worker is pointed at each of them unless that
+  provider is configured explicitly (starter/emulators.py), so push, SMS and Slack work as shipped;
 - the worker, in this process and event loop;
 - the demo data (starter/demo_data.py): templates are registered on every start (an unchanged
   template keeps its version), users and their preferences only when missing, so edits survive.
@@ -27,6 +30,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from starter import demo_data
+from starter import emulators as dev_emulators
 from starter.admin import ensure_search_attributes
 from starter.client import Tidings
 from starter.connection import connect_temporal
@@ -40,8 +44,8 @@ from starter.devserver import (
 from starter.webui import search_url
 from tidings.devstack.smtp_sink import SmtpSink
 from tidings.devstack.webhook_receiver import WebhookReceiver
+from tidings.emulators.dev import DevEmulators
 from tidings.errors import NotFound
-from tidings.models import Device, Platform
 from tidings.settings import Settings
 from worker.main import serve
 from workflows.search_attributes import ALL
@@ -86,6 +90,7 @@ async def run_dev(
         )
         check_ports_free(settings.smtp_host, {"smtp_port": settings.smtp_port})
         check_ports_free(LOCAL_IP, {"dev_webhook_port": settings.dev_webhook_port})
+        check_ports_free(dev_emulators.HOST, dev_emulators.port_settings(settings))
         server = TemporalDevServer(
             db_file=data_dir / TEMPORAL_DB,
             log_file=data_dir / TEMPORAL_LOG,
@@ -103,29 +108,27 @@ async def run_dev(
             await stack.enter_async_context(sink)
             receiver = WebhookReceiver(LOCAL_IP, settings.dev_webhook_port)
             await stack.enter_async_context(receiver)
+            try:
+                emulators = await stack.enter_async_context(dev_emulators.dev_emulators(settings))
+            except OSError as e:
+                raise DevStackError(f"the provider emulators could not start: {e}") from e
+            worker_settings, emulated = dev_emulators.with_emulators(local, emulators)
 
             worker_stop = asyncio.Event()
-            worker = asyncio.create_task(serve(local, worker_stop), name="tidings-dev-worker")
+            worker = asyncio.create_task(
+                serve(worker_settings, worker_stop), name="tidings-dev-worker"
+            )
             stack.push_async_callback(_stop_worker, worker, worker_stop)
             if seed:
                 async with await Tidings.connect(local, temporal=client) as tidings:
                     await seed_demo_data(tidings, webhook_base=receiver.url)
             if banner:
-                _print_banner(settings, local, server, sink, receiver)
+                _print_banner(settings, local, server, sink, receiver, emulators, emulated)
             log.info("dev stack ready on %s", server.address)
             if ready is not None:
                 ready.set()
             await _until_stopped(stop, worker, server)
             log.info("stopping the dev stack")
-
-
-# The prototype's users had push tokens; with devices, push is planned and then suppressed for
-# want of a push provider, which is what the demo should show until one is configured.
-DEMO_DEVICES = [
-    Device(user_id="user_001", platform=Platform.FCM, token="fcm_token_123"),
-    Device(user_id="user_001", platform=Platform.FCM, token="fcm_token_456"),
-    Device(user_id="user_002", platform=Platform.FCM, token="fcm_token_789"),
-]
 
 
 async def seed_demo_data(tidings: Tidings, *, webhook_base: str | None = None) -> None:
@@ -144,7 +147,7 @@ async def seed_demo_data(tidings: Tidings, *, webhook_base: str | None = None) -
     for prefs in demo_data.PREFERENCES:
         if prefs.user_id in created:
             await tidings.set_preferences(prefs)
-    for device in DEMO_DEVICES:
+    for device in demo_data.DEVICES:
         if device.user_id in created:
             await tidings.add_device(device)
     for definition in demo_data.TEMPLATES:
@@ -215,6 +218,8 @@ def _print_banner(
     server: TemporalDevServer,
     sink: SmtpSink,
     receiver: WebhookReceiver,
+    emulators: DevEmulators,
+    emulated: list[str],
 ) -> None:
     ui = f"http://localhost:{server.ui_port}"
     data_dir = settings.data_dir
@@ -227,6 +232,19 @@ def _print_banner(
     rows.add_row("", f'filter with  TidingsUser="user_001"  in its search box, or {by_user}')
     rows.add_row("SMTP sink", f"{sink.host}:{sink.port} -> {data_dir / 'mail'}  (`tidings mail`)")
     rows.add_row("Webhooks", f"{receiver.url}  (demo users post to /users/<id>)")
+    for key in dev_emulators.PROVIDERS:
+        emulator = getattr(emulators, key)
+        use = (
+            "the worker sends here"
+            if key in emulated
+            else f"idle: the worker uses the configured TIDINGS_{key.upper()}_* provider"
+        )
+        rows.add_row(f"{emulator.name} emulator", f"{emulator.url}  ({use})")
+    twilio = emulators.twilio.url
+    rows.add_row("", f"dev keys in {data_dir / 'emulators'}; see what arrived:"
+                 f" curl {twilio}/_emulator/received")  # fmt: skip
+    curl = f"""curl -X POST {twilio}/_emulator/faults -d '{{"mode":"5xx","count":3}}'"""
+    rows.add_row("", f"inject a fault: tidings emulator faults twilio 5xx --count 3, or {curl}")
     rows.add_row("Worker", f"task queue {settings.task_queue}, in this process")
     database = make_url(local.resolved_database_url).render_as_string(hide_password=True)
     rows.add_row("Database", database)

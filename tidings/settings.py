@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     dev_temporal_port: int = Field(default=7233, ge=1, le=65535)
     dev_ui_port: int = Field(default=8233, ge=1, le=65535)
     dev_webhook_port: int = Field(default=8026, ge=1, le=65535)
+    # Its provider emulators (tidings.emulators), matching the *_base_url defaults below. The dev
+    # stack points its own worker at them; other processes keep the base URLs they are given.
+    dev_fcm_port: int = Field(default=8031, ge=1, le=65535)
+    dev_apns_port: int = Field(default=8032, ge=1, le=65535)
+    dev_twilio_port: int = Field(default=8033, ge=1, le=65535)
+    dev_slack_port: int = Field(default=8034, ge=1, le=65535)
 
     # Email (SMTP)
     smtp_host: str = "127.0.0.1"

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from starter.cli import dev, directory, notifications, reading
+from starter.cli import dev, directory, emulator, notifications, reading
 
 
 class _Tidings(typer.Typer):
@@ -61,5 +61,6 @@ app.command("engage")(notifications.engage)
 app.command("inbox")(reading.inbox)
 app.command("stats")(reading.stats)
 app.add_typer(reading.mail_app, name="mail")
+app.add_typer(emulator.emulator_app, name="emulator")
 
 __all__ = ["app"]

@@ -13,7 +13,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from starter import demo_data
+from starter import demo_data, emulators
 from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
@@ -38,7 +38,8 @@ def dev(
     seed: Annotated[bool, typer.Option(help="Register the demo users and templates.")] = True,
 ) -> None:
     """Run the embedded stack in the foreground until Ctrl-C: Temporal dev server and Web UI
-    (history kept under the data directory), SMTP sink, webhook receiver, worker, demo data."""
+    (history kept under the data directory), SMTP sink, webhook receiver, FCM/APNs/Twilio/Slack
+    emulators (the worker sends push, SMS and Slack to them), worker, demo data."""
     _configure_logging()
 
     async def main(settings: Settings) -> None:
@@ -80,8 +81,9 @@ def demo(
 ) -> None:
     """Replay the prototype's demo: a welcome, an order confirmation (high), a security alert
     forced onto email and SMS (critical), a bulk welcome; then the outcome of every channel,
-    the service stats and user_001's inbox. Uses the running stack, or starts one for the
-    duration of the demo when none answers at TIDINGS_TEMPORAL_ADDRESS."""
+    the service stats, what the provider emulators received, and user_001's inbox. Uses the
+    running stack, or starts one for the duration of the demo when none answers at
+    TIDINGS_TEMPORAL_ADDRESS."""
 
     async def main(settings: Settings) -> None:
         if await _temporal_answers(settings):
@@ -112,6 +114,7 @@ async def _replay(settings: Settings, wait_seconds: float) -> None:
     console = out()
     async with connect(settings) as tidings:
         await seed_demo_data(tidings)
+        counts_before = await emulators.send_counts(settings)
         sent: list[tuple[str, NotificationRef]] = []
         console.rule("Sending welcome notification")
         ref = await tidings.notify(
@@ -178,5 +181,21 @@ async def _replay(settings: Settings, wait_seconds: float) -> None:
 
         console.rule("Service statistics")
         console.print(views.stats(await tidings.stats()))
+        received = _received_during(counts_before, await emulators.send_counts(settings))
+        if received:
+            console.print(f"Provider emulators received, during this demo: {received}",
+                          markup=False, soft_wrap=True)  # fmt: skip
         console.rule("User user_001's in-app notifications")
         console.print(views.inbox("user_001", await tidings.inbox("user_001", limit=10)))
+
+
+def _received_during(before: dict[str, int], after: dict[str, int]) -> str:
+    """ "FCM 5 send requests, APNs 1, ..." for the emulators that answered both times."""
+    parts = [
+        f"{emulators.PROVIDERS[key].name} {after[key] - count}"
+        for key, count in before.items()
+        if key in after
+    ]
+    if parts:
+        parts[0] += " send request" + ("" if parts[0].endswith(" 1") else "s")
+    return ", ".join(parts)

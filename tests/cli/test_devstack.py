@@ -1,10 +1,12 @@
 """`tidings dev` / run_dev: the embedded stack starts, delivers, refuses a second copy, keeps its
-history across a restart (the SQLite file), and leaves no process behind when it stops."""
+history across a restart (the SQLite file), and leaves no process behind when it stops; its
+worker sends push, SMS and Slack to the emulators it runs, faults injected from the CLI included."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -12,15 +14,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from starter.client import Tidings
 from starter.devstack import AlreadyRunning, DevStackError, run_dev, stack_settings
-from tests.cli.helpers import Cli, one_line_error
+from tests.cli.helpers import Cli, ok, one_line_error
 from tidings.devstack.smtp_sink import list_mail
-from tidings.models import NotificationStatus
+from tidings.models import Channel, DeliveryStatus, NotificationStatus
 from tidings.queues import workflow_id
 from tidings.settings import Settings
 
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 TIDINGS = Path(sys.executable).parent / "tidings"
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
+ORDER = {"order_id": "7", "amount": "5.00", "delivery_date": "tomorrow"}
 
 
 def free_port() -> int:
@@ -46,6 +51,10 @@ def dev_env_vars(data_dir: Path) -> dict[str, str]:
         "TIDINGS_DEV_UI_PORT": str(free_port()),
         "TIDINGS_SMTP_PORT": str(free_port()),
         "TIDINGS_DEV_WEBHOOK_PORT": str(free_port()),
+        "TIDINGS_DEV_FCM_PORT": str(free_port()),
+        "TIDINGS_DEV_APNS_PORT": str(free_port()),
+        "TIDINGS_DEV_TWILIO_PORT": str(free_port()),
+        "TIDINGS_DEV_SLACK_PORT": str(free_port()),
         "TIDINGS_TASK_QUEUE": f"dev-{uuid.uuid4().hex[:8]}",
     }
 
@@ -165,3 +174,91 @@ async def test_tidings_dev_process_stops_everything_on_sigterm(tmp_path: Path) -
 
     assert proc.returncode == 0
     assert processes_mentioning(temporal_db) == []
+
+
+async def received(http: httpx.AsyncClient, env: dict[str, str], provider: str) -> list[Any]:
+    """What a running emulator recorded, through its control endpoint."""
+    port = env[f"TIDINGS_DEV_{provider.upper()}_PORT"]
+    answer = await http.get(f"http://127.0.0.1:{port}/_emulator/received")
+    assert answer.status_code == 200
+    return list(answer.json())
+
+
+async def test_dev_stack_sends_push_sms_and_slack_to_its_emulators(tmp_path: Path) -> None:
+    env = {**dev_env_vars(tmp_path / "data"), "COLUMNS": "250"}
+    settings = settings_from(env)
+    cli = Cli(env)
+
+    async with dev_stack(settings), httpx.AsyncClient(timeout=10) as http:
+        out = ok(await cli("demo", "--timeout", "60"))
+
+        statuses = out.split("Notification statuses")[1].split("Service statistics")[0]
+        rows = [line for line in statuses.splitlines() if "│" in line]
+        pushes = [r for r in rows if re.search(r"│ push\s", r)]
+        sms = [r for r in rows if re.search(r"│ sms\s", r)]
+        # welcome and both bulk welcomes; the order confirmation to user_002, and the critical
+        # security alert, which reaches user_001 although user_001 switched SMS off.
+        assert len(pushes) == 3 and all("│ sent" in r for r in pushes), statuses
+        assert len(sms) == 2 and all("│ sent" in r for r in sms), statuses
+        assert "provider is configured" not in out
+        fcm = [r for r in await received(http, env, "fcm") if r["path"].endswith(":send")]
+        apns = await received(http, env, "apns")
+        twilio = await received(http, env, "twilio")
+        assert (
+            f"Provider emulators received, during this demo: FCM {len(fcm)} send requests,"
+            f" APNs {len(apns)}, Twilio {len(twilio)}, Slack 0"
+        ) in out
+
+        messages = [(r["json"]["message"]["token"], r["json"]["message"]["notification"]["title"])
+                    for r in fcm]  # fmt: skip
+        assert sorted(messages) == [
+            ("fcm_token_123", "Welcome to MyApp, John!"),
+            ("fcm_token_123", "Welcome to MyApp, Valued Customer!"),
+            ("fcm_token_456", "Welcome to MyApp, John!"),
+            ("fcm_token_456", "Welcome to MyApp, Valued Customer!"),
+            ("fcm_token_789", "Welcome to MyApp, Valued Customer!"),
+        ]
+        [iphone] = apns
+        assert (
+            iphone["http_version"] == "2"
+            and iphone["path"] == f"/3/device/{'a0b1c2d3e4f5' * 5}a0b1"
+        )
+        texts = sorted((r["form"]["To"], r["form"]["Body"]) for r in twilio)
+        assert texts == [
+            ("+12025550123", "We detected suspicious login attempt on your account at 2024-01-10"
+             " 14:30:00 UTC. If this wasn't you, please secure your account immediately."),
+            ("+14155550132", "Order #ORD-12345 confirmed: $99.99, arriving 2024-01-15."),
+        ]  # fmt: skip
+
+        async with await Tidings.connect(stack_settings(settings)) as tidings:
+            # A failing Twilio: the first attempt gets a 500, the activity's retry gets through.
+            ok(await cli("emulator", "faults", "twilio", "5xx", "--count", "1"))
+            ref = await tidings.notify(user_id="user_002", template_id="order_confirmation",
+                                       data=ORDER, channels=[Channel.SMS])  # fmt: skip
+            result = await tidings.wait_sent(ref.notification_id, within=60)
+            assert [(c.channel, c.status) for c in result.channels] == [
+                (Channel.SMS, DeliveryStatus.SENT)
+            ]
+            first, second = (await received(http, env, "twilio"))[len(twilio) :]
+            assert first["form"] == second["form"] and first["form"]["Body"].startswith("Order #7")
+            key = "i-twilio-idempotency-token"
+            assert first["headers"][key] == second["headers"][key]  # the same send, retried
+
+            one_line_error(
+                await cli("emulator", "faults", "twilio", "flood"), "unknown fault mode 'flood'"
+            )
+
+            # Slack through the bot token the stack filled in, to user_002's Slack member id.
+            await tidings.register_template(
+                {"id": "deploy", "channels": ["slack"], "content": {"subject": "Deployed",
+                 "text": "{{ app }} is live"}, "sample_data": {"app": "x"}}
+            )  # fmt: skip
+            ref = await tidings.notify(
+                user_id="user_002", template_id="deploy", data={"app": "api"}
+            )
+            result = await tidings.wait_sent(ref.notification_id, within=60)
+            assert [c.status for c in result.channels] == [DeliveryStatus.SENT]
+            [post] = await received(http, env, "slack")
+            assert post["path"] == "/api/chat.postMessage"
+            assert post["headers"]["authorization"].startswith("Bearer xoxb-")
+            assert post["json"]["channel"] == "U0DEMO0002" and "api is live" in post["json"]["text"]

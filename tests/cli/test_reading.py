@@ -84,7 +84,8 @@ async def test_demo_replays_the_prototype(cli: Cli) -> None:
     rows = [line for line in statuses.splitlines() if "│" in line]
     sms = [r for r in rows if re.search(r"│ sms\s", r)]
     # The order confirmation (user_002 accepts SMS) and the security alert (critical: forced
-    # onto SMS although user_001 turned it off) both plan SMS, which has no provider here.
+    # onto SMS although user_001 turned it off) both plan SMS. This stack's worker has no Twilio
+    # credentials (only `tidings dev` fills in its emulators: test_devstack sees these sent).
     assert len(sms) == 2
     assert all("suppressed" in r and "no sms provider is configured" in r for r in sms)
     emails = [r for r in rows if re.search(r"│ email\s", r)]

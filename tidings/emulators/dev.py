@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -52,15 +53,30 @@ class DevEmulators:
         return [self.fcm, self.apns, self.twilio, self.slack]
 
     async def start(self) -> None:
-        keys = self.data_dir / "emulators"
-        for emulator in self.all:
-            await emulator.start()
-        self.fcm_key = dev_service_account(
-            keys / "fcm-service-account.json", token_uri=f"{self.fcm.url}/token"
-        )
-        self.fcm.trust_service_account(self.fcm_key)
-        self.apns_key = dev_apns_key(keys / "apns-dev.p8")
-        self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self.apns_key)
+        """Start all four and trust the dev keys under `<data_dir>/emulators`, written on the
+        first start and kept afterwards, so a worker configured from them keeps working."""
+        try:
+            for emulator in self.all:
+                await emulator.start()
+            keys = self.data_dir / "emulators"
+            self.fcm_key = keys / "fcm-service-account.json"
+            token_uri = f"{self.fcm.url}/token"
+            try:
+                _follow_token_uri(self.fcm_key, token_uri)
+                self.fcm.trust_service_account(self.fcm_key)
+            except (OSError, ValueError, KeyError, TypeError):
+                # Missing, or not a usable key: a fresh one.
+                dev_service_account(self.fcm_key, token_uri=token_uri)
+                self.fcm.trust_service_account(self.fcm_key)
+            self.apns_key = keys / "apns-dev.p8"
+            try:
+                self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self.apns_key)
+            except (OSError, ValueError, TypeError):
+                dev_apns_key(self.apns_key)
+                self.apns.trust_key(DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, self.apns_key)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         for emulator in self.all:
@@ -93,6 +109,14 @@ class DevEmulators:
             "slack_base_url": self.slack.url,
             "slack_bot_token": DEV_BOT_TOKEN,
         }
+
+
+def _follow_token_uri(path: Path, token_uri: str) -> None:
+    """A kept service-account key names the token endpoint of the port it was written for."""
+    document = json.loads(path.read_text())
+    if document["token_uri"] != token_uri:
+        document["token_uri"] = token_uri
+        path.write_text(json.dumps(document, indent=2))
 
 
 async def _serve(data_dir: Path) -> None:

@@ -240,6 +240,11 @@ class H2cServer:
                 await _Connection(self.app, reader, writer).run(initial)
             else:
                 await Http1Connection(self.app, reader, writer, initial).run()
+        except asyncio.CancelledError:
+            # stop() cancels the connections clients keep open. Ending quietly matters: on
+            # Python 3.11 start_server's done-callback calls task.exception(), which raises for
+            # a cancelled task and logs a traceback at every shutdown.
+            writer.close()
         finally:
             if task is not None:
                 self._connections.discard(task)
