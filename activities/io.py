@@ -56,3 +56,4 @@ class DeliverResult(BaseModel):
     target: str
     provider_message_id: str | None = None
     duplicate: bool = False  # the send ledger already had this send: nothing was sent again
+    attempt: int = 0  # which attempt of the activity succeeded (1 = the first)

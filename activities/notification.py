@@ -164,6 +164,7 @@ class NotificationActivities:
                 target=previous.target,
                 provider_message_id=previous.provider_message_id,
                 duplicate=True,
+                attempt=activity.info().attempt,
             )
         if input.expires_at is not None and datetime.now(UTC) >= input.expires_at:
             raise ApplicationError(
@@ -220,4 +221,5 @@ class NotificationActivities:
             status=outcome.status,
             target=outcome.target,
             provider_message_id=outcome.provider_message_id,
+            attempt=activity.info().attempt,
         )

@@ -23,7 +23,7 @@ from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import User
 from tidings.settings import Settings
 from tidings.store import Store
-from worker.main import run_workers, workers_for
+from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows.io import NotificationInput
 
 
@@ -87,7 +87,8 @@ async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> Asy
         settings = make_settings(tmp_path, smtp_port=sink.port, **overrides)
         store = await Store.open(settings.resolved_database_url)
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            workers = workers_for(settings, client, store, http)
+            senders = build_senders(settings, store, http)
+            workers = workers_for(settings, client, store, senders)
             stop = asyncio.Event()
             task = asyncio.create_task(run_workers(workers, stop))
             tidings = RecordingTidings(settings, store, client)
@@ -98,4 +99,5 @@ async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> Asy
                 await tidings.terminate_started()
                 stop.set()
                 await task
+                await close_senders(senders)
                 await store.close()

@@ -79,12 +79,19 @@ def build_workers(
     workflow_pollers: PollerBehavior = DEFAULT_POLLERS,
     activity_pollers: PollerBehavior = DEFAULT_POLLERS,
     nonsticky_to_sticky_poll_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
+    max_concurrent_activities: int | None = None,
+    max_concurrent_local_activities: int | None = None,
     rate_limits: Mapping[Channel, float] | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
     to every Worker; with the defaults, 5 workflow pollers leave about one polling for new
     workflows (the rest poll the sticky queue), which caps start-heavy bursts.
+
+    `max_concurrent_activities` / `max_concurrent_local_activities` bound each Worker's slots
+    (None keeps the SDK's 100). Work beyond the bound waits in its Temporal task queue, where
+    the `-urgent` queues pass it, instead of inside this process, where every queue shares one
+    event loop and one database connection pool.
 
     `rate_limits` caps each channel's deliveries per second. The server enforces it per task
     queue across every worker, and the normal and `-urgent` queues each get the full limit, so a
@@ -106,6 +113,7 @@ def build_workers(
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
+                max_concurrent_local_activities=max_concurrent_local_activities,
             )
         )
         for channel in channels:
@@ -116,6 +124,7 @@ def build_workers(
                     activities=[activities.deliver],
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                     activity_task_poller_behavior=activity_pollers,
+                    max_concurrent_activities=max_concurrent_activities,
                     max_task_queue_activities_per_second=(rate_limits or {}).get(channel),
                 )
             )
@@ -132,10 +141,9 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
 
 
 def workers_for(
-    settings: Settings, client: Client, store: Store, http: httpx.AsyncClient
+    settings: Settings, client: Client, store: Store, senders: Mapping[Channel, ChannelSender]
 ) -> list[Worker]:
     """Everything one worker process runs, configured from settings."""
-    senders = build_senders(settings, store, http)
     caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
     return build_workers(
         client,
@@ -151,9 +159,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with httpx.AsyncClient(follow_redirects=False) as http:
             client = await connect_temporal(settings)
-            await run_workers(workers_for(settings, client, store, http), stop)
+            senders = build_senders(settings, store, http)
+            try:
+                await run_workers(workers_for(settings, client, store, senders), stop)
+            finally:
+                await close_senders(senders)
     finally:
         await store.close()
+
+
+async def close_senders(senders: Mapping[Channel, ChannelSender]) -> None:
+    """Senders that own connections of their own (APNs keeps an HTTP/2 client) close them."""
+    for sender in senders.values():
+        aclose = getattr(sender, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def main() -> None:

@@ -325,6 +325,7 @@ class NotificationWorkflow:
             status=result.status,
             target=result.target,
             provider_message_id=result.provider_message_id,
+            attempts=result.attempt,
             at=workflow.now(),
         )
 

