@@ -48,14 +48,22 @@ NOTIFICATION_HEADER = "X-Tidings-Notification"
 SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 
+def _shipped(field: str) -> int:
+    """A Settings field's default, without reading the environment."""
+    default: int = Settings.model_fields[field].default
+    return default
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Poller options handed to every Worker, the notification ones and the ceiling's alike."""
 
     pollers: str = "default"  # "default" (SDK: at most 5) or "autoscaling"
     nonsticky_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO
-    max_activities: int | None = None  # per Worker; None is the SDK's 100
-    max_local_activities: int | None = None
+    # Per Worker; the worker's own defaults (TIDINGS_WORKER_MAX_CONCURRENT_*). Pass 100 to
+    # measure the SDK's default instead.
+    max_activities: int | None = _shipped("worker_max_concurrent_activities")
+    max_local_activities: int | None = _shipped("worker_max_concurrent_local_activities")
 
     @property
     def poller_behavior(self) -> PollerBehavior:

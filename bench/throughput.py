@@ -79,8 +79,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pollers", choices=["default", "autoscaling"], default="default")
     p.add_argument("--nonsticky-ratio", type=float, default=Tuning().nonsticky_ratio)
-    p.add_argument("--max-activities", type=int, help="activity slots per Worker (SDK: 100)")
-    p.add_argument("--max-local-activities", type=int, help="local activity slots per Worker")
+    p.add_argument(
+        "--max-activities",
+        type=int,
+        default=Tuning().max_activities,
+        help="activity slots per Worker (default: the worker's setting; the SDK's is 100)",
+    )
+    p.add_argument(
+        "--max-local-activities",
+        type=int,
+        default=Tuning().max_local_activities,
+        help="local activity slots per Worker (default: the worker's setting)",
+    )
     p.add_argument("--window-hours", type=float, help="engagement window (default: settings)")
     p.add_argument("--users", type=int, default=50, help="notifications go round-robin to them")
     p.add_argument("--settle-seconds", type=float, help="pause between measurements")

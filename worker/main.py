@@ -151,6 +151,8 @@ def workers_for(
         task_queue=settings.task_queue,
         channels=senders,
         rate_limits=settings.channel_rate_limits,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
     )
 
 
