@@ -32,13 +32,15 @@ class ReceiptOutcome(BaseModel):
 async def twilio_status(request: Request, tidings: Api) -> ReceiptOutcome:
     settings = tidings.settings
     form = {k: str(v) for k, v in (await request.form()).items()}
-    token = settings.twilio_auth_token
-    if token is None or settings.public_base_url is None:
+    tokens = [settings.twilio_auth_token] if settings.twilio_auth_token else []
+    tokens += [a.auth_token for a in settings.twilio_fallback_accounts]
+    if not tokens or settings.public_base_url is None:
         raise NotFound("receipt endpoint", "twilio (Twilio is not configured)")
-    # Twilio signs the URL it called, which is our public URL, not what a proxy forwarded.
+    # Twilio signs the URL it called, which is our public URL, not what a proxy forwarded; each
+    # account (failover included) signs with its own auth token.
     url = settings.public_base_url.rstrip("/") + "/v1/receipts/twilio"
     signature = request.headers.get("x-twilio-signature", "")
-    if not verify_twilio(token.get_secret_value(), url, form, signature):
+    if not any(verify_twilio(t.get_secret_value(), url, form, signature) for t in tokens):
         raise Unauthorized("x-twilio-signature: missing or does not match")
     sid, status = form.get("MessageSid"), form.get("MessageStatus", "")
     if not sid:

@@ -28,6 +28,16 @@ class SmtpRelay(BaseModel):
     use_tls: bool = False
 
 
+class TwilioAccount(BaseModel):
+    """A further Twilio account (or sub-account) for SMS failover."""
+
+    account_sid: str
+    auth_token: SecretStr
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    base_url: str | None = None  # None: the same TIDINGS_TWILIO_BASE_URL
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TIDINGS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -100,6 +110,9 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None  # used instead of From when set
     twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Failover: further accounts tried in order when the one above fails transiently. JSON:
+    # '[{"account_sid": "AC...", "auth_token": "...", "from_number": "+1..."}]'.
+    twilio_fallback_accounts: list[TwilioAccount] = Field(default_factory=list)
     sms_max_segments: int = Field(default=4, ge=1, le=20)
     # Where providers reach us (delivery receipts): Twilio's StatusCallback is built from it.
     public_base_url: str | None = None

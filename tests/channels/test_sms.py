@@ -17,9 +17,12 @@ from tidings.channels.base import (
     RateLimitedError,
     TransientChannelError,
 )
+from tidings.channels.failover import FailoverSender
+from tidings.channels.providers import build_sms_sender
 from tidings.channels.sms_twilio import TwilioSmsSender
 from tidings.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
 from tidings.models import Channel, RenderedMessage, User
+from tidings.settings import TwilioAccount
 
 PHONE = "+14155550100"
 FROM = "+15005550006"
@@ -215,4 +218,41 @@ def test_sender_refuses_incomplete_configuration(http: httpx.AsyncClient) -> Non
     with pytest.raises(ValueError, match="FROM_NUMBER"):
         TwilioSmsSender(
             make_settings(twilio_account_sid=DEV_ACCOUNT_SID, twilio_auth_token="t"), http
+        )
+
+
+async def test_second_twilio_account_takes_over_when_the_first_fails(
+    http: httpx.AsyncClient,
+) -> None:
+    second_sid, second_token = "AC" + "0" * 31 + "2", "second-token"
+    async with (
+        TwilioEmulator(port=0) as first,
+        TwilioEmulator(port=0, account_sid=second_sid, auth_token=second_token) as second,
+    ):
+        settings = make_settings(
+            twilio_base_url=first.url,
+            twilio_account_sid=DEV_ACCOUNT_SID,
+            twilio_auth_token=DEV_AUTH_TOKEN,
+            twilio_from_number=FROM,
+            twilio_timeout_seconds=2.0,
+            twilio_fallback_accounts=[
+                TwilioAccount(
+                    account_sid=second_sid,
+                    auth_token=second_token,
+                    from_number=FROM,
+                    base_url=second.url,
+                )
+            ],
+        )
+        sender = build_sms_sender(settings, http)
+        assert isinstance(sender, FailoverSender)
+        first.fail_next(1)
+        outcome = await sender.send(delivery())
+        assert outcome.provider_message_id is not None
+        assert len(first.received) == 1  # the 500
+        [accepted] = second.received
+        assert accepted.form()["To"] == PHONE
+        assert (
+            accepted.headers["authorization"]
+            == "Basic " + base64.b64encode(f"{second_sid}:{second_token}".encode()).decode()
         )

@@ -13,6 +13,7 @@ import logging
 import httpx
 
 from tidings.channels.base import ChannelSender
+from tidings.channels.failover import FailoverSender
 from tidings.channels.push import PushSender
 from tidings.channels.push_apns import ApnsClient
 from tidings.channels.push_fcm import FcmClient
@@ -37,6 +38,25 @@ def twilio_configured(settings: Settings) -> bool:
     return bool(settings.twilio_account_sid)
 
 
+def build_sms_sender(settings: Settings, http: httpx.AsyncClient) -> ChannelSender:
+    primary = TwilioSmsSender(settings, http)
+    if not settings.twilio_fallback_accounts:
+        return primary
+    accounts: list[tuple[str, ChannelSender]] = [(str(settings.twilio_account_sid), primary)]
+    for account in settings.twilio_fallback_accounts:
+        account_settings = settings.model_copy(
+            update={
+                "twilio_account_sid": account.account_sid,
+                "twilio_auth_token": account.auth_token,
+                "twilio_from_number": account.from_number,
+                "twilio_messaging_service_sid": account.messaging_service_sid,
+                "twilio_base_url": account.base_url or settings.twilio_base_url,
+            }
+        )
+        accounts.append((account.account_sid, TwilioSmsSender(account_settings, http)))
+    return FailoverSender(Channel.SMS, accounts)
+
+
 def build_provider_senders(
     settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> dict[Channel, ChannelSender]:
@@ -46,7 +66,7 @@ def build_provider_senders(
     if fcm is not None or apns is not None:
         senders[Channel.PUSH] = PushSender(store, fcm=fcm, apns=apns)
     if twilio_configured(settings):
-        senders[Channel.SMS] = TwilioSmsSender(settings, http)
+        senders[Channel.SMS] = build_sms_sender(settings, http)
     senders[Channel.SLACK] = SlackSender(settings, http)
     logger.info(
         "provider channels: push (fcm=%s, apns=%s), sms=%s, slack=yes (bot token: %s)",
