@@ -95,14 +95,18 @@ def _ids(kind: str, count: int) -> tuple[str, list[str]]:
 
 
 async def _notify(
-    stack: BenchStack, notification_id: str, n: int, priority: Priority | None
+    stack: BenchStack,
+    notification_id: str,
+    n: int,
+    priority: Priority | None,
+    template_id: str = TEMPLATE_ID,
 ) -> float:
     """Trigger one notification; returns the wall-clock time just before the call."""
     user = stack.users[n % len(stack.users)]
     called = time.time()
     await stack.tidings.notify(
         user_id=user,
-        template_id=TEMPLATE_ID,
+        template_id=template_id,
         data={"n": n, "user": user},
         idempotency_key=notification_id,
         priority=priority,

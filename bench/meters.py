@@ -7,9 +7,14 @@ import logging
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
+
+if TYPE_CHECKING:  # the stack imports this module
+    from bench.stack import BenchStack
 
 
 class CoreWarnings(logging.Handler):
@@ -63,3 +68,35 @@ def cpu_seconds() -> tuple[float, float | None]:
         if int(fields[1]) == os.getpid():
             children += (int(fields[11]) + int(fields[12])) / tick
     return own, children
+
+
+@dataclass
+class PhaseCost:
+    wall_seconds: float
+    python_cpu_seconds: float  # the client, the workers and the sink: one process
+    server_cpu_seconds: float | None  # the dev server
+    sdk_warnings: dict[str, int]
+
+
+class PhaseMeter:
+    """CPU (this process, the dev server) and SDK warnings spent in one measurement."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self._stack = stack
+        self._cpu = cpu_seconds()
+        self._warnings = dict(stack.core_warnings.counts)
+        self._wall = time.monotonic()
+
+    def done(self) -> PhaseCost:
+        python, server = cpu_seconds()
+        counts = self._stack.core_warnings.counts
+        return PhaseCost(
+            wall_seconds=time.monotonic() - self._wall,
+            python_cpu_seconds=python - self._cpu[0],
+            server_cpu_seconds=None if server is None else server - (self._cpu[1] or 0.0),
+            sdk_warnings={
+                k: n - self._warnings.get(k, 0)
+                for k, n in counts.items()
+                if n > self._warnings.get(k, 0)
+            },
+        )

@@ -8,7 +8,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.faults import (
+    MAX_ATTEMPTS,
+    FaultResult,
+    RateLimitResult,
+    describe_faults,
+    describe_rate_limit,
+)
 from bench.measure import CeilingResult, LatencyResult, PriorityResult, ThroughputResult
+from bench.meters import PhaseCost
 
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 500.0
@@ -22,14 +30,6 @@ PROTOTYPE_NOTE = (
 
 
 @dataclass
-class PhaseCost:
-    wall_seconds: float
-    python_cpu_seconds: float  # the client, the workers and the sink: one process
-    server_cpu_seconds: float | None  # the dev server
-    sdk_warnings: dict[str, int]
-
-
-@dataclass
 class Report:
     command: str
     machine: dict[str, str]
@@ -40,6 +40,10 @@ class Report:
     throughput: ThroughputResult
     latency: LatencyResult
     priority: PriorityResult
+    # (6) and (7): None when run with --no-faults
+    faults_burst: FaultResult | None = None
+    faults_open_loop: FaultResult | None = None
+    rate_limit: RateLimitResult | None = None
     phases: dict[str, PhaseCost] = field(default_factory=dict)
     sdk_warning_samples: dict[str, str] = field(default_factory=dict)
 
@@ -69,6 +73,58 @@ def _cpu_row(label: str, cost: PhaseCost | None, items: int) -> str:
     return f"| {label} | {cost.python_cpu_seconds:.1f} s | {server} | {per_item} |"
 
 
+def _verdict_cell(ok: bool) -> str:
+    return f"all final, failed = gone, no duplicate 2xx: {'OK' if ok else 'NOT OK'}"
+
+
+def fault_rows(report: Report) -> list[str]:
+    rows: list[str] = []
+    for r in (report.faults_burst, report.faults_open_loop):
+        if r is None:
+            continue
+        how = "burst" if r.offered_rate is None else f"open loop at {r.offered_rate:.1f}/s"
+        rows.append(
+            f"| (6) webhook, provider {r.transient_rate:.0%} 503 per request +"
+            f" {r.permanent_rate:.0%} 410 per recipient (seed {r.seed}), {how} ({r.count})"
+            f" | {describe_faults(r)} | {_verdict_cell(r.verdict.ok)} |"
+        )
+    q = report.rate_limit
+    if q is not None:
+        rows.append(
+            f"| (7) webhook, provider 429 + Retry-After: {q.retry_after} to everything for"
+            f" {q.window_seconds:g} s, {q.count} started at its start ({q.start_seconds:.1f} s)"
+            f" | {describe_rate_limit(q)} | {_verdict_cell(q.verdict.ok)} |"
+        )
+    return rows
+
+
+def fault_notes(report: Report) -> list[str]:
+    lines: list[str] = []
+    six = report.faults_burst or report.faults_open_loop
+    if six is not None:
+        lines.append(
+            "- (6) A 503 is retried by the webhook retry policy (first backoff 5 s, then 10 s,"
+            " 20 s...), so every retried send is at least 5 s late and, with"
+            f" {six.transient_rate:.0%} of requests failing, the p99 over all deliveries is"
+            " likely a retried one. The open loop's first-attempt p99 is the one to compare"
+            " with (3); the burst's is mostly its queue. A 410 is not retried: the notification"
+            " is `failed` on its first answer."
+        )
+    if report.rate_limit is not None:
+        lines.append(
+            "- (7) drain = the window's end (the provider's recovery) to the last 2xx: the"
+            " Retry-After wait of the attempts refused just before the end, the server's retry"
+            " timer, then every waiting delivery through the webhook queue's activity slots;"
+            " with more waiting than the stack delivers in one Retry-After, that last part"
+            " dominates. The activity turns a 429 into ApplicationError(next_retry_delay="
+            "Retry-After), which the gap from a 429 to the next request checks (about 1 s when"
+            " honoured, at least 5 s under the policy's backoff). Each 429 still costs one of"
+            f" the {MAX_ATTEMPTS} attempts the policy allows: a window longer than about"
+            f" {MAX_ATTEMPTS} Retry-Afters can exhaust them and fail the notification."
+        )
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     c, t, lat, pr = report.ceiling, report.throughput, report.latency, report.priority
     met = report.targets()
@@ -96,11 +152,17 @@ def render_markdown(report: Report) -> str:
         f" | < {TARGET_CRITICAL_S:.0f} s: {_mark(met['critical'])} |",
         "| (5) prototype (not run; DESIGN.md) | ~30/s at best; LOW served before CRITICAL;"
         " ids collide under bursts | — |",
+        *fault_rows(report),
         "",
         "| CPU | Python process | dev server | per item (Python + server) |",
         "|---|---|---|---|",
         _cpu_row("(1) trivial workflows", report.phases.get("ceiling"), c.count),
         _cpu_row("(2) notifications", report.phases.get("throughput"), t.count),
+        *(
+            [_cpu_row("(6) webhook under faults, burst", burst_cost, report.faults_burst.count)]
+            if report.faults_burst is not None and (burst_cost := report.phases.get("faults_burst"))
+            else []
+        ),
         "",
         "Where the CRITICAL notification's time went:",
         "",
@@ -111,6 +173,7 @@ def render_markdown(report: Report) -> str:
         " a workflow task each; --window-hours changes it).",
         "- Temporal's history is SQLite (WAL, synchronous=normal); the client, the workers and"
         " the SMTP sink share one Python process, as in `tidings dev`.",
+        *fault_notes(report),
     ]
     warnings = {
         name: cost.sdk_warnings for name, cost in report.phases.items() if cost.sdk_warnings
@@ -124,4 +187,13 @@ def write_json(report: Report, path: Path) -> None:
     data: dict[str, Any] = asdict(report)
     data["ratio"] = report.ratio
     data["targets_met"] = report.targets()
+    data["fault_verdicts_ok"] = {
+        name: result.verdict.ok
+        for name, result in (
+            ("faults_burst", report.faults_burst),
+            ("faults_open_loop", report.faults_open_loop),
+            ("rate_limit", report.rate_limit),
+        )
+        if result is not None
+    }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

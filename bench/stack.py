@@ -1,6 +1,7 @@
 """The benchmark's own deployment: an embedded dev server (SQLite history file in a temporary
 directory, WAL pragmas), a store (SQLite in the same directory, or a throwaway schema in a given
-PostgreSQL database), an SMTP sink, and the worker's real Workers, all on free ports."""
+PostgreSQL database), an SMTP sink, a webhook receiver (every user's webhook_url), and the worker's
+real Workers, all on free ports."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
@@ -29,10 +30,11 @@ from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings
 from starter.client import Tidings
 from tidings.devstack.smtp_sink import SmtpSink
+from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
 from tidings.settings import Settings
 from tidings.store import Store
-from tidings.store.tables import InboxRow
+from tidings.store.tables import DeliveryRow, InboxRow, NotificationRow
 from worker.main import (
     DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
     DEFAULT_POLLERS,
@@ -44,6 +46,7 @@ from workflows import search_attributes
 
 BIN = Path(sys.executable).parent
 TEMPLATE_ID = "bench_alert"
+HOOK_TEMPLATE_ID = "bench_hook"  # the webhook channel alone, for the fault measurements
 NOTIFICATION_HEADER = "X-Tidings-Notification"
 SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
@@ -112,6 +115,7 @@ class BenchStack:
     users: list[str]
     store_label: str
     core_warnings: CoreWarnings
+    receiver: WebhookReceiver
     sink_index: SinkIndex = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,11 +135,36 @@ class BenchStack:
         async with self.store.engine.connect() as conn:
             return [(row[0], row[1]) for row in (await conn.execute(stmt)).all()]
 
+    async def webhook_statuses(self, prefix: str) -> dict[str, tuple[str, str | None]]:
+        """Notification id -> (its status, its webhook channel's status or None) as the store
+        has them, for the notifications whose id starts with `prefix`."""
+        stmt = (
+            select(NotificationRow.id, NotificationRow.status, DeliveryRow.status)
+            .outerjoin(
+                DeliveryRow,
+                and_(
+                    DeliveryRow.notification_id == NotificationRow.id,
+                    DeliveryRow.channel == Channel.WEBHOOK.value,
+                ),
+            )
+            .where(NotificationRow.id.startswith(prefix, autoescape=True))
+        )
+        async with self.store.engine.connect() as conn:
+            return {row[0]: (row[1], row[2]) for row in (await conn.execute(stmt)).all()}
 
-async def seed(tidings: Tidings, users: int) -> list[str]:
+
+async def seed(tidings: Tidings, users: int, webhook_base: str) -> list[str]:
     ids = [f"bench-u{i}" for i in range(users)]
     for user_id in ids:
-        await tidings.upsert_user(User(id=user_id, email=f"{user_id}@example.com"))
+        await tidings.upsert_user(
+            User.model_validate(
+                {
+                    "id": user_id,
+                    "email": f"{user_id}@example.com",
+                    "webhook_url": f"{webhook_base}/hooks/{user_id}",
+                }
+            )
+        )
     await tidings.register_template(
         TemplateDefinition(
             id=TEMPLATE_ID,
@@ -143,6 +172,17 @@ async def seed(tidings: Tidings, users: int) -> list[str]:
             channels=[Channel.EMAIL, Channel.IN_APP],
             content=TemplateContent(
                 subject="Alert {{ n }}", text="Notification {{ n }} for {{ user }}."
+            ),
+            sample_data={"n": 0, "user": "someone"},
+        )
+    )
+    await tidings.register_template(
+        TemplateDefinition(
+            id=HOOK_TEMPLATE_ID,
+            name="Benchmark webhook",
+            channels=[Channel.WEBHOOK],
+            content=TemplateContent(
+                subject="Hook {{ n }}", text="Notification {{ n }} for {{ user }}."
             ),
             sample_data={"n": 0, "user": "someone"},
         )
@@ -207,6 +247,7 @@ async def bench_stack(
         try:
             async with (
                 SmtpSink() as sink,
+                WebhookReceiver() as receiver,
                 _store(database_url, tmp) as (store, store_label),
                 httpx.AsyncClient(follow_redirects=False) as http,
             ):
@@ -238,7 +279,7 @@ async def bench_stack(
                 running = asyncio.create_task(run_workers(workers, stop))
                 tidings = Tidings(settings, store, env.client)
                 try:
-                    user_ids = await seed(tidings, users)
+                    user_ids = await seed(tidings, users, receiver.url)
                     yield BenchStack(
                         env.client,
                         tidings,
@@ -249,6 +290,7 @@ async def bench_stack(
                         user_ids,
                         store_label,
                         core_warnings,
+                        receiver,
                     )
                 finally:
                     stop.set()

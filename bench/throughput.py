@@ -1,12 +1,16 @@
 """Throughput, latency and priority isolation of Tidings on one embedded stack.
 
-    .venv/bin/python bench/throughput.py [--count N] [--quick] [--json PATH]
+    .venv/bin/python bench/throughput.py [--count N] [--quick] [--no-faults] [--json PATH]
 
 In one run on the same dev server: (1) the ceiling, trivial workflows per second; (2) notifications
 per second end to end (email at the SMTP sink and in-app item in the inbox) and their ratio to (1);
 (3) trigger-to-sink latency percentiles at half of (2), open loop; (4) how long a CRITICAL
 notification takes to reach the sink behind a backlog of LOW ones. Targets are printed beside the
 figures, never asserted: the exit code is 0 whether they are met or not.
+
+Unless --no-faults, delivery under provider faults on the webhook channel (bench/faults.py): (6)
+seeded 503s and 410s, a burst of --count and open loop at (3)'s rate, and (7) a window of 429s
+with Retry-After. They run after (3) and before (4), whose LOW backlog is never drained.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import version
 
+from bench.faults import (
+    PERMANENT_RATE,
+    SEED,
+    TRANSIENT_RATE,
+    FaultResult,
+    RateLimitResult,
+    measure_faults,
+    measure_rate_limit,
+    run_faults,
+)
 from bench.measure import (
     measure_ceiling,
     measure_latency,
@@ -36,8 +50,8 @@ from bench.measure import (
     measure_throughput,
     percentile,
 )
-from bench.meters import cpu_seconds
-from bench.report import PROTOTYPE_NOTE, PhaseCost, Report, render_markdown, write_json
+from bench.meters import PhaseCost, PhaseMeter
+from bench.report import PROTOTYPE_NOTE, Report, render_markdown, write_json
 from bench.stack import BenchStack, Tuning, bench_stack
 
 __all__ = [
@@ -45,8 +59,10 @@ __all__ = [
     "bench_stack",
     "main",
     "measure_ceiling",
+    "measure_faults",
     "measure_latency",
     "measure_priority",
+    "measure_rate_limit",
     "measure_throughput",
     "parse_args",
     "percentile",
@@ -61,10 +77,26 @@ class Sizes:
     latency_seconds: float
     backlog: int
     settle_seconds: float
+    rate_limit_count: int
+    rate_limit_seconds: float
 
 
-FULL = Sizes(count=300, latency_seconds=20.0, backlog=5000, settle_seconds=2.0)
-QUICK = Sizes(count=50, latency_seconds=4.0, backlog=100, settle_seconds=1.0)
+FULL = Sizes(
+    count=300,
+    latency_seconds=20.0,
+    backlog=5000,
+    settle_seconds=2.0,
+    rate_limit_count=200,
+    rate_limit_seconds=10.0,
+)
+QUICK = Sizes(
+    count=50,
+    latency_seconds=4.0,
+    backlog=100,
+    settle_seconds=1.0,
+    rate_limit_count=50,
+    rate_limit_seconds=3.0,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, help="workflows for (1) and notifications for (2)")
     p.add_argument("--latency-seconds", type=float, help="how long (3) fires at its fixed rate")
     p.add_argument("--backlog", type=int, help="LOW notifications queued ahead of the CRITICAL")
-    p.add_argument("--quick", action="store_true", help="a smoke run of about 20 s")
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of about 45 s (20 s with --no-faults)"
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     p.add_argument(
         "--database-url", help="the store in PostgreSQL, e.g. postgresql://postgres@127.0.0.1/test"
@@ -94,16 +128,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window-hours", type=float, help="engagement window (default: settings)")
     p.add_argument("--users", type=int, default=50, help="notifications go round-robin to them")
     p.add_argument("--settle-seconds", type=float, help="pause between measurements")
+    p.add_argument(
+        "--faults",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure (6) and (7), delivery under webhook provider faults (default: on)",
+    )
+    p.add_argument("--transient-rate", type=float, default=TRANSIENT_RATE, help="(6) 503s")
+    p.add_argument("--permanent-rate", type=float, default=PERMANENT_RATE, help="(6) 410s")
+    p.add_argument("--fault-seed", type=int, default=SEED, help="(6) the faults' random seed")
+    p.add_argument("--rate-limit-count", type=int, help="(7) notifications started")
+    p.add_argument("--rate-limit-seconds", type=float, help="(7) how long the provider 429s")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name, value in vars(defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("count", "backlog", "users", "max_activities", "max_local_activities"):
+    for name in (
+        "count",
+        "backlog",
+        "users",
+        "max_activities",
+        "max_local_activities",
+        "rate_limit_count",
+    ):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: must be at least 1")
     if args.latency_seconds <= 0 or args.settle_seconds < 0:
         p.error("--latency-seconds must be positive and --settle-seconds not negative")
+    if args.rate_limit_seconds <= 0:
+        p.error("--rate-limit-seconds: must be positive")
+    for name in ("transient_rate", "permanent_rate"):
+        if not 0 <= getattr(args, name) <= 1:
+            p.error(f"--{name.replace('_', '-')}: must be between 0 and 1")
     return args
 
 
@@ -126,30 +183,6 @@ async def warm_up(stack: BenchStack, count: int, settle: float) -> None:
     await measure_ceiling(stack, min(count, 20))
     await measure_throughput(stack, min(count, 10))
     await asyncio.sleep(settle)
-
-
-class PhaseMeter:
-    """CPU (this process, the dev server) and SDK warnings spent in one measurement."""
-
-    def __init__(self, stack: BenchStack) -> None:
-        self._stack = stack
-        self._cpu = cpu_seconds()
-        self._warnings = dict(stack.core_warnings.counts)
-        self._wall = time.monotonic()
-
-    def done(self) -> PhaseCost:
-        python, server = cpu_seconds()
-        counts = self._stack.core_warnings.counts
-        return PhaseCost(
-            wall_seconds=time.monotonic() - self._wall,
-            python_cpu_seconds=python - self._cpu[0],
-            server_cpu_seconds=None if server is None else server - (self._cpu[1] or 0.0),
-            sdk_warnings={
-                k: n - self._warnings.get(k, 0)
-                for k, n in counts.items()
-                if n > self._warnings.get(k, 0)
-            },
-        )
 
 
 @contextlib.asynccontextmanager
@@ -221,6 +254,11 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         )
         await asyncio.sleep(args.settle_seconds)
 
+        faults: tuple[FaultResult | None, FaultResult | None, RateLimitResult | None]
+        faults = (None, None, None)
+        if args.faults:
+            faults = await run_faults(stack, args, rate, phases, say)
+
         meter = PhaseMeter(stack)
         priority = await measure_priority(stack, args.backlog)
         phases["priority"] = meter.done()
@@ -247,6 +285,9 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         throughput=throughput,
         latency=latency,
         priority=priority,
+        faults_burst=faults[0],
+        faults_open_loop=faults[1],
+        rate_limit=faults[2],
         phases=phases,
         sdk_warning_samples=dict(stack.core_warnings.samples),
     )

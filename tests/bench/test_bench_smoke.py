@@ -118,9 +118,13 @@ def test_main_prints_a_table_and_writes_json(
 ) -> None:
     out = tmp_path / "figures.json"
     small = ["--count", "3", "--backlog", "3", "--latency-seconds", "1", "--settle-seconds", "0"]
-    assert main([*small, "--users", "2", "--json", str(out)]) == 0
+    # No 503s, so no 5 s retry backoff in a smoke test.
+    faults = ["--rate-limit-count", "3", "--rate-limit-seconds", "1", "--transient-rate", "0"]
+    assert main([*small, *faults, "--users", "2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| (2) notifications end to end" in printed
+    assert printed.count("verdict OK") == 3 and "NOT OK" not in printed
+    assert "| (7) webhook, provider 429" in printed
     assert "bench/throughput.py --count 3" in printed
     data = json.loads(out.read_text())
     assert data["throughput"]["delivery"]["emails"] == 3
@@ -131,6 +135,12 @@ def test_main_prints_a_table_and_writes_json(
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
     assert data["priority"]["critical_seconds"] > 0
     assert set(data["targets_met"]) == {"ratio", "p99", "critical"}
+    assert data["fault_verdicts_ok"] == {
+        "faults_burst": True,
+        "faults_open_loop": True,
+        "rate_limit": True,
+    }
+    assert data["rate_limit"]["verdict"]["delivered"] == 3
     assert data["machine"]["nproc"]
 
 
