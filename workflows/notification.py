@@ -35,8 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
     from workflows.policies import (
         ATTEMPT_TIMEOUTS,
+        DEFAULT_DEADLINE,
         DEFAULT_RETRY,
-        DELIVERY_DEADLINE,
+        DELIVERY_DEADLINES,
         LOCAL_RETRY,
         LOCAL_TIMEOUT,
         MAX_ENGAGEMENT_EVENTS,
@@ -291,7 +292,7 @@ class NotificationWorkflow:
 
     async def _deliver(self, channel: Channel) -> DeliveryResult:
         req = self._req
-        deadline = DELIVERY_DEADLINE
+        deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
         if req.request.expires_at is not None:
             deadline = min(deadline, req.request.expires_at - workflow.now())
         try:

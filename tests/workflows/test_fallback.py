@@ -124,3 +124,17 @@ async def test_opened_in_time_does_not_escalate(
     result = await _result(stack, time_env, ref.notification_id)
     assert [c.channel for c in result.channels] == [Channel.IN_APP]
     assert stack.sink.messages == []
+
+
+async def test_a_long_rate_limit_does_not_use_up_the_retries(stack: Stack) -> None:
+    # 429 with Retry-After: 1 for 17 s means an attempt a second: more attempts than a count-
+    # based policy allowed (15). The budget is time, so the send goes through once it lifts.
+    stack.receiver.rate_limit_for(17, retry_after="1")
+    ref = await stack.tidings.notify(
+        user_id="ops", template_id="outage", data={"what": "dns"}, channels=["webhook"]
+    )
+    result = await stack.tidings.wait_sent(ref.notification_id, within=90)
+    [webhook] = result.channels
+    assert webhook.status is DeliveryStatus.DELIVERED
+    assert webhook.attempts > 15
+    assert len({r.headers["webhook-id"] for r in stack.receiver.received}) == 1
