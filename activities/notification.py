@@ -25,7 +25,7 @@ from tidings.channels.base import (
     TransientChannelError,
 )
 from tidings.frequency import CapDecision, FrequencyCaps
-from tidings.models import Channel, EngagementEvent, Priority
+from tidings.models import Channel, EngagementEvent, Priority, Template, User
 from tidings.store import LedgerEntry, Store
 
 # Error types: wire contracts between these activities and the workflow's retry policies.
@@ -66,6 +66,25 @@ class NotificationActivities:
             channels=input.channels,
         )
 
+    async def _user_and_template(
+        self, user_id: str, template_id: str, version: int
+    ) -> tuple[User, Template]:
+        """Both exist at trigger time; either may have been deleted while the run waited,
+        which no retry can mend."""
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise ApplicationError(
+                f"user {user_id!r} no longer exists", type=NOT_FOUND, non_retryable=True
+            )
+        template = await self._store.get_template(template_id, version)
+        if template is None:
+            raise ApplicationError(
+                f"template {template_id!r} version {version} not found",
+                type=NOT_FOUND,
+                non_retryable=True,
+            )
+        return user, template
+
     @activity.defn(name="record_engagement")
     async def record_engagement(self, event: EngagementEvent) -> bool:
         return await self._store.record_engagement(event)
@@ -74,18 +93,9 @@ class NotificationActivities:
     async def plan_delivery(self, input: PlanInput) -> PlanResult:
         """Read the user's current preferences (at send time, not at trigger time) and decide
         the channels and whether quiet hours push the send later."""
-        user = await self._store.get_user(input.user_id)
-        if user is None:
-            raise ApplicationError(
-                f"user {input.user_id!r} no longer exists", type=NOT_FOUND, non_retryable=True
-            )
-        template = await self._store.get_template(input.template_id, input.template_version)
-        if template is None:
-            raise ApplicationError(
-                f"template {input.template_id!r} version {input.template_version} not found",
-                type=NOT_FOUND,
-                non_retryable=True,
-            )
+        user, template = await self._user_and_template(
+            input.user_id, input.template_id, input.template_version
+        )
         preferences = await self._store.get_preferences(input.user_id)
         devices = await self._store.list_devices(input.user_id)
         decision = routing.choose_channels(
@@ -177,12 +187,9 @@ class NotificationActivities:
                 type=PERMANENT,
                 non_retryable=True,
             )
-        user = await self._store.get_user(input.user_id)
-        template = await self._store.get_template(input.template_id, input.template_version)
-        if user is None or template is None:
-            raise ApplicationError(
-                "user or template vanished before delivery", type=NOT_FOUND, non_retryable=True
-            )
+        user, template = await self._user_and_template(
+            input.user_id, input.template_id, input.template_version
+        )
         try:
             message = rendering.render(template, input.channel, input.data, locale=user.locale)
         except rendering.TemplateError as e:
