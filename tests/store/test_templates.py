@@ -85,3 +85,14 @@ async def test_concurrent_identical_registrations_make_one_version(store: Store)
     assert {t.version for t in results} == {1}
     assert (await store.get_template("welcome")) == results[0]
     assert await store.get_template("welcome", 2) is None
+
+
+def test_bounded_cache_evicts_the_least_recently_used() -> None:
+    from tidings.store.base import BoundedCache
+
+    cache: BoundedCache[str, int] = BoundedCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)

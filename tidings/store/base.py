@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tidings.models import Template
 from tidings.store.engine import WRITE_OPTION
 from tidings.store.tables import Base
 
 Upsert = postgresql.Insert | sqlite.Insert
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def utcnow() -> datetime:
@@ -32,6 +36,26 @@ def rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+class BoundedCache(Generic[K, V]):
+    """A small LRU map for immutable rows (template versions)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
 class StoreBase:
     """Holds the engine. Every public method runs in exactly one transaction: `_write()` for
     anything that changes rows (committed on success, rolled back on any error), `_read()` for
@@ -42,6 +66,7 @@ class StoreBase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._versions: BoundedCache[tuple[str, int], Template] = BoundedCache(1024)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncSession]:

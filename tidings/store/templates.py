@@ -74,7 +74,16 @@ class TemplatesMixin(StoreBase):
         return _template(row)
 
     async def get_template(self, template_id: str, version: int | None = None) -> Template | None:
-        """One version of a template; the latest when `version` is None."""
+        """One version of a template; the latest when `version` is None. A version never changes
+        once written, so pinned versions are served from memory after the first read."""
+        if version is not None and (cached := self._versions.get((template_id, version))):
+            return cached
+        template = await self._read_template(template_id, version)
+        if template is not None:
+            self._versions.put((template.id, template.version), template)
+        return template
+
+    async def _read_template(self, template_id: str, version: int | None) -> Template | None:
         async with self._read() as session:
             if version is not None:
                 row = await session.get(TemplateRow, (template_id, version))
