@@ -33,6 +33,7 @@ from pydantic import (
 MAX_DATA_BYTES = 16 * 1024
 MAX_TEMPLATE_FIELD_CHARS = 64 * 1024
 MAX_ATTRIBUTES = 64
+MAX_WEBHOOKS = 10
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 _identifier_re = re.compile(IDENTIFIER)
@@ -167,6 +168,8 @@ class User(Model):
     timezone: TimeZoneName = "UTC"
     locale: str = Field(default="en", pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
     webhook_url: AnyHttpUrl | None = None
+    # Further endpoints that get every webhook notification too (several integrations).
+    webhook_urls: list[AnyHttpUrl] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
     slack_webhook_url: AnyHttpUrl | None = None  # a Slack incoming webhook
     # A Slack member or channel id (U…, W…, C…, D…, G…) for chat.postMessage with the bot token.
     slack_user_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,32}$")
@@ -176,6 +179,10 @@ class User(Model):
     @classmethod
     def _bounded_attributes(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
         return check_attributes(v, "attributes")
+
+    @property
+    def webhook_endpoints(self) -> list[AnyHttpUrl]:
+        return ([self.webhook_url] if self.webhook_url else []) + list(self.webhook_urls)
 
 
 class Device(Model):

@@ -40,7 +40,7 @@ def _missing_address(channel: Channel, user: User, has_devices: bool) -> str | N
     if channel is Channel.PUSH:
         return None if has_devices else "registered device"
     if channel is Channel.WEBHOOK:
-        return None if user.webhook_url else "webhook URL"
+        return None if user.webhook_endpoints else "webhook URL"
     if channel is Channel.SLACK:
         if user.slack_webhook_url or user.slack_user_id:
             return None

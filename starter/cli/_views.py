@@ -147,7 +147,7 @@ def user(u: User, devices: Sequence[Device], prefs: Preferences) -> RenderableTy
         ("phone", u.phone or "-"),
         ("timezone", u.timezone),
         ("locale", u.locale),
-        ("webhook", str(u.webhook_url) if u.webhook_url else "-"),
+        ("webhook", ", ".join(str(w) for w in u.webhook_endpoints) or "-"),
         ("attributes", ", ".join(f"{k}={v}" for k, v in u.attributes.items()) or "-"),
         ("devices", ", ".join(f"{d.platform.value} {d.label or d.token[:8] + '...'}"
                               for d in devices) or "-"),

@@ -263,3 +263,35 @@ async def test_checked_address_is_the_one_connected_to(
 def test_malformed_secret_is_refused_at_construction(http: httpx.AsyncClient) -> None:
     with pytest.raises(ValueError, match="whsec_"):
         WebhookSender(make_settings(webhook_secret="whsec_not base64!"), http)
+
+
+async def test_every_endpoint_of_the_user_gets_it(
+    receiver: WebhookReceiver, http: httpx.AsyncClient, webhook_secret: str
+) -> None:
+    async with WebhookReceiver() as second:
+        user = User(id="u-2", webhook_url=f"{receiver.url}/a", webhook_urls=[f"{second.url}/b"])
+        delivery = make_delivery(notification_id="n-9", channel=Channel.WEBHOOK, user=user)
+        outcome = await sender(http, webhook_secret).send(delivery)
+        assert outcome.status is DeliveryStatus.DELIVERED
+        assert outcome.target == f"{receiver.url}/a, {second.url}/b"
+        [a], [b] = receiver.received, second.received
+        assert a.headers["webhook-id"] == b.headers["webhook-id"] == "n-9:webhook"
+        verify(webhook_secret, b.headers, b.body)
+
+        # One endpoint gone for good: the other keeps its delivery, the refusal is recorded.
+        second.respond_with(410)
+        outcome = await sender(http, webhook_secret).send(delivery)
+        assert outcome.status is DeliveryStatus.DELIVERED
+        assert outcome.target.startswith(f"{receiver.url}/a (refused: ")
+        assert "410" in outcome.target
+
+        # One endpoint failing transiently retries the whole send.
+        second.respond_with(503)
+        with pytest.raises(TransientChannelError, match="503"):
+            await sender(http, webhook_secret).send(delivery)
+
+        # Every endpoint refusing is permanent.
+        receiver.respond_with(404)
+        second.respond_with(410)
+        with pytest.raises(PermanentChannelError):
+            await sender(http, webhook_secret).send(delivery)

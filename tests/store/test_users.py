@@ -16,6 +16,9 @@ async def test_user_round_trip_and_update(store: Store) -> None:
         timezone="America/New_York",
         locale="en-US",
         webhook_url="https://hooks.example.com/grace",
+        webhook_urls=["https://crm.example.com/in", "https://audit.example.com/in"],
+        slack_webhook_url="https://hooks.slack.com/services/T0/B0/x",
+        slack_user_id="U123ABC",
         attributes={"plan": "pro", "seats": 3, "ratio": 0.5, "beta": True, "none": None},
     )
     assert await store.upsert_user(user) == user

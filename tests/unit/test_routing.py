@@ -119,6 +119,11 @@ def test_every_address_present_reaches_every_channel() -> None:
         Channel.IN_APP,  # in-app needs no address
         Channel.SLACK,
     ]
+    further_endpoints_only = User(id="u", webhook_urls=["https://hooks.example.com/a"])
+    assert (
+        Channel.WEBHOOK
+        in choose(template=ALL, user=further_endpoints_only, has_devices=False).channels
+    )
 
 
 def test_global_opt_out() -> None:

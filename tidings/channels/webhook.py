@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from tidings.channels.base import (
+    ChannelError,
     Delivery,
     PermanentChannelError,
     RateLimitedError,
@@ -143,9 +144,43 @@ class WebhookSender:
         ).encode()
 
     async def send(self, delivery: Delivery) -> SendOutcome:
-        if delivery.user.webhook_url is None:
+        """Every one of the user's endpoints gets the message, concurrently, with the same
+        webhook-id. One endpoint failing transiently retries the whole send (endpoints that
+        already have it get it again, deduplicable by webhook-id); one refusing for good is
+        reported in the target while the others keep theirs."""
+        urls = list(dict.fromkeys(str(u) for u in delivery.user.webhook_endpoints))
+        if not urls:
             raise PermanentChannelError(f"user {delivery.user.id} has no webhook_url")
-        url = httpx.URL(str(delivery.user.webhook_url))
+        if len(urls) == 1:
+            return await self._send_one(delivery, urls[0])
+        results = await asyncio.gather(
+            *(self._send_one(delivery, u) for u in urls), return_exceptions=True
+        )
+        delivered = [r for r in results if isinstance(r, SendOutcome)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for error in errors:
+            if not isinstance(error, PermanentChannelError | TransientChannelError):
+                raise error
+        transient = [e for e in errors if isinstance(e, TransientChannelError)]
+        if transient:
+            reasons = "; ".join(e.reason for e in transient)
+            delays = [e.retry_after for e in transient if isinstance(e, RateLimitedError)]
+            known = [d for d in delays if d is not None]
+            if len(known) == len(transient):
+                raise RateLimitedError(reasons, max(known))
+            raise TransientChannelError(reasons)
+        refused = "; ".join(e.reason for e in errors if isinstance(e, ChannelError))
+        if not delivered:
+            raise PermanentChannelError(refused)
+        target = ", ".join(o.target for o in delivered)
+        return SendOutcome(
+            status=DeliveryStatus.DELIVERED,
+            target=f"{target} (refused: {refused})" if refused else target,
+            provider_message_id=delivery.idempotency_key,
+        )
+
+    async def _send_one(self, delivery: Delivery, endpoint: str) -> SendOutcome:
+        url = httpx.URL(endpoint)
         target = _display_target(url)
         request_url = url
         extensions: dict[str, str] = {}

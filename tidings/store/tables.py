@@ -78,6 +78,7 @@ class UserRow(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(35))
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_urls: Mapped[list[str]] = mapped_column(JSONValue, server_default="[]")
     slack_webhook_url: Mapped[str | None] = mapped_column(Text)
     slack_user_id: Mapped[str | None] = mapped_column(String(32))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONValue)
