@@ -62,10 +62,14 @@ __all__ = ["AlreadyRunning", "DevStackError", "run_dev", "seed_demo_data", "stac
 
 
 def stack_settings(settings: Settings) -> Settings:
-    """The settings the stack's own clients use: the dev server on `dev_temporal_port`, whatever
-    `temporal_address` says (that one is for clients, which may sit elsewhere)."""
+    """The settings the stack's own clients use: the dev server on `dev_temporal_port` and its
+    Web UI on `dev_ui_port`, whatever `temporal_address` and `temporal_ui_url` say (those are for
+    clients, which may sit elsewhere)."""
     return settings.model_copy(
-        update={"temporal_address": f"{LOCAL_IP}:{settings.dev_temporal_port}"}
+        update={
+            "temporal_address": f"{LOCAL_IP}:{settings.dev_temporal_port}",
+            "temporal_ui_url": f"http://localhost:{settings.dev_ui_port}",
+        }
     )
 
 
