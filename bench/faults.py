@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.measure import START_CONCURRENCY, _deadline, _ids, _notify, percentile
+from bench.measure import (
+    START_CONCURRENCY,
+    _deadline,
+    _ids,
+    _notify,
+    fire_open_loop,
+    percentile,
+)
 from bench.meters import PhaseCost, PhaseMeter
 from bench.outcomes import Verdict, first_2xx, judge, ok_status, provider_log, wait_final
 from bench.stack import HOOK_TEMPLATE_ID, BenchStack
@@ -107,18 +114,7 @@ async def _fire(
     if rate is None:
         await asyncio.gather(*(fire(i, nid) for i, nid in enumerate(ids)))
         return called, None
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    tasks: list[asyncio.Task[None]] = []
-    for i, nid in enumerate(ids):
-        delay = began + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(i, nid)))
-    offered_seconds = loop.time() - began
-    await asyncio.gather(*tasks)
-    offered = (len(ids) - 1) / offered_seconds if len(ids) > 1 and offered_seconds > 0 else rate
-    return called, offered
+    return called, await fire_open_loop(ids, rate, fire)
 
 
 def _ms(values: Sequence[float], p: float) -> float | None:

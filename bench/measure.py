@@ -7,9 +7,10 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from temporalio.worker import Worker
 
@@ -218,6 +219,26 @@ async def measure_throughput(stack: BenchStack, count: int) -> ThroughputResult:
     return ThroughputResult(count, started - began, seconds, done / seconds, check)
 
 
+async def fire_open_loop(
+    ids: Sequence[str], rate: float, fire: Callable[[int, str], Coroutine[Any, Any, None]]
+) -> float:
+    """Call fire(i, id) at i / rate, whether or not earlier calls have returned, and wait for
+    them all; returns the rate actually offered."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    for i, nid in enumerate(ids):
+        delay = began + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(i, nid)))
+    offered_seconds = loop.time() - began
+    await asyncio.gather(*tasks)
+    if len(ids) > 1 and offered_seconds > 0:
+        return (len(ids) - 1) / offered_seconds
+    return rate
+
+
 async def measure_latency(stack: BenchStack, rate: float, count: int) -> LatencyResult:
     """Open loop: notification i is triggered at i / rate whether or not earlier ones have
     returned; latency is from its notify call to its email at the sink."""
@@ -229,22 +250,12 @@ async def measure_latency(stack: BenchStack, rate: float, count: int) -> Latency
     async def fire(i: int, nid: str) -> None:
         called[nid] = await _notify(stack, nid, i, None)
 
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    tasks: list[asyncio.Task[None]] = []
-    for i, nid in enumerate(ids):
-        delay = began + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(i, nid)))
-    offered_seconds = loop.time() - began
-    await asyncio.gather(*tasks)
+    offered = await fire_open_loop(ids, rate, fire)
     check = await wait_delivered(stack, prefix, ids, _deadline(count))
     emails = stack.sink_index.received
     latencies = sorted(
         (emails[nid][0].timestamp() - called[nid]) * 1000 for nid in ids if nid in emails
     )
-    offered = (count - 1) / offered_seconds if count > 1 and offered_seconds > 0 else rate
     return LatencyResult(
         rate=rate,
         offered_rate=offered,
