@@ -192,13 +192,16 @@ class Tidings:
         if len(set(user_ids)) != len(user_ids):
             raise InvalidRequest("user_ids", "contains duplicates")
         key = fields.pop("idempotency_key", None)
+        # One read of the latest version for the whole batch: every user gets the same version,
+        # even if the template is edited while the batch is being checked.
+        template = await self.store.get_template(template_id)
         prepared = []
         for i, user_id in enumerate(user_ids):
             own_key = f"{key}.{user_id}" if key else None
             payload = {**fields, "user_id": user_id, "template_id": template_id}
             req = _parse(NotificationRequest, {**payload, "idempotency_key": own_key})
             try:
-                prepared.append(await self._prepare(req))
+                prepared.append(await self._prepare(req, template))
             except InvalidRequest as e:
                 raise InvalidRequest(f"user_ids[{i}] ({user_id}): {e.field}", e.reason) from e
         limit = asyncio.Semaphore(_START_CONCURRENCY)
@@ -209,14 +212,17 @@ class Tidings:
 
         return list(await asyncio.gather(*(start(p) for p in prepared)))
 
-    async def _prepare(self, req: NotificationRequest) -> NotificationInput:
+    async def _prepare(
+        self, req: NotificationRequest, template: Template | None = None
+    ) -> NotificationInput:
+        """Check one request; `template` is the latest version when the caller already has it."""
         now = datetime.now(UTC)
         if req.expires_at is not None and req.expires_at <= now:
             raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
         user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
-        template = await self.store.get_template(req.template_id)
+        template = template or await self.store.get_template(req.template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {req.template_id!r}")
         for channel in [*(req.channels or []), *(req.fallback or [])]:
