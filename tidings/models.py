@@ -76,6 +76,7 @@ class DeliveryStatus(StrEnum):
     """Status of one channel of one notification."""
 
     SCHEDULED = "scheduled"
+    SENDING = "sending"  # handed to the channel's activity; its result has not landed yet
     SENT = "sent"  # accepted by the provider (SMTP relay, push service)
     DELIVERED = "delivered"  # reached the user's endpoint (inbox row, webhook 2xx, receipt)
     FAILED = "failed"
@@ -85,7 +86,7 @@ class DeliveryStatus(StrEnum):
 
     @property
     def final(self) -> bool:
-        return self is not DeliveryStatus.SCHEDULED
+        return self not in (DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING)
 
 
 class NotificationStatus(StrEnum):
@@ -326,12 +327,33 @@ class DeliveryResult(Model):
     at: AwareDatetime | None = None
 
 
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class EngagementEvent(Model):
     notification_id: str
     type: EngagementType
     channel: Channel | None = None
     at: AwareDatetime | None = None
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+    # The caller's id for this event, when it has one (several clicks on different links are
+    # several events); without it an event counts once per notification, type and channel.
+    event_id: EventId | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return engagement_key(self.type, self.channel, self.event_id)
+
+
+def engagement_key(type: EngagementType, channel: Channel | None, event_id: str | None) -> str:
+    """What makes two engagement events the same event: repeats of one are recorded once."""
+    if event_id is not None:
+        return f"id:{event_id}"
+    return f"{EngagementType(type).value}:{Channel(channel).value if channel else '-'}"
+
+
+def event_id_from_key(key: str) -> str | None:
+    return key.removeprefix("id:") if key.startswith("id:") else None
 
 
 class NotificationResult(Model):
@@ -344,6 +366,8 @@ class NotificationResult(Model):
     send_at: AwareDatetime | None = None
     channels: list[DeliveryResult] = Field(default_factory=list)
     engagement: list[EngagementEvent] = Field(default_factory=list)
+    # Engagement signals that arrived outside the window or past the cap, and were not recorded.
+    engagement_dropped: int = 0
     reason: str | None = None
 
 

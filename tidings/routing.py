@@ -203,14 +203,15 @@ def overall_status(results: list[DeliveryResult]) -> NotificationStatus:
     """A notification's status from its channels' results.
 
     SENT if any channel was sent or delivered; else SENDING while any channel is still
-    scheduled; else FAILED if any failed; else CANCELLED if every channel was cancelled or
-    expired and at least one was cancelled (an explicit cancel is the stronger fact); else
-    EXPIRED if all expired; else SUPPRESSED (nothing was attempted, including no channels).
+    scheduled or sending; else FAILED if any failed; else CANCELLED if every channel was
+    cancelled or expired and at least one was cancelled (an explicit cancel is the stronger
+    fact); else EXPIRED if all expired; else SUPPRESSED (nothing was attempted, including no
+    channels).
     """
     statuses = {r.status for r in results}
     if statuses & {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}:
         return NotificationStatus.SENT
-    if DeliveryStatus.SCHEDULED in statuses:
+    if statuses & {DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING}:
         return NotificationStatus.SENDING
     if DeliveryStatus.FAILED in statuses:
         return NotificationStatus.FAILED

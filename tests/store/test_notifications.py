@@ -125,7 +125,7 @@ async def test_list_notifications_newest_first_and_by_user(store: Store) -> None
         await store.list_notifications(limit=0)
 
 
-async def test_engagement_is_recorded_once(store: Store) -> None:
+async def test_engagement_counts_once_per_type_and_channel_or_event_id(store: Store) -> None:
     await record(store, "n-1")
     at = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=IST)
     opened = EngagementEvent(
@@ -136,22 +136,33 @@ async def test_engagement_is_recorded_once(store: Store) -> None:
         metadata={"ua": "mail", "n": 1},
     )
     assert await store.record_engagement(opened) is True
+    # The same open again, even at another time (a re-fetched pixel): the same event.
     assert await store.record_engagement(opened) is False
-    # Same time, other type; same type, other time: both are new events.
-    clicked = opened.model_copy(update={"type": EngagementType.CLICKED})
+    later = opened.model_copy(update={"at": at + timedelta(minutes=5)})
+    assert await store.record_engagement(later) is False
+    # Another type, or the same type on another channel: new events.
+    clicked = opened.model_copy(update={"type": EngagementType.CLICKED, "metadata": {}})
     assert await store.record_engagement(clicked) is True
-    later = opened.model_copy(update={"at": at + timedelta(microseconds=1)})
-    assert await store.record_engagement(later) is True
+    in_app = opened.model_copy(update={"channel": Channel.IN_APP, "at": at})
+    assert await store.record_engagement(in_app) is True
+    # With the caller's event ids, two clicks are two events, and each repeat still counts once.
+    for event_id in ("click-1", "click-2", "click-1"):
+        click = clicked.model_copy(update={"event_id": event_id, "at": at + timedelta(hours=1)})
+        await store.record_engagement(click)
     got = await store.get_notification("n-1")
     assert got is not None
     # Ordered by time, then by arrival.
-    assert [(e.type, e.at) for e in got.engagement] == [
-        (EngagementType.OPENED, at),
-        (EngagementType.CLICKED, at),
-        (EngagementType.OPENED, at + timedelta(microseconds=1)),
+    assert [(e.type, e.channel, e.event_id) for e in got.engagement] == [
+        (EngagementType.OPENED, Channel.EMAIL, None),
+        (EngagementType.CLICKED, Channel.EMAIL, None),
+        (EngagementType.OPENED, Channel.IN_APP, None),
+        (EngagementType.CLICKED, Channel.EMAIL, "click-1"),
+        (EngagementType.CLICKED, Channel.EMAIL, "click-2"),
     ]
     assert got.engagement[0].metadata == {"ua": "mail", "n": 1}
     assert all(e.at is not None and e.at.tzinfo is UTC for e in got.engagement)
+    stats = await store.service_stats()
+    assert stats.engagement == {EngagementType.OPENED: 2, EngagementType.CLICKED: 3}
 
 
 async def test_engagement_without_time_is_stamped_now(store: Store) -> None:

@@ -186,3 +186,41 @@ async def test_a_database_from_revision_0001_upgrades_keeping_its_rows(tmp_path:
         assert template is not None and template.version == 1 and template.fallback == []
     finally:
         await store.close()
+
+
+async def test_upgrading_to_0004_keeps_one_row_per_repeated_engagement(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    cfg = alembic_config()
+    cfg.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{path}")
+    await asyncio.to_thread(command.upgrade, cfg, "0003")
+    sync = create_engine(f"sqlite:///{path}")
+    with sync.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO notifications (id, user_id, template_id, template_version, priority,"
+                " status, created_at, updated_at) VALUES ('n', 'u', 't', 1, 'medium', 'sent',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        for i, (kind, channel) in enumerate(
+            [("opened", "email"), ("opened", "email"), ("opened", None), ("clicked", "email")]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO engagement_events (notification_id, type, channel, at, metadata)"
+                    " VALUES ('n', :type, :channel, :at, '{}')"
+                ),
+                {"type": kind, "channel": channel, "at": f"2026-01-01 00:00:0{i}"},
+            )
+    sync.dispose()
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        got = await store.get_notification("n")
+        assert got is not None
+        assert [(e.type.value, e.channel) for e in got.engagement] == [
+            ("opened", "email"),
+            ("opened", None),
+            ("clicked", "email"),
+        ]
+    finally:
+        await store.close()

@@ -22,6 +22,7 @@ from tidings.models import (
     NotificationStatus,
     Priority,
     ServiceStats,
+    event_id_from_key,
 )
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
@@ -33,6 +34,14 @@ _COUNTED = {
     DeliveryStatus.FAILED: "failed",
     DeliveryStatus.SUPPRESSED: "suppressed",
 }
+
+
+_SETTLED_BY_RECEIPT = [DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value]
+_NOT_YET_SETTLED = [
+    DeliveryStatus.SCHEDULED.value,
+    DeliveryStatus.SENDING.value,
+    DeliveryStatus.SENT.value,
+]
 
 
 def _delivery(row: DeliveryRow) -> DeliveryResult:
@@ -55,6 +64,7 @@ def _engagement(row: EngagementRow) -> EngagementEvent:
             "channel": row.channel,
             "at": row.at,
             "metadata": row.meta,
+            "event_id": event_id_from_key(row.dedupe_key),
         }
     )
 
@@ -140,8 +150,13 @@ class NotificationsMixin(StoreBase):
         stmt = self._insert(DeliveryRow).values(
             notification_id=notification_id, channel=Channel(result.channel).value, **values
         )
+        # Forward only: a provider's receipt may have settled the channel (delivered / failed)
+        # before the workflow's own `sent` reached the database; that `sent` must not undo it.
+        settled = DeliveryRow.status.in_(_SETTLED_BY_RECEIPT)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["notification_id", "channel"], set_=values
+            index_elements=["notification_id", "channel"],
+            set_=values,
+            where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
         )
         await session.execute(stmt)
 
@@ -179,16 +194,17 @@ class NotificationsMixin(StoreBase):
             return [_notification(row) for row in (await session.scalars(stmt)).all()]
 
     async def record_engagement(self, event: EngagementEvent) -> bool:
-        """Record one engagement event; False when the same (notification, type, time) was
-        already recorded, as happens when an activity or a tracking request is retried."""
+        """Record one engagement event; False (and nothing changed) when the same event was
+        recorded already: the same event id, or without one the same type and channel."""
         stmt = self._insert(EngagementRow).values(
             notification_id=event.notification_id,
             type=EngagementType(event.type).value,
             channel=None if event.channel is None else Channel(event.channel).value,
             at=event.at or utcnow(),
+            dedupe_key=event.dedupe_key,
             meta=event.metadata,
         )
-        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "type", "at"])
+        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
             return rowcount(await session.execute(stmt)) == 1

@@ -181,7 +181,8 @@ class DeliveryRow(Base):
 
 class EngagementRow(Base):
     __tablename__ = "engagement_events"
-    __table_args__ = (UniqueConstraint("notification_id", "type", "at"),)
+    # One row per event: repeats (a re-fetched pixel, a retried signal) are the same event.
+    __table_args__ = (UniqueConstraint("notification_id", "dedupe_key"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(
@@ -190,12 +191,15 @@ class EngagementRow(Base):
     type: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str | None] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dedupe_key: Mapped[str] = mapped_column(String(160))
     # `metadata` is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONValue)
 
 
 class LedgerRow(Base):
     __tablename__ = "send_ledger"
+    # Receipts name the provider's message id; the ledger has it before the read model does.
+    __table_args__ = (Index(None, "channel", "provider_message_id"),)
 
     key: Mapped[str] = mapped_column(String, primary_key=True)
     notification_id: Mapped[str] = mapped_column(String, index=True)
