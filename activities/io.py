@@ -21,6 +21,13 @@ class RecordInput(BaseModel):
     channels: list[DeliveryResult] = Field(default_factory=list)
 
 
+class RecordChannelInput(BaseModel):
+    """One channel's result, recorded the moment it lands (the others may still be sending)."""
+
+    notification_id: str
+    result: DeliveryResult
+
+
 class PlanInput(BaseModel):
     notification_id: str
     user_id: str

@@ -15,7 +15,14 @@ from zoneinfo import ZoneInfo
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+from activities.io import (
+    DeliverInput,
+    DeliverResult,
+    PlanInput,
+    PlanResult,
+    RecordChannelInput,
+    RecordInput,
+)
 from tidings import frequency, rendering, routing
 from tidings.channels.base import (
     ChannelSender,
@@ -65,6 +72,10 @@ class NotificationActivities:
             reason=input.reason,
             channels=input.channels,
         )
+
+    @activity.defn(name="record_channel")
+    async def record_channel(self, input: RecordChannelInput) -> None:
+        await self._store.upsert_delivery(input.notification_id, input.result)
 
     async def _user_and_template(
         self, user_id: str, template_id: str, version: int

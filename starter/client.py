@@ -345,9 +345,13 @@ class Tidings:
         *,
         channel: Channel | None = None,
         metadata: dict[str, AttributeValue] | None = None,
+        event_id: str | None = None,
     ) -> None:
+        """Record what the user did. An event counts once: repeats of the same `event_id`, or
+        without one of the same type and channel, are accepted and change nothing."""
         signal = _parse(
-            EngagementSignal, {"type": type, "channel": channel, "metadata": metadata or {}}
+            EngagementSignal,
+            {"type": type, "channel": channel, "metadata": metadata or {}, "event_id": event_id},
         )
         handle = self._handle(notification_id)
         try:

@@ -100,6 +100,7 @@ def build_workers(
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
+        activities.record_channel,
         activities.record_engagement,
     ]
     workers: list[Worker] = []

@@ -37,6 +37,7 @@ class EngagementSignal(BaseModel):
     channel: Channel | None = None
     at: AwareDatetime | None = None  # when the user acted; defaults to when the signal arrived
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("metadata")
     @classmethod

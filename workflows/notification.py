@@ -17,7 +17,14 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+    from activities.io import (
+        DeliverInput,
+        DeliverResult,
+        PlanInput,
+        PlanResult,
+        RecordChannelInput,
+        RecordInput,
+    )
     from activities.notification import NotificationActivities
     from tidings.models import (
         Channel,
@@ -27,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         EngagementType,
         NotificationResult,
         NotificationStatus,
+        engagement_key,
     )
     from tidings.queues import channel_queue
     from tidings.receipts import DeliveryReceipt
@@ -47,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
 
 FALLBACK_PATCH = "fallback-and-escalation"
 CANCEL_OUTCOME_PATCH = "cancel-returns-outcome"
+LIVE_RECORDS_PATCH = "record-channels-as-they-land"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -54,10 +63,13 @@ _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED
 
 @workflow.defn(name="NotificationWorkflow")
 class NotificationWorkflow:
-    def __init__(self) -> None:
-        self._input: NotificationInput | None = None
+    @workflow.init
+    def __init__(self, input: NotificationInput) -> None:
+        # An update sent while no worker was polling is delivered in the run's first task,
+        # before run() starts: everything a handler reads is set here.
+        self._input = input
         self._status = NotificationStatus.SCHEDULED
-        self._send_at: datetime | None = None
+        self._send_at: datetime | None = input.request.scheduled_at
         self._channels: list[DeliveryResult] = []
         self._engagement: list[EngagementEvent] = []
         self._reason: str | None = None
@@ -66,6 +78,10 @@ class NotificationWorkflow:
         self._delivered_at: datetime | None = None
         self._window_closed = False
         self._unrecorded = False  # status changed since the database last saw it
+        self._live = False  # channels recorded as they land (LIVE_RECORDS_PATCH)
+        self._engagement_keys: set[str] = set()
+        self._engagement_dropped = 0  # outside the window, or past the cap
+        self._receipts: dict[Channel, DeliveryReceipt] = {}  # arrived before their send landed
 
     # --- handlers -------------------------------------------------------------------------------
 
@@ -105,19 +121,26 @@ class NotificationWorkflow:
     @workflow.signal(name="engagement")
     async def engagement(self, signal: EngagementSignal) -> None:
         # Signals cannot be refused, so the client checks first and says why; anything that
-        # still arrives outside the window is logged and dropped, never recorded.
+        # still arrives outside the window or past the cap is counted and dropped, never
+        # recorded. Nothing is logged here: a process's log handler runs inside the sandbox,
+        # where it may not be allowed to do what it does (read the clock, write a console).
         if self._delivered_at is None or self._window_closed:
-            workflow.logger.warning("engagement %s outside the window, dropped", signal.type)
+            self._engagement_dropped += 1
             return
+        key = engagement_key(signal.type, signal.channel, signal.event_id)
+        if key in self._engagement_keys and workflow.patched(LIVE_RECORDS_PATCH):
+            return  # the same event again: it counts once
         if len(self._engagement) >= MAX_ENGAGEMENT_EVENTS:
-            workflow.logger.warning("engagement cap reached, %s dropped", signal.type)
+            self._engagement_dropped += 1
             return
+        self._engagement_keys.add(key)
         event = EngagementEvent(
             notification_id=self._req.notification_id,
             type=signal.type,
             channel=signal.channel,
             at=signal.at or workflow.now(),
             metadata=signal.metadata,
+            event_id=signal.event_id,
         )
         self._engagement.append(event)
         await workflow.execute_local_activity_method(
@@ -130,12 +153,15 @@ class NotificationWorkflow:
     @workflow.signal(name="receipt")
     def receipt(self, receipt: DeliveryReceipt) -> None:
         """A provider's delivery receipt, already checked and written by the front door; this
-        keeps the run's own view (status query, later records) in step with the database."""
+        keeps the run's own view (status query, later records) in step with the database. A
+        receipt can arrive before its channel's result has landed here: it waits for it."""
+        applied = False
         for i, result in enumerate(self._channels):
             if result.channel is receipt.channel and result.status is DeliveryStatus.SENT:
-                self._channels[i] = result.model_copy(
-                    update={"status": receipt.status, "reason": receipt.reason}
-                )
+                self._channels[i] = _settle(result, receipt)
+                applied = True
+        if not applied:
+            self._receipts[receipt.channel] = receipt
         if self._channels and self._status is not NotificationStatus.SENDING:
             self._status = overall_status(self._channels)
 
@@ -143,8 +169,6 @@ class NotificationWorkflow:
 
     @workflow.run
     async def run(self, input: NotificationInput) -> NotificationResult:
-        self._input = input
-        self._send_at = input.request.scheduled_at
         await self._record()
 
         plan = await self._wait_for_send_time()
@@ -157,11 +181,22 @@ class NotificationWorkflow:
             DeliveryResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
             for c, r in plan.suppressed.items()
         ]
-        self._channels = suppressed + [
-            DeliveryResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
-        ]
-        sent = await asyncio.gather(*(self._deliver(c) for c in plan.channels))
-        self._channels = suppressed + list(sent)
+        # Each channel's result is recorded the moment it lands, so a webhook retrying for a
+        # day does not hide the email that went out. Runs that started before this gathered
+        # every channel first; the patch keeps them replaying as they ran.
+        self._live = workflow.patched(LIVE_RECORDS_PATCH)
+        if self._live:
+            self._channels = suppressed + [
+                DeliveryResult(channel=c, status=DeliveryStatus.SENDING) for c in plan.channels
+            ]
+            await self._record()
+            await asyncio.gather(*(self._send(c) for c in plan.channels))
+        else:
+            self._channels = suppressed + [
+                DeliveryResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
+            ]
+            sent = await asyncio.gather(*(self._deliver(c) for c in plan.channels))
+            self._channels = suppressed + list(sent)
         # Fallback and escalation came after the first recorded histories; the patch marker keeps
         # runs that started before them replaying exactly as they ran.
         fallback = plan.fallback if plan.fallback and workflow.patched(FALLBACK_PATCH) else []
@@ -189,10 +224,7 @@ class NotificationWorkflow:
         """Every first-round channel failed for good: try the fallback order one at a time."""
         failed = ", ".join(c.channel.value for c in self._channels if c.status is _FAILED)
         for channel in self._untried(fallback):
-            result = await self._deliver(channel)
-            if result.status in _SUCCESS:
-                result.reason = f"fallback after {failed} failed"
-            self._channels.append(result)
+            result = await self._send(channel, f"fallback after {failed} failed")
             if result.status in _SUCCESS:
                 return
 
@@ -210,10 +242,8 @@ class NotificationWorkflow:
             return
         except TimeoutError:
             pass
-        result = await self._deliver(remaining[0])
         minutes = after.total_seconds() / 60
-        result.reason = f"escalated: not opened within {minutes:g} min"
-        self._channels.append(result)
+        await self._send(remaining[0], f"escalated: not opened within {minutes:g} min", always=True)
         self._set_status(overall_status(self._channels))
         await self._record()
 
@@ -290,6 +320,35 @@ class NotificationWorkflow:
             self._set_status(NotificationStatus.FAILED)
             return None
 
+    async def _send(
+        self, channel: Channel, note: str | None = None, *, always: bool = False
+    ) -> DeliveryResult:
+        """Deliver on one channel and put its result in place: the channel shows `sending`
+        meanwhile and, on runs with live records, its row is written as soon as it lands.
+        `note` becomes the reason when the send succeeded, or in any case with `always`."""
+        if self._live and not any(c.channel is channel for c in self._channels):
+            self._channels.append(DeliveryResult(channel=channel, status=DeliveryStatus.SENDING))
+        result = await self._deliver(channel)
+        if note is not None and (always or result.status in _SUCCESS):
+            result.reason = note
+        pending = self._receipts.pop(channel, None)
+        if pending is not None and result.status is DeliveryStatus.SENT:
+            result = _settle(result, pending)
+        for i, current in enumerate(self._channels):
+            if current.channel is channel and current.status is DeliveryStatus.SENDING:
+                self._channels[i] = result
+                break
+        else:
+            self._channels.append(result)
+        if self._live:
+            await workflow.execute_local_activity_method(
+                NotificationActivities.record_channel,
+                RecordChannelInput(notification_id=self._req.notification_id, result=result),
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=LOCAL_RETRY,
+            )
+        return result
+
     async def _deliver(self, channel: Channel) -> DeliveryResult:
         req = self._req
         deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
@@ -357,7 +416,6 @@ class NotificationWorkflow:
 
     @property
     def _req(self) -> NotificationInput:
-        assert self._input is not None, "run() sets the input before any handler can use it"
         return self._input
 
     def _require_waiting(self, action: str) -> None:
@@ -407,8 +465,13 @@ class NotificationWorkflow:
             send_at=self._send_at,
             channels=list(self._channels),
             engagement=list(self._engagement),
+            engagement_dropped=self._engagement_dropped,
             reason=self._reason,
         )
+
+
+def _settle(result: DeliveryResult, receipt: DeliveryReceipt) -> DeliveryResult:
+    return result.model_copy(update={"status": receipt.status, "reason": receipt.reason})
 
 
 def _reason(error: ActivityError) -> str:
