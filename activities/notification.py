@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+from activities.io import DeliverInput, DeliverOutput, PlanInput, PlanResult, RecordInput
 from tidings import frequency, rendering, routing
 from tidings.channels.base import (
     ChannelSender,
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
     RateLimitedError,
     TransientChannelError,
@@ -163,13 +163,13 @@ class NotificationActivities:
         return self._caps.decide(category=category, count=count, earliest=earliest)
 
     @activity.defn(name="deliver")
-    async def deliver(self, input: DeliverInput) -> DeliverResult:
+    async def deliver(self, input: DeliverInput) -> DeliverOutput:
         key = ledger_key(input.notification_id, input.channel)
         # A retry after "provider accepted" but before "activity completed" finds the ledger entry
         # and does not send again.
         previous = await self._store.ledger_get(key)
         if previous is not None:
-            return DeliverResult(
+            return DeliverOutput(
                 status=previous.status,
                 target=previous.target,
                 provider_message_id=previous.provider_message_id,
@@ -195,7 +195,7 @@ class NotificationActivities:
         except rendering.TemplateError as e:
             raise ApplicationError(str(e), type=TEMPLATE, non_retryable=True) from e
         devices = await self._store.list_devices(user.id) if input.channel is Channel.PUSH else []
-        delivery = Delivery(
+        delivery = OutgoingMessage(
             notification_id=input.notification_id,
             idempotency_key=key,
             user=user,
@@ -224,7 +224,7 @@ class NotificationActivities:
                 sent_at=datetime.now(UTC),
             )
         )
-        return DeliverResult(
+        return DeliverOutput(
             status=outcome.status,
             target=outcome.target,
             provider_message_id=outcome.provider_message_id,

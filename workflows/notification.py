@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from activities.io import DeliverInput, DeliverResult, PlanInput, PlanResult, RecordInput
+    from activities.io import DeliverInput, DeliverOutput, PlanInput, PlanResult, RecordInput
     from activities.notification import NotificationActivities
     from tidings.models import (
         Channel,
@@ -296,7 +296,7 @@ class NotificationWorkflow:
         if req.request.expires_at is not None:
             deadline = min(deadline, req.request.expires_at - workflow.now())
         try:
-            result: DeliverResult = await workflow.execute_activity_method(
+            result: DeliverOutput = await workflow.execute_activity_method(
                 NotificationActivities.deliver,
                 DeliverInput(
                     notification_id=req.notification_id,
