@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from activities.notification import NOT_FOUND, PERMANENT, TEMPLATE
+from activities.errors import NOT_FOUND, PERMANENT, TEMPLATE
 from tidings.models import Channel
 
 _NON_RETRYABLE = [PERMANENT, NOT_FOUND, TEMPLATE]
