@@ -7,10 +7,12 @@ it and the SDK logs its traceback: an error nobody expected is the one worth rea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tidings.channels.base import PermanentChannelError, RateLimitedError, TransientChannelError
@@ -25,6 +27,15 @@ TEMPLATE = "TemplateError"
 CLASSIFIED = frozenset({PERMANENT, TRANSIENT, RATE_LIMITED, NOT_FOUND, TEMPLATE})
 
 CLASSIFIED_ERRORS = (NotFound, TemplateError, PermanentChannelError, TransientChannelError)
+_KINDS = {
+    PERMANENT: "permanent",
+    TRANSIENT: "transient",
+    RATE_LIMITED: "rate limited",
+    NOT_FOUND: "not found",
+    TEMPLATE: "template",
+}
+
+log = logging.getLogger("tidings.activities")
 
 
 def to_application_error(error: Exception) -> ApplicationError:
@@ -46,10 +57,22 @@ def to_application_error(error: Exception) -> ApplicationError:
     raise TypeError(f"not a classified error: {error!r}")
 
 
+def describe(error: ApplicationError) -> str:
+    """`transient: HTTP 503`: the classification and the reason, in one line."""
+    text = f"{_KINDS.get(error.type or '', error.type)}: {error.message}"
+    if error.next_retry_delay is not None:
+        text += f" (retry in {error.next_retry_delay.total_seconds():g}s)"
+    return text
+
+
 @contextmanager
 def classified(what: str) -> Iterator[None]:
-    """Re-raise the domain's typed errors as ApplicationError, chained to the original."""
+    """Re-raise the domain's typed errors as ApplicationError, chained to the original, and log
+    the failed attempt as one line without a traceback (we know what went wrong; worker/logs.py
+    drops the SDK's own record of it)."""
     try:
         yield
     except CLASSIFIED_ERRORS as e:
-        raise to_application_error(e) from e
+        error = to_application_error(e)
+        log.warning("%s attempt %d failed: %s", what, activity.info().attempt, describe(error))
+        raise error from e
