@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from temporalio import activity
 
 from activities.errors import classified
+from activities.heartbeat import DEFAULT_EVERY, heartbeating
 from activities.io import DeliverInput, DeliverOutput, PlanInput, PlanResult, RecordInput
 from tidings import delivery, planning
 from tidings.channels.base import ChannelSender
@@ -27,10 +28,12 @@ class NotificationActivities:
         store: Store,
         senders: Mapping[Channel, ChannelSender],
         caps: FrequencyCaps | None = None,
+        heartbeat_every: float = DEFAULT_EVERY,
     ) -> None:
         self._store = store
         self._senders = dict(senders)
         self._caps = caps or FrequencyCaps()
+        self._heartbeat_every = heartbeat_every
 
     @activity.defn(name="record_notification")
     async def record_notification(self, input: RecordInput) -> None:
@@ -87,7 +90,8 @@ class NotificationActivities:
             expires_at=input.expires_at,
         )
         with classified(f"deliver {input.channel.value} {input.notification_id}"):
-            sent = await delivery.send(self._store, self._senders, request)
+            async with heartbeating(self._heartbeat_every):
+                sent = await delivery.send(self._store, self._senders, request)
         return DeliverOutput(
             status=sent.acceptance.status,
             target=sent.acceptance.target,

@@ -3,6 +3,7 @@ errors to ApplicationError with the wire-contract type names, retry flags and de
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -183,3 +184,17 @@ async def test_record_activities_write_through_to_the_store(
         notification_id="n-1", type=EngagementType.OPENED, channel=Channel.EMAIL, at=NOW
     )
     assert await activity_env().run(activities.record_engagement, event) is True
+
+
+async def test_deliver_heartbeats_while_the_send_is_in_progress(store: Store) -> None:
+    """So a dead worker's send is retried after the heartbeat timeout, not the attempt timeout."""
+    beats: list[float] = []
+    sender = RecordingSender(delay=0.35)
+    activities = NotificationActivities(store, {Channel.EMAIL: sender}, heartbeat_every=0.1)
+    env = activity_env()
+    env.on_heartbeat = lambda *details: beats.append(asyncio.get_running_loop().time())
+    await env.run(activities.deliver, deliver_input())
+    assert len(beats) >= 3  # 0.35 s at one beat per 0.1 s
+    count = len(beats)
+    await asyncio.sleep(0.25)
+    assert len(beats) == count  # and it stops with the send
