@@ -58,7 +58,9 @@ class DeliverInput(BaseModel):
     expires_at: AwareDatetime | None = None
 
 
-class DeliverResult(BaseModel):
+class DeliverOutput(BaseModel):
+    """The deliver activity's output (its wire name stays; only the Python name says its layer)."""
+
     status: DeliveryStatus
     target: str
     provider_message_id: str | None = None

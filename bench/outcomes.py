@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from activities.notification import ledger_key
 from bench.stack import BenchStack
+from tidings.delivery import ledger_key
 from tidings.models import Channel, DeliveryStatus, NotificationStatus
 
 STATUS_POLL_SECONDS = 0.25

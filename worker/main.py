@@ -28,6 +28,7 @@ from tidings.models import Channel, Priority
 from tidings.queues import channel_queue, workflow_queue
 from tidings.settings import Settings
 from tidings.store import Store
+from worker.logs import install_log_filter
 from workflows.notification import NotificationWorkflow
 
 log = logging.getLogger("tidings.worker")
@@ -158,6 +159,8 @@ def workers_for(
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    # `tidings dev` runs the worker in-process through serve(), so it gets the filter too.
+    install_log_filter()
     store = await Store.open(settings.resolved_database_url)
     try:
         async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -181,6 +184,7 @@ async def close_senders(senders: Mapping[Channel, ChannelSender]) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_filter()
     settings = Settings()
 
     async def _main() -> None:

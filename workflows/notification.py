@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 with workflow.unsafe.imports_passed_through():
     from activities.io import (
         DeliverInput,
-        DeliverResult,
+        DeliverOutput,
         PlanInput,
         PlanResult,
         RecordChannelInput,
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DEFAULT_DEADLINE,
         DEFAULT_RETRY,
         DELIVERY_DEADLINES,
+        HEARTBEAT_TIMEOUT,
         LOCAL_RETRY,
         LOCAL_TIMEOUT,
         MAX_ENGAGEMENT_EVENTS,
@@ -313,10 +314,13 @@ class NotificationWorkflow:
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=LOCAL_RETRY,
             )
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:
             # The user or template was deleted while we waited: nothing can be sent. That is a
-            # business outcome recorded as FAILED, not a failed workflow.
-            self._reason = _reason(e)
+            # business outcome recorded as FAILED, not a failed workflow. A local activity's
+            # non-retryable failure arrives unwrapped; runs from before the patch failed on it.
+            if isinstance(e, ApplicationError) and not workflow.patched(LIVE_RECORDS_PATCH):
+                raise
+            self._reason = _reason(e) if isinstance(e, ActivityError) else e.message
             self._set_status(NotificationStatus.FAILED)
             return None
 
@@ -355,7 +359,7 @@ class NotificationWorkflow:
         if req.request.expires_at is not None:
             deadline = min(deadline, req.request.expires_at - workflow.now())
         try:
-            result: DeliverResult = await workflow.execute_activity_method(
+            result: DeliverOutput = await workflow.execute_activity_method(
                 NotificationActivities.deliver,
                 DeliverInput(
                     notification_id=req.notification_id,
@@ -369,6 +373,9 @@ class NotificationWorkflow:
                 ),
                 task_queue=channel_queue(req.task_queue_base, channel, req.priority),
                 start_to_close_timeout=ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30)),
+                # The deliver activity heartbeats while it sends: a worker killed mid-send is
+                # noticed within this, not at the end of the attempt timeout.
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=max(deadline, timedelta(seconds=1)),
                 retry_policy=RETRY_POLICIES.get(channel, DEFAULT_RETRY),
                 summary=f"deliver {channel.value}",

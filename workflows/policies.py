@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from activities.notification import NOT_FOUND, PERMANENT, TEMPLATE
+from activities.errors import NOT_FOUND, PERMANENT, TEMPLATE
 from tidings.models import Channel
 
 _NON_RETRYABLE = [PERMANENT, NOT_FOUND, TEMPLATE]
@@ -40,12 +40,24 @@ DEFAULT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=_NON_RETRYABLE,
 )
-# One attempt may take this long before Temporal counts it as timed out and retries.
+# One attempt may take this long before Temporal counts it as timed out and retries. Each stays
+# above its provider's client timeout (settings *_timeout_seconds, 10 s by default) so a slow
+# provider fails with its own reason, not Temporal's. SMTP (several relays per attempt) and
+# customers' webhook endpoints get the longest; push, SMS and Slack APIs answer in well under a
+# second; in-app is one database write.
 ATTEMPT_TIMEOUTS: dict[Channel, timedelta] = {
     Channel.EMAIL: timedelta(seconds=30),
-    Channel.IN_APP: timedelta(seconds=15),
+    Channel.IN_APP: timedelta(seconds=10),
     Channel.WEBHOOK: timedelta(seconds=30),
+    Channel.PUSH: timedelta(seconds=25),  # FCM may first exchange its OAuth token: two requests
+    Channel.SMS: timedelta(seconds=15),
+    Channel.SLACK: timedelta(seconds=15),
 }
+# The deliver activity heartbeats every second while it sends (activities/heartbeat.py). After a
+# worker dies (kill -9, OOM, a lost host) Temporal retries its in-flight sends once this much
+# passes without a heartbeat, instead of waiting out the attempt timeouts above. Pass it as
+# `heartbeat_timeout=` on every deliver call.
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 # All attempts together, per channel; shortened to the notification's expiry when that comes
 # first. A push or SMS hours late is worse than none; a webhook consumer catches up a day later.
 DELIVERY_DEADLINES: dict[Channel, timedelta] = {

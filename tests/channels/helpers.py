@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from tidings.channels.base import Delivery
+from tidings.channels.base import OutgoingMessage
 from tidings.models import Channel, RenderedMessage, User
 from tidings.settings import Settings
 
@@ -23,8 +23,8 @@ def make_delivery(
     subject: str = "Your order shipped",
     text: str = "Order 42 is on its way.",
     html: str | None = "<p>Order <b>42</b> is on its way.</p>",
-) -> Delivery:
-    return Delivery(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id=notification_id,
         idempotency_key=f"{notification_id}:{channel.value}",
         user=user or User(id="u-1", email="jane@example.com"),

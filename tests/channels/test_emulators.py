@@ -17,7 +17,7 @@ import pytest_asyncio
 from pydantic import SecretStr, ValidationError
 
 from tests.channels.helpers import make_settings
-from tidings.channels.base import Delivery, TransientChannelError
+from tidings.channels.base import OutgoingMessage, TransientChannelError
 from tidings.channels.providers import build_provider_senders
 from tidings.channels.push_apns import ApnsClient
 from tidings.emulators.dev import DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, DevEmulators
@@ -264,8 +264,8 @@ async def _store(tmp_path: Path) -> Store:
     return store
 
 
-def _delivery(channel: Channel, devices: list[Device] | None = None) -> Delivery:
-    return Delivery(
+def _delivery(channel: Channel, devices: list[Device] | None = None) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id="n-3",
         idempotency_key=f"n-3:{channel.value}",
         user=User(id="u-1", phone="+14155550100", slack_user_id="U0000DEV"),

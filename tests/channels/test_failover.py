@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_settings
-from tidings.channels.base import Delivery, PermanentChannelError, TransientChannelError
+from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
 from tidings.channels.failover import FailoverSender
 from tidings.devstack.smtp_sink import SmtpSink
 from tidings.models import Channel, RenderedMessage, User
@@ -15,8 +15,8 @@ from tidings.settings import SmtpRelay
 from worker.main import build_email_sender
 
 
-def _delivery(n: int, email: str = "ann@example.com") -> Delivery:
-    return Delivery(
+def _delivery(n: int, email: str = "ann@example.com") -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id=f"n{n}",
         idempotency_key=f"n{n}:email",
         user=User(id="ann", email=email),

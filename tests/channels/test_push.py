@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
     RateLimitedError,
     TransientChannelError,
@@ -114,8 +114,8 @@ def delivery(
     expires_at: datetime | None = None,
     body: str = "Order 42 is on its way.",
     title: str = "Shipped",
-) -> Delivery:
-    return Delivery(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id="n-1",
         idempotency_key="n-1:push",
         user=User(id="u-1"),

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
     RateLimitedError,
     TransientChannelError,
@@ -57,8 +57,8 @@ def sender(slack: SlackEmulator, http: httpx.AsyncClient) -> SlackSender:
 
 def delivery(
     user: User, subject: str = "Deploy finished", text: str = "*prod* is on v42 <@here>"
-) -> Delivery:
-    return Delivery(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id="n-9",
         idempotency_key="n-9:slack",
         user=user,

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
     RateLimitedError,
     TransientChannelError,
@@ -65,8 +65,8 @@ def sender(twilio: TwilioEmulator, http: httpx.AsyncClient) -> TwilioSmsSender:
     return sender_for(twilio, http)
 
 
-def delivery(text: str = "Your code is 123456", phone: str | None = PHONE) -> Delivery:
-    return Delivery(
+def delivery(text: str = "Your code is 123456", phone: str | None = PHONE) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id="n-7",
         idempotency_key="n-7:sms",
         user=User(id="u-1", phone=phone),

@@ -5,7 +5,10 @@ and count what each provider received. This is the guarantee each channel docume
 - email: at-least-once, with the same Message-ID on every attempt so receivers can drop repeats;
 - webhook: at-least-once, with the same `webhook-id` on every attempt (Standard Webhooks asks
   receivers to deduplicate on it).
-Nothing is lost: the retried activity delivers after the restart.
+Nothing is lost: the retried activity delivers after the restart, and soon: the deliver activity
+heartbeats, so Temporal notices the dead worker within the heartbeat timeout rather than waiting out
+the 30 s attempt timeout (issue 7, defect 9). The delay from the kill to each retried delivery's
+arrival is measured and printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
@@ -26,6 +32,35 @@ from tidings.devstack.smtp_sink import SmtpSink
 from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, DeliveryStatus, NotificationStatus, User
 from tidings.store import Store
+from workflows.policies import ATTEMPT_TIMEOUTS, HEARTBEAT_TIMEOUT, RETRY_POLICIES
+
+# A behaviour bound, not a benchmark: the dead attempt is noticed after the heartbeat timeout, the
+# retry waits the retry policy's first interval (5 s for email and webhook), and the restarted
+# worker needs a few seconds to poll. Well under the 30 s attempt timeout that applied before.
+SLACK = timedelta(seconds=5)
+
+
+def _retry_bound(channel: Channel) -> timedelta:
+    initial = RETRY_POLICIES[channel].initial_interval or timedelta(seconds=1)
+    return HEARTBEAT_TIMEOUT + initial + SLACK
+
+
+async def _arrival(seen: Callable[[], bool], since: float) -> float:
+    """Seconds from `since` (loop time) until `seen()` holds."""
+    loop = asyncio.get_running_loop()
+    while not seen():
+        await asyncio.sleep(0.05)
+    return loop.time() - since
+
+
+async def _heartbeat_timeouts(handle: WorkflowHandle[object, object]) -> set[float]:
+    """The heartbeat timeouts (seconds) the workflow scheduled its deliver activities with."""
+    history = await handle.fetch_history()
+    return {
+        e.activity_task_scheduled_event_attributes.heartbeat_timeout.ToTimedelta().total_seconds()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
 
 
 async def _start_worker(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
@@ -94,12 +129,21 @@ async def test_worker_killed_after_the_providers_accepted(
     async with asyncio.timeout(30):
         while not (sink.messages and receiver.received):
             await asyncio.sleep(0.05)
+    killed_at = asyncio.get_running_loop().time()
     os.killpg(worker.pid, signal.SIGKILL)
     await worker.wait()
+    retried = {
+        Channel.EMAIL: asyncio.create_task(_arrival(lambda: len(sink.messages) >= 2, killed_at)),
+        Channel.WEBHOOK: asyncio.create_task(
+            _arrival(lambda: len(receiver.received) >= 2, killed_at)
+        ),
+    }
 
     restarted = await _start_worker(env, tmp_path)
     try:
         result = await tidings.wait_sent(ref.notification_id, within=120)
+        async with asyncio.timeout(10):
+            delays = {channel: await task for channel, task in retried.items()}
     finally:
         os.killpg(restarted.pid, signal.SIGTERM)
         await restarted.wait()
@@ -118,4 +162,17 @@ async def test_worker_killed_after_the_providers_accepted(
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
     # Effectively-once.
     assert len(await tidings.inbox("kim")) == 1
-    await tidings.temporal.get_workflow_handle(ref.workflow_id).terminate("test finished")
+    handle = tidings.temporal.get_workflow_handle(ref.workflow_id)
+    heartbeat_timeouts = await _heartbeat_timeouts(handle)
+    await handle.terminate("test finished")
+
+    print(
+        "\nretried after kill -9: "
+        + ", ".join(f"{c.value} {d:.1f} s" for c, d in delays.items())
+        + f" (heartbeat timeout {HEARTBEAT_TIMEOUT.total_seconds():g} s,"
+        f" attempt timeouts {ATTEMPT_TIMEOUTS[Channel.EMAIL].total_seconds():g} s)"
+    )
+    assert heartbeat_timeouts == {HEARTBEAT_TIMEOUT.total_seconds()}
+    for channel, delay in delays.items():
+        # Retried within the heartbeat timeout, not the attempt timeout.
+        assert delay < _retry_bound(channel).total_seconds(), (channel, delay)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.channels.base import Delivery, PermanentChannelError
+from tidings.channels.base import OutgoingMessage, PermanentChannelError
 from tidings.channels.in_app import InAppSender
 from tidings.models import Channel, DeliveryStatus, RenderedMessage, User
 from tidings.store import Store
@@ -10,8 +10,8 @@ from tidings.store import Store
 
 def delivery(
     user: User, notification_id: str = "n-1", channel: Channel = Channel.IN_APP
-) -> Delivery:
-    return Delivery(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         notification_id=notification_id,
         idempotency_key=f"{notification_id}:in_app",
         user=user,

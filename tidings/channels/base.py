@@ -41,8 +41,8 @@ class RateLimitedError(TransientChannelError):
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One message for one user on one channel."""
+class OutgoingMessage:
+    """What a channel sender is handed: one rendered message for one user on one channel."""
 
     notification_id: str
     # Built from business data (notification id + channel), never from the attempt number, so
@@ -56,7 +56,9 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class SendOutcome:
+class ProviderAcceptance:
+    """What the provider answered when it took the message (a refusal is an error instead)."""
+
     status: DeliveryStatus  # SENT (accepted by a relay) or DELIVERED (reached the endpoint)
     target: str  # masked address or endpoint for the record, e.g. "j***@example.com"
     provider_message_id: str | None = None
@@ -65,7 +67,7 @@ class SendOutcome:
 class ChannelSender(Protocol):
     channel: Channel
 
-    async def send(self, delivery: Delivery) -> SendOutcome: ...
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance: ...
 
 
 def mask_email(address: str) -> str:

@@ -14,9 +14,9 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
-    SendOutcome,
+    ProviderAcceptance,
     TransientChannelError,
     mask_email,
 )
@@ -56,7 +56,7 @@ class EmailSender:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def build_message(self, delivery: Delivery) -> EmailMessage:
+    def build_message(self, delivery: OutgoingMessage) -> EmailMessage:
         address = self._address(delivery)
         message = delivery.message
         msg = EmailMessage()
@@ -75,7 +75,7 @@ class EmailSender:
             msg.add_alternative(message.html, subtype="html")
         return msg
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         address = self._address(delivery)
         msg = self.build_message(delivery)
         message_id = str(msg["Message-ID"])
@@ -129,12 +129,12 @@ class EmailSender:
             target,
             message_id,
         )
-        return SendOutcome(
+        return ProviderAcceptance(
             status=DeliveryStatus.SENT, target=target, provider_message_id=message_id
         )
 
     @staticmethod
-    def _address(delivery: Delivery) -> str:
+    def _address(delivery: OutgoingMessage) -> str:
         if not delivery.user.email:
             raise PermanentChannelError(f"user {delivery.user.id} has no email address")
         return str(delivery.user.email)

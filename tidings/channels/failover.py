@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from tidings.channels.base import (
     ChannelSender,
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
+    ProviderAcceptance,
     RateLimitedError,
-    SendOutcome,
     TransientChannelError,
 )
 from tidings.models import Channel
@@ -64,7 +64,7 @@ class FailoverSender:
         down = [p for p in self._providers if self.is_down(p[0])]
         return up + down  # all down: still try, in order, rather than fail without trying
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         errors: list[tuple[str, TransientChannelError]] = []
         for name, sender in self._ordered():
             try:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
-    SendOutcome,
+    ProviderAcceptance,
     TransientChannelError,
 )
 from tidings.models import Channel, DeliveryStatus
@@ -24,7 +24,7 @@ class InAppSender:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         message = delivery.message
         if message.channel is not Channel.IN_APP:
             raise PermanentChannelError(
@@ -42,7 +42,7 @@ class InAppSender:
         except SQLAlchemyError as e:
             # A database that is down or locked may well be back on the next attempt.
             raise TransientChannelError(f"inbox write failed: {type(e).__name__}") from e
-        return SendOutcome(
+        return ProviderAcceptance(
             status=DeliveryStatus.DELIVERED,
             target=f"inbox:{delivery.user.id}",
             provider_message_id=str(item.id),

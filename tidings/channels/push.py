@@ -24,10 +24,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.channels.base import (
     ChannelError,
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
+    ProviderAcceptance,
     RateLimitedError,
-    SendOutcome,
     TransientChannelError,
 )
 from tidings.channels.push_common import InvalidTokenError, PushClient, mask_token
@@ -59,7 +59,7 @@ class PushSender:
         if apns is not None:
             self._clients[Platform.APNS] = apns
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         if not delivery.devices:
             raise PermanentChannelError(f"user {delivery.user.id} has no registered push device")
         results = await asyncio.gather(*(self._one(delivery, d) for d in delivery.devices))
@@ -80,7 +80,7 @@ class PushSender:
                 len(accepted),
                 len(results),
             )
-            return SendOutcome(
+            return ProviderAcceptance(
                 status=DeliveryStatus.SENT,
                 target=", ".join(mask_token(r.device.token) for r in accepted),
                 provider_message_id=" ".join(r.message_id for r in accepted if r.message_id),
@@ -104,7 +104,7 @@ class PushSender:
             return TransientChannelError(f"push failed on every device: {reasons}")
         return PermanentChannelError(f"push failed on every device: {reasons}")
 
-    async def _one(self, delivery: Delivery, device: Device) -> DeviceResult:
+    async def _one(self, delivery: OutgoingMessage, device: Device) -> DeviceResult:
         client = self._clients.get(device.platform)
         if client is None:
             return DeviceResult(

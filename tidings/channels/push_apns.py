@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tidings.channels import provider_http
-from tidings.channels.base import Delivery, PermanentChannelError, TransientChannelError
+from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
 from tidings.channels.push_common import InvalidTokenError, check_payload_size, collapse_id
 from tidings.settings import Settings
 
@@ -84,7 +84,7 @@ class ApnsClient:
             self._jwt_at = now
         return self._jwt
 
-    def payload(self, delivery: Delivery) -> dict[str, Any]:
+    def payload(self, delivery: OutgoingMessage) -> dict[str, Any]:
         content = delivery.message
         alert = (
             {"title": content.subject, "body": content.text}
@@ -96,7 +96,7 @@ class ApnsClient:
             "notification_id": delivery.notification_id,
         }
 
-    def headers(self, delivery: Delivery, token: str) -> dict[str, str]:
+    def headers(self, delivery: OutgoingMessage, token: str) -> dict[str, str]:
         headers = {
             "apns-topic": self._topic,
             "apns-push-type": "alert",
@@ -110,7 +110,7 @@ class ApnsClient:
             headers["apns-expiration"] = str(max(1, int(delivery.expires_at.timestamp())))
         return headers
 
-    async def send_to(self, delivery: Delivery, token: str) -> str:
+    async def send_to(self, delivery: OutgoingMessage, token: str) -> str:
         payload = self.payload(delivery)
         check_payload_size(self.name, payload)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

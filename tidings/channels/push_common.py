@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from tidings.channels.base import Delivery, PermanentChannelError
+from tidings.channels.base import OutgoingMessage, PermanentChannelError
 
 # Both FCM and APNs refuse a notification payload over 4 KiB.
 MAX_PUSH_PAYLOAD_BYTES = 4096
@@ -20,7 +20,7 @@ class InvalidTokenError(PermanentChannelError):
 class PushClient(Protocol):
     name: str
 
-    async def send_to(self, delivery: Delivery, token: str) -> str:
+    async def send_to(self, delivery: OutgoingMessage, token: str) -> str:
         """Send to one device; returns the provider's message id or raises a ChannelError."""
         ...
 

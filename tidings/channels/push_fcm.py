@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tidings.channels import provider_http
-from tidings.channels.base import Delivery, PermanentChannelError, TransientChannelError
+from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
 from tidings.channels.push_common import InvalidTokenError, check_payload_size, collapse_id
 from tidings.settings import Settings
 
@@ -196,7 +196,7 @@ class FcmClient:
             self._account, settings.fcm_token_url or self._account.token_uri, http, self._timeout
         )
 
-    def message(self, delivery: Delivery, token: str) -> dict[str, Any]:
+    def message(self, delivery: OutgoingMessage, token: str) -> dict[str, Any]:
         content = delivery.message
         # The title is optional in templates; an empty one is left out, not shown blank.
         notification = {"title": content.subject} if content.subject else {}
@@ -219,7 +219,7 @@ class FcmClient:
             "android": android,
         }
 
-    async def send_to(self, delivery: Delivery, token: str) -> str:
+    async def send_to(self, delivery: OutgoingMessage, token: str) -> str:
         message = self.message(delivery, token)
         check_payload_size(
             self.name, {"notification": message["notification"], "data": message["data"]}

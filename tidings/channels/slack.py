@@ -17,9 +17,9 @@ import httpx
 
 from tidings.channels import provider_http
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
-    SendOutcome,
+    ProviderAcceptance,
     TransientChannelError,
 )
 from tidings.models import Channel, DeliveryStatus
@@ -100,7 +100,7 @@ class SlackSender:
         self._bot_token = token.get_secret_value() if token is not None else None
         self._hosts = {h.lower() for h in settings.slack_webhook_hosts}
 
-    def body(self, delivery: Delivery) -> dict[str, Any]:
+    def body(self, delivery: OutgoingMessage) -> dict[str, Any]:
         message = delivery.message
         fallback = f"{message.subject}\n{message.text}" if message.subject else message.text
         return {
@@ -109,7 +109,7 @@ class SlackSender:
             "unfurl_links": False,
         }
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         user = delivery.user
         if user.slack_user_id and self._bot_token:
             return await self._post_message(delivery, user.slack_user_id, self._bot_token)
@@ -134,7 +134,7 @@ class SlackSender:
         shown = "/".join(parts[:3]) + ("/…" if len(parts) > 3 else "")
         return f"{url.scheme}://{url.host}{shown}"
 
-    async def _webhook(self, delivery: Delivery, raw_url: str) -> SendOutcome:
+    async def _webhook(self, delivery: OutgoingMessage, raw_url: str) -> ProviderAcceptance:
         url = httpx.URL(raw_url)
         target = self._webhook_target(url)
         response = await provider_http.request(
@@ -156,7 +156,7 @@ class SlackSender:
             logger.info(
                 "slack webhook sent notification=%s to=%s", delivery.notification_id, target
             )
-            return SendOutcome(status=DeliveryStatus.SENT, target=target)
+            return ProviderAcceptance(status=DeliveryStatus.SENT, target=target)
         reason = f"Slack webhook {target} answered {status} {answer}"
         if status == 429:
             raise provider_http.rate_limited(response, reason)
@@ -165,7 +165,9 @@ class SlackSender:
         # invalid_payload, no_text, action_prohibited, channel_not_found, no_service, ...
         raise PermanentChannelError(reason)
 
-    async def _post_message(self, delivery: Delivery, channel: str, token: str) -> SendOutcome:
+    async def _post_message(
+        self, delivery: OutgoingMessage, channel: str, token: str
+    ) -> ProviderAcceptance:
         target = f"slack:{channel}"
         body = {
             "channel": channel,
@@ -198,7 +200,7 @@ class SlackSender:
             logger.info(
                 "slack message sent notification=%s to=%s", delivery.notification_id, target
             )
-            return SendOutcome(
+            return ProviderAcceptance(
                 status=DeliveryStatus.SENT,
                 target=target,
                 provider_message_id=ts if isinstance(ts, str) else None,

@@ -14,9 +14,9 @@ import httpx
 
 from tidings.channels import provider_http
 from tidings.channels.base import (
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
-    SendOutcome,
+    ProviderAcceptance,
     TransientChannelError,
 )
 from tidings.channels.sms_segments import sms_segments
@@ -59,7 +59,7 @@ class TwilioSmsSender:
             "/Messages.json"
         )
 
-    def form(self, delivery: Delivery, phone: str) -> dict[str, str]:
+    def form(self, delivery: OutgoingMessage, phone: str) -> dict[str, str]:
         s = self._settings
         form = {"To": phone, "Body": delivery.message.text}
         if s.twilio_messaging_service_sid:
@@ -70,7 +70,7 @@ class TwilioSmsSender:
             form["StatusCallback"] = s.public_base_url.rstrip("/") + RECEIPTS_PATH
         return form
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         phone = delivery.user.phone
         if not phone:
             raise PermanentChannelError(f"user {delivery.user.id} has no phone number")
@@ -111,7 +111,9 @@ class TwilioSmsSender:
                 segments,
                 encoding,
             )
-            return SendOutcome(status=DeliveryStatus.SENT, target=target, provider_message_id=sid)
+            return ProviderAcceptance(
+                status=DeliveryStatus.SENT, target=target, provider_message_id=sid
+            )
         raise self._error(response, phone, target)
 
     @staticmethod

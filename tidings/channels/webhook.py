@@ -25,10 +25,10 @@ import httpx
 
 from tidings.channels.base import (
     ChannelError,
-    Delivery,
+    OutgoingMessage,
     PermanentChannelError,
+    ProviderAcceptance,
     RateLimitedError,
-    SendOutcome,
     TransientChannelError,
 )
 from tidings.models import Channel, DeliveryStatus
@@ -128,7 +128,7 @@ class WebhookSender:
         self._secret = settings.webhook_secret.get_secret_value()
         _secret_key(self._secret)  # refuse a malformed secret at start-up, not at first send
 
-    def payload(self, delivery: Delivery, now: datetime) -> bytes:
+    def payload(self, delivery: OutgoingMessage, now: datetime) -> bytes:
         return json.dumps(
             {
                 "type": "notification",
@@ -143,7 +143,7 @@ class WebhookSender:
             ensure_ascii=False,
         ).encode()
 
-    async def send(self, delivery: Delivery) -> SendOutcome:
+    async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance:
         """Every one of the user's endpoints gets the message, concurrently, with the same
         webhook-id. One endpoint failing transiently retries the whole send (endpoints that
         already have it get it again, deduplicable by webhook-id); one refusing for good is
@@ -156,7 +156,7 @@ class WebhookSender:
         results = await asyncio.gather(
             *(self._send_one(delivery, u) for u in urls), return_exceptions=True
         )
-        delivered = [r for r in results if isinstance(r, SendOutcome)]
+        delivered = [r for r in results if isinstance(r, ProviderAcceptance)]
         errors = [r for r in results if isinstance(r, BaseException)]
         for error in errors:
             if not isinstance(error, PermanentChannelError | TransientChannelError):
@@ -173,13 +173,13 @@ class WebhookSender:
         if not delivered:
             raise PermanentChannelError(refused)
         target = ", ".join(o.target for o in delivered)
-        return SendOutcome(
+        return ProviderAcceptance(
             status=DeliveryStatus.DELIVERED,
             target=f"{target} (refused: {refused})" if refused else target,
             provider_message_id=delivery.idempotency_key,
         )
 
-    async def _send_one(self, delivery: Delivery, endpoint: str) -> SendOutcome:
+    async def _send_one(self, delivery: OutgoingMessage, endpoint: str) -> ProviderAcceptance:
         url = httpx.URL(endpoint)
         target = _display_target(url)
         request_url = url
@@ -227,7 +227,7 @@ class WebhookSender:
                 target,
                 status,
             )
-            return SendOutcome(
+            return ProviderAcceptance(
                 status=DeliveryStatus.DELIVERED, target=target, provider_message_id=msg_id
             )
         if status == 429:

@@ -1,0 +1,171 @@
+"""What a notification does at send time: its channels, its fallback order, whether quiet hours or a
+frequency cap push it later, and why each other channel is left out.
+
+`plan` is pure (no I/O, no clock: the caller passes the instant), so every branch of the policy is
+unit-tested without a database. `plan_from_store` does the reads the policy needs and raises
+`NotFound` when the user or the template version has gone since the trigger, which no retry mends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tidings import frequency, routing
+from tidings.errors import NotFound
+from tidings.frequency import CapDecision, FrequencyCaps
+from tidings.models import Channel, Preferences, Priority, Template, User
+from tidings.store import Store
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the workflow knows when it asks for a plan."""
+
+    notification_id: str
+    user_id: str
+    template_id: str
+    template_version: int
+    priority: Priority
+    not_before: datetime  # max(now, scheduled time), decided by the caller
+    requested_channels: list[Channel] | None = None
+    fallback_channels: list[Channel] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecentSends:
+    """The user's sends in the template's category within the cap window."""
+
+    count: int
+    earliest: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    channels: list[Channel]
+    suppressed: dict[Channel, str]
+    send_at: datetime  # later than not_before when quiet hours or a cap defer the send
+    fallback: list[Channel] = field(default_factory=list)  # usable fallback channels, in order
+    deferred_reason: str | None = None  # why send_at is later than not_before
+
+
+def counts_against_cap(caps: FrequencyCaps, priority: Priority, category: str) -> bool:
+    """Whether the cap applies at all, so the caller reads recent sends only when it does."""
+    return priority is not Priority.CRITICAL and caps.limit_for(category) is not None
+
+
+def plan(
+    *,
+    request: PlanRequest,
+    user: User,
+    template: Template,
+    preferences: Preferences,
+    has_devices: bool,
+    configured: Collection[Channel],
+    caps: FrequencyCaps,
+    recent: RecentSends | None,
+) -> Plan:
+    """Decide the plan. `configured` are the channels this worker fleet has a sender for;
+    `recent` is None when the cap does not apply (see `counts_against_cap`)."""
+
+    def choose(requested: list[Channel] | None) -> routing.RoutingDecision:
+        return routing.choose_channels(
+            template=template,
+            user=user,
+            preferences=preferences,
+            priority=request.priority,
+            requested=requested,
+            has_devices=has_devices,
+        )
+
+    decision = choose(request.requested_channels)
+    # Only channels this worker fleet can deliver are planned; the rest are suppressed with a
+    # reason rather than failing, so a deployment without (say) SMS still sends email.
+    channels = [c for c in decision.channels if c in configured]
+    suppressed = dict(decision.suppressed)
+    for c in decision.channels:
+        if c not in configured:
+            suppressed[c] = f"no {c.value} provider is configured"
+    fallback: list[Channel] = []
+    if request.fallback_channels:
+        usable = choose(request.fallback_channels)
+        fallback = [c for c in usable.channels if c in configured and c not in decision.channels]
+
+    send_at = routing.send_time(
+        now=request.not_before,
+        scheduled_at=None,
+        timezone=user.timezone,
+        quiet_hours=preferences.quiet_hours,
+        priority=request.priority,
+    )
+    deferred_reason = None
+    if send_at > request.not_before:
+        local = send_at.astimezone(ZoneInfo(user.timezone))
+        deferred_reason = f"quiet hours until {local:%H:%M} {user.timezone}"
+
+    cap = (
+        caps.decide(category=template.category, count=recent.count, earliest=recent.earliest)
+        if recent is not None and counts_against_cap(caps, request.priority, template.category)
+        else CapDecision(allowed=True)
+    )
+    if cap.defer_until is not None and cap.defer_until > send_at:
+        send_at, deferred_reason = cap.defer_until, cap.reason
+    elif not cap.allowed and cap.defer_until is None:
+        suppressed.update({c: cap.reason or "frequency cap" for c in channels})
+        channels, fallback = [], []
+    return Plan(
+        channels=channels,
+        suppressed=suppressed,
+        send_at=send_at,
+        fallback=fallback,
+        deferred_reason=deferred_reason,
+    )
+
+
+async def load_user_and_template(
+    store: Store, *, user_id: str, template_id: str, version: int
+) -> tuple[User, Template]:
+    """Both existed at trigger time; either may have been deleted while the run waited (the send
+    protocol in `tidings.delivery` reads them the same way)."""
+    user = await store.get_user(user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    template = await store.get_template(template_id, version)
+    if template is None:
+        raise NotFound("template", f"{template_id} version {version}")
+    return user, template
+
+
+async def plan_from_store(
+    store: Store, request: PlanRequest, *, configured: Collection[Channel], caps: FrequencyCaps
+) -> Plan:
+    """Read the user's current preferences (at send time, not at trigger time) and plan."""
+    user, template = await load_user_and_template(
+        store,
+        user_id=request.user_id,
+        template_id=request.template_id,
+        version=request.template_version,
+    )
+    preferences = await store.get_preferences(request.user_id)
+    devices = await store.list_devices(request.user_id)
+    recent = None
+    if counts_against_cap(caps, request.priority, template.category):
+        count, earliest = await store.recent_sends(
+            user_id=request.user_id,
+            category=template.category,
+            since=request.not_before - frequency.WINDOW,
+            exclude=request.notification_id,
+        )
+        recent = RecentSends(count, earliest)
+    return plan(
+        request=request,
+        user=user,
+        template=template,
+        preferences=preferences,
+        has_devices=bool(devices),
+        configured=configured,
+        caps=caps,
+        recent=recent,
+    )
