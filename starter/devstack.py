@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.panel import Panel
@@ -57,6 +59,19 @@ LOCK_FILE = "dev.lock"
 TEMPORAL_DB = "temporal.db"
 TEMPORAL_LOG = "temporal.log"
 READY_TIMEOUT_SECONDS = 60.0
+START_ATTEMPTS = 5
+# How a stop stays within STOP_BUDGET_SECONDS (the promise of `tidings dev` on SIGTERM): the
+# worker, then each local server, then the dev server (devserver.STOP_TIMEOUT_SECONDS + kill).
+WORKER_STOP_SECONDS = 2.0
+WORKER_CANCEL_SECONDS = 1.0
+PART_STOP_SECONDS = 1.0
+STOP_BUDGET_SECONDS = 10.0
+
+
+class _Server(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
 
 __all__ = ["AlreadyRunning", "DevStackError", "run_dev", "seed_demo_data", "stack_settings"]
 
@@ -80,13 +95,15 @@ async def run_dev(
     stop: asyncio.Event | None = None,
     seed: bool = True,
     banner: bool = True,
+    running: Callable[[Settings], None] | None = None,
 ) -> None:
-    """Run the embedded stack until `stop` is set; `ready` is set once it serves requests.
-    Raises AlreadyRunning or DevStackError (one-line messages) when it cannot start, and
-    DevStackError when a part stops on its own."""
+    """Run the embedded stack until `stop` is set; `ready` is set once it serves requests, after
+    `running` got the settings its clients use (the ports it bound filled in: a port set to 0
+    means any free one). Raises AlreadyRunning or DevStackError (one-line messages) when it
+    cannot start, and DevStackError when a part stops on its own. Once `stop` is set it returns
+    within STOP_BUDGET_SECONDS, whatever the workflows are doing."""
     stop = stop if stop is not None else asyncio.Event()
     data_dir = settings.data_dir.resolve()
-    local = stack_settings(settings)
     with DevLock(data_dir / LOCK_FILE):
         check_ports_free(
             LOCAL_IP,
@@ -106,16 +123,18 @@ async def run_dev(
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(server.stop)
-            await server.start()
-            client = await _connect_when_ready(server, local)
+            client = await _start_temporal(server, settings)
             sink = SmtpSink(settings.smtp_host, settings.smtp_port, maildir=data_dir / "mail")
-            await stack.enter_async_context(sink)
+            await _enter_bounded(stack, sink)
             receiver = WebhookReceiver(LOCAL_IP, settings.dev_webhook_port)
-            await stack.enter_async_context(receiver)
+            await _enter_bounded(stack, receiver)
             try:
-                emulators = await stack.enter_async_context(dev_emulators.dev_emulators(settings))
+                emulators = dev_emulators.dev_emulators(settings)
+                await _enter_bounded(stack, emulators)
             except OSError as e:
                 raise DevStackError(f"the provider emulators could not start: {e}") from e
+            settings = _bound(settings, server, sink, receiver, emulators)
+            local = stack_settings(settings)
             worker_settings, emulated = dev_emulators.with_emulators(local, emulators)
 
             worker_stop = asyncio.Event()
@@ -129,10 +148,65 @@ async def run_dev(
             if banner:
                 _print_banner(settings, local, server, sink, receiver, emulators, emulated)
             log.info("dev stack ready on %s", server.address)
+            if running is not None:
+                running(local)
             if ready is not None:
                 ready.set()
             await _until_stopped(stop, worker, server)
             log.info("stopping the dev stack")
+
+
+def _bound(
+    settings: Settings,
+    server: TemporalDevServer,
+    sink: SmtpSink,
+    receiver: WebhookReceiver,
+    emulators: DevEmulators,
+) -> Settings:
+    """`settings` with the ports every part actually listens on (they differ where 0 was set)."""
+    update: dict[str, Any] = {
+        "dev_temporal_port": server.port,
+        "dev_ui_port": server.ui_port,
+        "smtp_port": sink.port,
+        "dev_webhook_port": receiver.port,
+    }
+    for provider in dev_emulators.PROVIDERS.values():
+        update[provider.port_setting] = getattr(emulators, provider.key).port
+    return settings.model_copy(update=update)
+
+
+async def _start_temporal(server: TemporalDevServer, settings: Settings) -> Client:
+    """Start the dev server and connect. With ports left to the stack (0), a server that exits
+    while starting (another process took a port between pick_port and its bind, or one of the
+    ports it picks itself) is started again on new ports."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        await server.start()
+        local = settings.model_copy(
+            update={"dev_temporal_port": server.port, "dev_ui_port": server.ui_port}
+        )
+        try:
+            return await _connect_when_ready(server, stack_settings(local))
+        except DevStackError as e:
+            if not (server.auto_ports and server.exited() and attempt < START_ATTEMPTS):
+                raise
+            log.warning("the Temporal dev server did not start (%s); trying other ports", e)
+            await server.stop()
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+async def _enter_bounded(stack: contextlib.AsyncExitStack, part: _Server) -> None:
+    """Start a local server and register a stop that cannot hold up the stack's shutdown."""
+    await part.start()
+
+    async def stop() -> None:
+        try:
+            async with asyncio.timeout(PART_STOP_SECONDS):
+                await part.stop()
+        except TimeoutError:
+            log.warning("%s did not stop within %.0fs; leaving it", type(part).__name__,
+                        PART_STOP_SECONDS)  # fmt: skip
+
+    stack.push_async_callback(stop)
 
 
 async def seed_demo_data(tidings: Tidings, *, webhook_base: str | None = None) -> None:
@@ -207,13 +281,23 @@ async def _until_stopped(
 
 
 async def _stop_worker(worker: asyncio.Task[None], worker_stop: asyncio.Event) -> None:
+    """Ask the in-process worker to stop; cancel it when it has not within WORKER_STOP_SECONDS.
+    Its graceful shutdown waits up to 30 s for activities (right for production, where the
+    activities are real sends), and a shutdown among failing workflow tasks can hang: a dev
+    stack drops in-flight work instead, which Temporal retries on the next start."""
     worker_stop.set()
     if worker.done():
         return  # its failure, if any, was already reported by _until_stopped
-    try:
-        await worker
-    except Exception:
-        log.exception("the worker failed while stopping")
+    done, _ = await asyncio.wait({worker}, timeout=WORKER_STOP_SECONDS)
+    if not done:
+        log.warning("the worker did not stop within %.0fs; cancelling it", WORKER_STOP_SECONDS)
+        worker.cancel()
+        done, _ = await asyncio.wait({worker}, timeout=WORKER_CANCEL_SECONDS)
+        if not done:
+            log.warning("the worker ignored cancellation; leaving it behind")
+            return
+    if not worker.cancelled() and worker.exception() is not None:
+        log.error("the worker failed while stopping: %s", worker.exception())
 
 
 def _print_banner(

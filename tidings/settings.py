@@ -60,16 +60,17 @@ class Settings(BaseSettings):
     task_queue: str = "tidings"
 
     # The embedded stack (`tidings dev`): where it listens. temporal_address above stays what
-    # clients dial; point it at dev_temporal_port when you move the dev server.
-    dev_temporal_port: int = Field(default=7233, ge=1, le=65535)
-    dev_ui_port: int = Field(default=8233, ge=1, le=65535)
-    dev_webhook_port: int = Field(default=8026, ge=1, le=65535)
+    # clients dial; point it at dev_temporal_port when you move the dev server. Port 0 means any
+    # free port: the stack prints (and its `running` callback gets) the ports it bound.
+    dev_temporal_port: int = Field(default=7233, ge=0, le=65535)
+    dev_ui_port: int = Field(default=8233, ge=0, le=65535)
+    dev_webhook_port: int = Field(default=8026, ge=0, le=65535)
     # Its provider emulators (tidings.emulators), matching the *_base_url defaults below. The dev
     # stack points its own worker at them; other processes keep the base URLs they are given.
-    dev_fcm_port: int = Field(default=8031, ge=1, le=65535)
-    dev_apns_port: int = Field(default=8032, ge=1, le=65535)
-    dev_twilio_port: int = Field(default=8033, ge=1, le=65535)
-    dev_slack_port: int = Field(default=8034, ge=1, le=65535)
+    dev_fcm_port: int = Field(default=8031, ge=0, le=65535)
+    dev_apns_port: int = Field(default=8032, ge=0, le=65535)
+    dev_twilio_port: int = Field(default=8033, ge=0, le=65535)
+    dev_slack_port: int = Field(default=8034, ge=0, le=65535)
 
     # Email (SMTP)
     smtp_host: str = "127.0.0.1"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -18,7 +21,8 @@ from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
 from starter.connection import connect_temporal
-from starter.devstack import run_dev, seed_demo_data, stack_settings
+from starter.devserver import kill_all
+from starter.devstack import STOP_BUDGET_SECONDS, run_dev, seed_demo_data, stack_settings
 from tidings.models import Channel, NotificationStatus, Priority
 from tidings.settings import Settings
 
@@ -50,6 +54,8 @@ def dev(
             if stop.is_set() and current is not None:
                 log.warning("stopping now, without waiting for in-flight work")
                 current.cancel()
+            if not stop.is_set():
+                _start_watchdog()
             stop.set()
 
         loop = asyncio.get_running_loop()
@@ -63,6 +69,23 @@ def dev(
         run(main)
     except asyncio.CancelledError:
         raise typer.Exit(130) from None
+
+
+def _start_watchdog() -> None:
+    """Every stop step is bounded (starter/devstack.py), but a task that ignores cancellation
+    would still hold up asyncio.run's final cleanup. Past the budget, a thread kills the dev
+    server's process group and ends the process: `tidings dev` promises to be gone within
+    STOP_BUDGET_SECONDS of SIGTERM whatever its workflows are doing."""
+
+    def give_up() -> None:
+        log.error("the dev stack did not stop within %.0fs; killing it", STOP_BUDGET_SECONDS)
+        kill_all()
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(STOP_BUDGET_SECONDS - 1, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 async def _temporal_answers(settings: Settings) -> bool:
