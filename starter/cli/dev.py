@@ -41,9 +41,10 @@ def _configure_logging() -> None:
 def dev(
     seed: Annotated[bool, typer.Option(help="Register the demo users and templates.")] = True,
 ) -> None:
-    """Run the embedded stack in the foreground until Ctrl-C: Temporal dev server and Web UI
-    (history kept under the data directory), SMTP sink, webhook receiver, FCM/APNs/Twilio/Slack
-    emulators (the worker sends push, SMS and Slack to them), worker, demo data."""
+    """Run the embedded stack in the foreground until Ctrl-C. It holds the Temporal dev server
+    and Web UI (history kept under the data directory), SMTP sink, webhook receiver,
+    FCM/APNs/Twilio/Slack emulators (the worker sends push, SMS and Slack to them), worker and
+    demo data."""
     _configure_logging()
 
     async def main(settings: Settings) -> None:
@@ -102,11 +103,11 @@ def demo(
         float, typer.Option(min=1, help="How long to wait for the deliveries, in seconds.")
     ] = 30.0,
 ) -> None:
-    """Replay the prototype's demo: a welcome, an order confirmation (high), a security alert
-    forced onto email and SMS (critical), a bulk welcome; then the outcome of every channel,
-    the service stats, what the provider emulators received, and user_001's inbox. Uses the
-    running stack, or starts one for the duration of the demo when none answers at
-    TIDINGS_TEMPORAL_ADDRESS."""
+    """Replay the prototype's demo on the running stack, or on one started for it. It sends a
+    welcome, an order confirmation (high), a security alert forced onto email and SMS
+    (critical) and a bulk welcome, then shows the outcome of every channel, the service stats,
+    what the provider emulators received, and user_001's inbox. A stack is started for the
+    duration of the demo when none answers at TIDINGS_TEMPORAL_ADDRESS."""
 
     async def main(settings: Settings) -> None:
         if await _temporal_answers(settings):
