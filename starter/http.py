@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from starter import http_api, http_receipts
 from starter.client import Tidings
 from starter.http_api import router
+from starter.http_docs import install_docs
 from starter.http_models import ERROR_RESPONSES, Error, ErrorBody, ErrorType, Health
 from tidings import tracking
 from tidings.errors import Conflict, InvalidRequest, NotFound, Unauthorized
@@ -258,7 +259,11 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
         summary="Durable multi-channel notifications on Temporal",
         version="1",
         lifespan=lifespan,
+        # Served by install_docs from local files: FastAPI's own pages need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.tidings = tidings
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     _install_error_handlers(app)
