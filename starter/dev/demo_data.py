@@ -4,10 +4,17 @@ The prototype's phone numbers (+1234567890, +1987654321) are not valid numbers, 
 get valid ones from the fictional 555-01xx range. Its `{name}` placeholders become Jinja2.
 Beyond the prototype, for the provider emulators of `tidings dev`: user_002 has an iPhone (APNs)
 besides the prototype's FCM tokens, and a Slack member id for chat.postMessage.
+
+seed_demo_data registers them through the client (`tidings dev`, `tidings demo`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
+from starter.client import Tidings
+from tidings.errors import NotFound
 from tidings.models import (
     Channel,
     Device,
@@ -18,6 +25,8 @@ from tidings.models import (
     TemplateDefinition,
     User,
 )
+
+log = logging.getLogger("tidings.dev")
 
 USERS = [
     User(
@@ -122,3 +131,27 @@ WELCOME_DATA = {"app_name": "MyApp", "user_name": "John"}
 ORDER_DATA = {"order_id": "ORD-12345", "amount": "99.99", "delivery_date": "2024-01-15"}
 SECURITY_DATA = {"alert_type": "suspicious login attempt", "timestamp": "2024-01-10 14:30:00 UTC"}
 BULK_WELCOME_DATA = {"app_name": "MyApp", "user_name": "Valued Customer"}
+
+
+async def seed_demo_data(tidings: Tidings, *, webhook_base: str | None = None) -> None:
+    """Register the prototype's demo templates through the client, and its users with their
+    preferences and devices when they do not exist yet (so later edits are kept)."""
+    created: set[str] = set()
+    for user in USERS:
+        with contextlib.suppress(NotFound):
+            await tidings.get_user(user.id)
+            continue
+        fields = user.model_dump()
+        if webhook_base:
+            fields["webhook_url"] = f"{webhook_base}/users/{user.id}"
+        await tidings.upsert_user(fields)
+        created.add(user.id)
+    for prefs in PREFERENCES:
+        if prefs.user_id in created:
+            await tidings.set_preferences(prefs)
+    for device in DEVICES:
+        if device.user_id in created:
+            await tidings.add_device(device)
+    for definition in TEMPLATES:
+        template = await tidings.register_template(definition)
+        log.info("demo template %s is at v%d", template.id, template.version)

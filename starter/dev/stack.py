@@ -1,15 +1,16 @@
 """`tidings dev` (what `make run` starts): the whole embedded stack in one foreground process.
 
 - the Temporal dev server (a child process, its history in `<data_dir>/temporal.db`, so a restart
-  loses nothing; see starter/devserver.py for the durability the SQLite pragmas give), Web UI on
+  loses nothing; see starter/dev/devserver.py for the durability the SQLite pragmas give), Web UI on
   `dev_ui_port`, the Tidings* search attributes registered;
 - the SMTP sink on `smtp_host:smtp_port`, keeping mail in `<data_dir>/mail` for `tidings mail`;
 - the webhook receiver on `dev_webhook_port` (the demo users' `webhook_url` points at it);
 - the FCM, APNs, Twilio and Slack emulators on `dev_fcm_port`..`dev_slack_port`, with dev
-  credentials kept under `<data_dir>/emulators`; the worker is pointed at each of them unless that
-  provider is configured explicitly (starter/emulators.py), so push, SMS and Slack work as shipped;
-- the worker, in this process and event loop;
-- the demo data (starter/demo_data.py): templates are registered on every start (an unchanged
+  credentials kept under `<data_dir>/emulators`; the worker is pointed at each of them unless
+  that provider is configured explicitly (starter/dev/emulator_control.py), so push, SMS and
+  Slack work as shipped;
+- the worker, `python -m worker` as a child process (starter/dev/worker_process.py);
+- the demo data (starter/dev/demo_data.py): templates are registered on every start (an unchanged
   template keeps its version), users and their preferences only when missing, so edits survive.
 
 One stack per data directory (a flock on `<data_dir>/dev.lock`). Stopping it (Ctrl-C, SIGTERM,
@@ -31,25 +32,24 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from starter import demo_data
-from starter import emulators as dev_emulators
 from starter.admin import ensure_search_attributes
 from starter.client import Tidings
 from starter.connection import connect_temporal
-from starter.devserver import (
+from starter.dev import emulator_control as dev_emulators
+from starter.dev.demo_data import seed_demo_data
+from starter.dev.devserver import (
     AlreadyRunning,
     DevLock,
     DevStackError,
     TemporalDevServer,
     check_ports_free,
 )
+from starter.dev.emulators.dev import DevEmulators
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
+from starter.dev.worker_process import WorkerProcess
 from starter.webui import search_url
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
-from tidings.emulators.dev import DevEmulators
-from tidings.errors import NotFound
 from tidings.settings import Settings
-from worker.main import serve
 from workflows.search_attributes import ALL
 
 log = logging.getLogger("tidings.dev")
@@ -61,11 +61,10 @@ TEMPORAL_LOG = "temporal.log"
 READY_TIMEOUT_SECONDS = 60.0
 START_ATTEMPTS = 5
 # How a stop stays within STOP_BUDGET_SECONDS (the promise of `tidings dev` on SIGTERM): the
-# worker, then each local server, then the dev server (devserver.STOP_TIMEOUT_SECONDS + kill).
-WORKER_STOP_SECONDS = 2.0
-WORKER_CANCEL_SECONDS = 1.0
+# worker (worker_process: SIGTERM, SIGKILL after 2 s), then each local server, then the dev
+# server (devserver.STOP_TIMEOUT_SECONDS, then SIGKILL).
 PART_STOP_SECONDS = 1.0
-STOP_BUDGET_SECONDS = 10.0
+STOP_BUDGET_SECONDS = 10.0  # as starter/cli/dev.py promises
 
 
 class _Server(Protocol):
@@ -73,7 +72,7 @@ class _Server(Protocol):
     async def stop(self) -> None: ...
 
 
-__all__ = ["AlreadyRunning", "DevStackError", "run_dev", "seed_demo_data", "stack_settings"]
+__all__ = ["AlreadyRunning", "DevStackError", "run_dev", "stack_settings"]
 
 
 def stack_settings(settings: Settings) -> Settings:
@@ -137,11 +136,9 @@ async def run_dev(
             local = stack_settings(settings)
             worker_settings, emulated = dev_emulators.with_emulators(local, emulators)
 
-            worker_stop = asyncio.Event()
-            worker = asyncio.create_task(
-                serve(worker_settings, worker_stop), name="tidings-dev-worker"
-            )
-            stack.push_async_callback(_stop_worker, worker, worker_stop)
+            worker = WorkerProcess(worker_settings)
+            stack.push_async_callback(worker.stop)
+            await worker.start()
             if seed:
                 async with await Tidings.connect(local, temporal=client) as tidings:
                     await seed_demo_data(tidings, webhook_base=receiver.url)
@@ -209,30 +206,6 @@ async def _enter_bounded(stack: contextlib.AsyncExitStack, part: _Server) -> Non
     stack.push_async_callback(stop)
 
 
-async def seed_demo_data(tidings: Tidings, *, webhook_base: str | None = None) -> None:
-    """Register the prototype's demo templates through the client, and its users with their
-    preferences and devices when they do not exist yet (so later edits are kept)."""
-    created: set[str] = set()
-    for user in demo_data.USERS:
-        with contextlib.suppress(NotFound):
-            await tidings.get_user(user.id)
-            continue
-        fields = user.model_dump()
-        if webhook_base:
-            fields["webhook_url"] = f"{webhook_base}/users/{user.id}"
-        await tidings.upsert_user(fields)
-        created.add(user.id)
-    for prefs in demo_data.PREFERENCES:
-        if prefs.user_id in created:
-            await tidings.set_preferences(prefs)
-    for device in demo_data.DEVICES:
-        if device.user_id in created:
-            await tidings.add_device(device)
-    for definition in demo_data.TEMPLATES:
-        template = await tidings.register_template(definition)
-        log.info("demo template %s is at v%d", template.id, template.version)
-
-
 async def _connect_when_ready(server: TemporalDevServer, settings: Settings) -> Client:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_SECONDS
@@ -259,45 +232,28 @@ async def _connect_when_ready(server: TemporalDevServer, settings: Settings) -> 
 
 
 async def _until_stopped(
-    stop: asyncio.Event, worker: asyncio.Task[None], server: TemporalDevServer
+    stop: asyncio.Event, worker: WorkerProcess, server: TemporalDevServer
 ) -> None:
-    assert server.process is not None
+    assert server.process is not None and worker.process is not None
     stopping = asyncio.create_task(stop.wait())
     server_exit = asyncio.create_task(server.process.wait())
+    worker_exit = asyncio.create_task(worker.process.wait())
+    waits = {stopping, server_exit, worker_exit}
     try:
-        await asyncio.wait({stopping, worker, server_exit}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopping.cancel()
-        server_exit.cancel()
+        for wait in waits:
+            wait.cancel()
     if stop.is_set():
         return
-    if worker.done():
-        error = None if worker.cancelled() else worker.exception()
-        raise DevStackError(f"the worker stopped: {error or 'cancelled'}") from error
+    if worker.process.returncode is not None:
+        raise DevStackError(
+            f"the worker exited with code {worker.process.returncode} (its log is above)"
+        )
     raise DevStackError(
         f"the Temporal dev server exited with code {server.process.returncode}"
         f" ({server.log_tail()}); full log in {server.log_file}"
     )
-
-
-async def _stop_worker(worker: asyncio.Task[None], worker_stop: asyncio.Event) -> None:
-    """Ask the in-process worker to stop; cancel it when it has not within WORKER_STOP_SECONDS.
-    Its graceful shutdown waits up to 30 s for activities (right for production, where the
-    activities are real sends), and a shutdown among failing workflow tasks can hang: a dev
-    stack drops in-flight work instead, which Temporal retries on the next start."""
-    worker_stop.set()
-    if worker.done():
-        return  # its failure, if any, was already reported by _until_stopped
-    done, _ = await asyncio.wait({worker}, timeout=WORKER_STOP_SECONDS)
-    if not done:
-        log.warning("the worker did not stop within %.0fs; cancelling it", WORKER_STOP_SECONDS)
-        worker.cancel()
-        done, _ = await asyncio.wait({worker}, timeout=WORKER_CANCEL_SECONDS)
-        if not done:
-            log.warning("the worker ignored cancellation; leaving it behind")
-            return
-    if not worker.cancelled() and worker.exception() is not None:
-        log.error("the worker failed while stopping: %s", worker.exception())
 
 
 def _print_banner(
@@ -333,7 +289,7 @@ def _print_banner(
                  f" curl {twilio}/_emulator/received")  # fmt: skip
     curl = f"""curl -X POST {twilio}/_emulator/faults -d '{{"mode":"5xx","count":3}}'"""
     rows.add_row("", f"inject a fault: tidings emulator faults twilio 5xx --count 3, or {curl}")
-    rows.add_row("Worker", f"task queue {settings.task_queue}, in this process")
+    rows.add_row("Worker", f"task queue {settings.task_queue}, a child process (python -m worker)")
     database = make_url(local.resolved_database_url).render_as_string(hide_password=True)
     rows.add_row("Database", database)
     rows.add_row(

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from tidings.emulators.server import AppServer, bind, read_body
+from starter.dev.emulators.server import AppServer, bind, read_body
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from starter.dev.smtp_sink import SmtpSink, list_mail, read_mail
 from tests.channels.helpers import make_delivery, make_settings
 from tests.ports import refused_port
 from tidings.channels.base import PermanentChannelError, TransientChannelError
 from tidings.channels.email import EmailSender, message_id_for
-from tidings.devstack.smtp_sink import SmtpSink, list_mail, read_mail
 from tidings.models import Channel, DeliveryStatus, User
 
 

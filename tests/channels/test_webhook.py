@@ -11,6 +11,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from starter.dev.webhook_receiver import WebhookReceiver
 from tests.channels.helpers import make_delivery, make_settings
 from tests.ports import refused_port
 from tidings.channels import webhook
@@ -20,7 +21,6 @@ from tidings.channels.base import (
     TransientChannelError,
 )
 from tidings.channels.webhook import WebhookSender, parse_retry_after, sign, verify
-from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, DeliveryStatus, User
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from starter.devstack import run_dev
+from starter.dev.stack import run_dev
 from tidings.settings import Settings
 
 TIDINGS = Path(sys.executable).parent / "tidings"
@@ -47,15 +47,23 @@ def running_env(env: dict[str, str], running: Settings) -> dict[str, str]:
 
 
 def processes_mentioning(path: Path) -> list[int]:
-    """Live processes whose command line names `path` (the dev server gets its db file)."""
+    """Live processes, other than this one, whose command line or environment names `path`:
+    the dev server gets its db file on its command line, the worker its data dir in
+    TIDINGS_DATA_DIR (pass the data dir, or a file in it, to find both)."""
     found = []
+    needles = {str(path).encode(), str(path.parent).encode()}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(path).encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # it exited meanwhile
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it exited meanwhile
+        if str(path).encode() in cmdline or any(
+            v.startswith(b"TIDINGS_DATA_DIR=") and v.split(b"=", 1)[1] in needles for v in environ
+        ):
+            found.append(int(entry.name))
     return found
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starter.devstack import DevStackError, run_dev
-from starter.emulators import PROVIDERS, dev_emulators, with_emulators
+from starter.dev.emulator_control import PROVIDERS, dev_emulators, with_emulators
+from starter.dev.emulators.twilio import DEV_ACCOUNT_SID
+from starter.dev.stack import DevStackError, run_dev
 from tests.cli.devstack_support import dev_env_vars, processes_mentioning, settings_from
 from tests.cli.helpers import Cli, one_line_error
 from tests.ports import busy_port, refused_port
 from tidings.channels.providers import build_provider_senders
-from tidings.emulators.twilio import DEV_ACCOUNT_SID
 from tidings.models import Channel
 from tidings.settings import Settings
 from tidings.store import Store

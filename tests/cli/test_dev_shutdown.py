@@ -51,7 +51,8 @@ async def test_sigterm_stops_everything_within_10s_with_work_in_flight(tmp_path:
             async with asyncio.timeout(30):
                 while not (await http.get(f"{twilio}/_emulator/received")).json():
                     await asyncio.sleep(0.1)
-        assert processes_mentioning(temporal_db)
+        # tidings dev itself, the Temporal dev server and the worker, at least.
+        assert len(processes_mentioning(temporal_db)) >= 3
 
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)

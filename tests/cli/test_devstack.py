@@ -15,9 +15,10 @@ import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from starter import devserver
 from starter.client import Tidings
-from starter.devstack import AlreadyRunning, DevStackError, run_dev
+from starter.dev import devserver
+from starter.dev.smtp_sink import list_mail
+from starter.dev.stack import AlreadyRunning, DevStackError, run_dev
 from tests.cli.devstack_support import (
     dev_env_vars,
     dev_stack,
@@ -28,9 +29,8 @@ from tests.cli.devstack_support import (
 )
 from tests.cli.helpers import Cli, ok, one_line_error
 from tests.ports import busy_port
-from tidings.devstack.smtp_sink import list_mail
 from tidings.models import Channel, DeliveryStatus, NotificationStatus
-from tidings.queues import workflow_id
+from workflows.queues import workflow_id
 
 pytestmark = pytest.mark.integration
 

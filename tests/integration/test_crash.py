@@ -21,9 +21,9 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
 from tests.support import make_settings
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, DeliveryStatus, NotificationStatus, User
 from tidings.store import Store
 

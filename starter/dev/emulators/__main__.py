@@ -1,3 +1,3 @@
-from tidings.emulators.dev import main
+from starter.dev.emulators.dev import main
 
 main()

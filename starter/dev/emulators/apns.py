@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tidings.emulators.base import Emulator, Received, Response
+from starter.dev.emulators.base import Emulator, Received, Response
 
 MAX_PAYLOAD = 4096
 _DEVICE = re.compile(r"^/3/device/(?P<token>[^/]+)$")

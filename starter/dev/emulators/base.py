@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from tidings.emulators.server import AppServer, bind, read_body
+from starter.dev.emulators.server import AppServer, bind, read_body
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """All four provider emulators on their default ports, with dev credentials, for the dev stack.
 
-`python -m tidings.emulators [DATA_DIR]` runs them until interrupted and logs the TIDINGS_*
+`python -m starter.dev.emulators [DATA_DIR]` runs them until interrupted and logs the TIDINGS_*
 settings that point a worker at them; `DevEmulators` does the same inside another process.
 """
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tidings.emulators.apns import ApnsEmulator, dev_apns_key
-from tidings.emulators.base import Emulator
-from tidings.emulators.fcm import DEV_PROJECT, FcmEmulator, dev_service_account
-from tidings.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
-from tidings.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
+from starter.dev.emulators.apns import ApnsEmulator, dev_apns_key
+from starter.dev.emulators.base import Emulator
+from starter.dev.emulators.fcm import DEV_PROJECT, FcmEmulator, dev_service_account
+from starter.dev.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
+from starter.dev.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
 
 logger = logging.getLogger(__name__)
 

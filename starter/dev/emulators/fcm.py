@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from tidings.emulators.base import Emulator, Received, Response
+from starter.dev.emulators.base import Emulator, Received, Response
 
 DEV_PROJECT = "tidings-dev"
 DEV_CLIENT_EMAIL = f"tidings-dev@{DEV_PROJECT}.iam.gserviceaccount.com"

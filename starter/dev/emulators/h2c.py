@@ -23,7 +23,7 @@ import h2.events
 import h2.exceptions
 from starlette.types import ASGIApp, Message
 
-from tidings.emulators.http1 import Http1Connection
+from starter.dev.emulators.http1 import Http1Connection
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp, Receive
 
-from tidings.emulators.h2c import H2cServer
+from starter.dev.emulators.h2c import H2cServer
 
 
 class _QuietServer(uvicorn.Server):

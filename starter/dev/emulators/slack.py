@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tidings.emulators.base import Emulator, Fault, Received, Response
+from starter.dev.emulators.base import Emulator, Fault, Received, Response
 
 DEV_BOT_TOKEN = "xoxb-tidings-dev"
 HEADER_MAX = 150

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from starter.dev.emulators.base import Emulator, Received, Response
 from tidings.channels.sms_segments import sms_segments
-from tidings.emulators.base import Emulator, Received, Response
 
 DEV_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 DEV_AUTH_TOKEN = "dev-auth-token"
