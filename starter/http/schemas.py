@@ -1,4 +1,4 @@
-"""Request and response shapes of the HTTP API (`starter.http`, `starter.http_api`).
+"""Request and response shapes of the HTTP API (starter/http/routes/).
 
 Bodies reuse the domain models from `tidings.models`; where the path carries an id, the body's
 copy of it is optional and must match.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from starter.client import MAX_BULK
 from tidings.models import (
@@ -18,9 +19,9 @@ from tidings.models import (
     EngagementType,
     Identifier,
     Model,
+    NotificationRequest,
     NotificationStatus,
     Preferences,
-    Priority,
     User,
     check_attributes,
 )
@@ -73,18 +74,24 @@ class Accepted(BaseModel):
     status_url: str
 
 
-class BulkRequest(Model):
-    """One notification per user; everything but `user_ids` is as in a single request."""
+class BulkRequest(NotificationRequest):
+    """One notification per user: `user_ids` instead of `user_id`, every other field (and its
+    validation) inherited from the single request, so a field added there is accepted here too
+    (a copy had already lost `fallback` and `escalate_after_minutes`)."""
 
     user_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BULK)
-    template_id: Identifier
-    data: dict[str, Any] = Field(default_factory=dict)
-    channels: list[Channel] | None = None
-    priority: Priority | None = None
-    scheduled_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
-    idempotency_key: Identifier | None = None
-    engagement_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+    # Not part of a bulk body: hidden from the schema, refused when given.
+    user_id: SkipJsonSchema[Identifier | None] = Field(default=None, exclude=True)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _no_single_user(self) -> BulkRequest:
+        if self.user_id is not None:
+            raise ValueError("user_id: a bulk request names its users in user_ids")
+        return self
+
+    def shared_fields(self) -> dict[str, Any]:
+        """The fields every user's request shares, for Tidings.notify_many."""
+        return self.model_dump(exclude={"user_ids", "user_id", "template_id"})
 
 
 class BulkAccepted(BaseModel):

@@ -10,7 +10,7 @@ import json
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
-from starter.http_api import Api
+from starter.http.deps import Api
 from tidings.channels.webhook import verify
 from tidings.errors import InvalidRequest, NotFound, Unauthorized
 from tidings.models import Channel, DeliveryResult
