@@ -27,8 +27,10 @@ def test_dev_tools_are_an_extra_not_a_dependency() -> None:
 
 
 def test_make_installs_the_dev_stack() -> None:
+    """make installs requirements/lock-dev.txt, which `make lock` compiles with the extra."""
     makefile = (files.ROOT / "Makefile").read_text(encoding="utf-8")
-    assert re.search(r"pip install .*-e \"?\.\[[^\]]*dev-stack", makefile), makefile
+    assert "-r $(LOCK_DEV)" in makefile
+    assert re.search(r"--extra dev-stack .*-o \$\(LOCK_DEV\)", makefile), makefile
 
 
 def test_the_image_installs_no_extra() -> None:
