@@ -12,8 +12,12 @@ RUN groupadd --system --gid 10001 tidings \
 
 WORKDIR /app
 
-# pyproject.toml and README.md first: the metadata changes less often than the code, but the build
-# needs both (README.md is the project's readme).
+# The pinned dependencies first, in their own layer: they change less often than the code.
+# requirements/lock.txt is the production set (no dev or dev-stack extra; `make lock`).
+COPY requirements/lock.txt requirements/lock.txt
+RUN pip install --no-cache-dir -r requirements/lock.txt
+
+# pyproject.toml and README.md: the build needs both (README.md is the project's readme).
 COPY pyproject.toml README.md ./
 COPY tidings/ tidings/
 COPY workflows/ workflows/
@@ -21,7 +25,8 @@ COPY activities/ activities/
 COPY worker/ worker/
 COPY starter/ starter/
 
-RUN pip install --no-cache-dir .
+# Tidings itself only: every dependency came from the lock above.
+RUN pip install --no-cache-dir --no-deps .
 
 # The code stays root-owned and read-only to the process that runs it.
 USER tidings

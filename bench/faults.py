@@ -32,7 +32,7 @@ from bench.measure import (
 from bench.meters import PhaseCost, PhaseMeter
 from bench.outcomes import Verdict, first_2xx, judge, ok_status, provider_log, wait_final
 from bench.stack import HOOK_TEMPLATE_ID, BenchStack
-from tidings.devstack.webhook_receiver import PERMANENT_STATUS, TRANSIENT_STATUS
+from starter.dev.webhook_receiver import PERMANENT_STATUS, TRANSIENT_STATUS
 from tidings.models import Channel
 from workflows.policies import RETRY_POLICIES
 

@@ -29,8 +29,9 @@ from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings
 from starter.client import Tidings
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
+from starter.dev.devserver import start_retrying
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
 from tidings.settings import Settings
 from tidings.store import Store
@@ -236,13 +237,15 @@ async def bench_stack(
     core_warnings = CoreWarnings()
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(BIN / "temporal"),
-            dev_server_database_filename=str(tmp / "temporal.db"),
-            dev_server_extra_args=SQLITE_PRAGMAS,
-            search_attributes=search_attributes.ALL,
-            data_converter=pydantic_data_converter,
-            runtime=core_warnings.runtime(),
+        env = await start_retrying(
+            lambda: WorkflowEnvironment.start_local(
+                dev_server_existing_path=str(BIN / "temporal"),
+                dev_server_database_filename=str(tmp / "temporal.db"),
+                dev_server_extra_args=SQLITE_PRAGMAS,
+                search_attributes=search_attributes.ALL,
+                data_converter=pydantic_data_converter,
+                runtime=core_warnings.runtime(),
+            )
         )
         try:
             async with (

@@ -11,7 +11,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from tidings.models import Channel
-from tidings.queues import workflow_id
+from workflows.queues import workflow_id
 
 _WT_SCHEDULED = EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
 _WT_STARTED = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED

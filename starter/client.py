@@ -56,13 +56,13 @@ from tidings.models import (
     TemplateDefinition,
     User,
 )
-from tidings.queues import workflow_id, workflow_queue
 from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
 from workflows import search_attributes as sa
 from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
 from workflows.notification import NotificationWorkflow
+from workflows.queues import workflow_id, workflow_queue
 
 MAX_BULK = 10_000
 _START_CONCURRENCY = 32

@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
+from starter.dev.devserver import start_retrying
 from workflows.search_attributes import ALL
 
 BIN = Path(sys.executable).parent
@@ -20,9 +21,11 @@ BIN = Path(sys.executable).parent
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(BIN / "temporal-test-server"),
+    env = await start_retrying(
+        lambda: WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=str(BIN / "temporal-test-server"),
+        )
     )
     # The time-skipping server takes no search_attributes argument; register them by RPC.
     await ensure_search_attributes(env.client, env.client.namespace)
@@ -32,10 +35,13 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=ALL,
+    # The SDK picks the server's port, then the server binds it: retried when taken meanwhile.
+    env = await start_retrying(
+        lambda: WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=str(BIN / "temporal"),
+            search_attributes=ALL,
+        )
     )
     yield env
     await env.shutdown()

@@ -16,10 +16,10 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from starter import demo_data
 from starter.client import NotificationRef, Tidings
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
+from starter.dev import demo_data
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import User
 from tidings.settings import Settings
 from tidings.store import Store

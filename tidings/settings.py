@@ -60,16 +60,17 @@ class Settings(BaseSettings):
     task_queue: str = "tidings"
 
     # The embedded stack (`tidings dev`): where it listens. temporal_address above stays what
-    # clients dial; point it at dev_temporal_port when you move the dev server.
-    dev_temporal_port: int = Field(default=7233, ge=1, le=65535)
-    dev_ui_port: int = Field(default=8233, ge=1, le=65535)
-    dev_webhook_port: int = Field(default=8026, ge=1, le=65535)
-    # Its provider emulators (tidings.emulators), matching the *_base_url defaults below. The dev
-    # stack points its own worker at them; other processes keep the base URLs they are given.
-    dev_fcm_port: int = Field(default=8031, ge=1, le=65535)
-    dev_apns_port: int = Field(default=8032, ge=1, le=65535)
-    dev_twilio_port: int = Field(default=8033, ge=1, le=65535)
-    dev_slack_port: int = Field(default=8034, ge=1, le=65535)
+    # clients dial; point it at dev_temporal_port when you move the dev server. Port 0 means any
+    # free port: the stack prints (and its `running` callback gets) the ports it bound.
+    dev_temporal_port: int = Field(default=7233, ge=0, le=65535)
+    dev_ui_port: int = Field(default=8233, ge=0, le=65535)
+    dev_webhook_port: int = Field(default=8026, ge=0, le=65535)
+    # Its provider emulators (starter.dev.emulators), matching the *_base_url defaults below. The
+    # dev stack points its own worker at them; other processes keep the base URLs they are given.
+    dev_fcm_port: int = Field(default=8031, ge=0, le=65535)
+    dev_apns_port: int = Field(default=8032, ge=0, le=65535)
+    dev_twilio_port: int = Field(default=8033, ge=0, le=65535)
+    dev_slack_port: int = Field(default=8034, ge=0, le=65535)
 
     # Email (SMTP)
     smtp_host: str = "127.0.0.1"
@@ -90,8 +91,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_allow_private: bool = True
 
-    # Push, SMS and Slack providers. Base URLs default to the local emulators (tidings.emulators);
-    # production points them at the real hosts. A sender is built only when its credentials are.
+    # Push, SMS and Slack providers. Base URLs default to the local emulators
+    # (starter.dev.emulators); production points them at the real hosts. A sender is built only
+    # when its credentials are.
     fcm_base_url: str = "http://127.0.0.1:8031"  # production: https://fcm.googleapis.com
     fcm_token_url: str | None = None  # overrides the key's token_uri (the emulator's /token)
     fcm_project_id: str | None = None  # None: the service-account key's project_id

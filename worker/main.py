@@ -25,11 +25,11 @@ from tidings.channels.providers import build_provider_senders
 from tidings.channels.webhook import WebhookSender
 from tidings.frequency import FrequencyCaps
 from tidings.models import Channel, Priority
-from tidings.queues import channel_queue, workflow_queue
 from tidings.settings import Settings
 from tidings.store import Store
 from worker.logs import install_log_filter
 from workflows.notification import NotificationWorkflow
+from workflows.queues import channel_queue, workflow_queue
 
 log = logging.getLogger("tidings.worker")
 

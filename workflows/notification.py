@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         NotificationStatus,
         engagement_key,
     )
-    from tidings.queues import channel_queue
     from tidings.receipts import DeliveryReceipt
     from tidings.routing import overall_status
     from workflows import search_attributes as sa
@@ -52,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_ENGAGEMENT_EVENTS,
         RETRY_POLICIES,
     )
+    from workflows.queues import channel_queue
 
 
 FALLBACK_PATCH = "fallback-and-escalation"

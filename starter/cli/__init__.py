@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from starter.cli import dev, directory, emulator, notifications, reading
+from starter.cli._prose import as_prose
 
 
 class _Tidings(typer.Typer):
@@ -62,5 +63,6 @@ app.command("inbox")(reading.inbox)
 app.command("stats")(reading.stats)
 app.add_typer(reading.mail_app, name="mail")
 app.add_typer(emulator.emulator_app, name="emulator")
+as_prose(app)
 
 __all__ = ["app"]

@@ -34,8 +34,8 @@ from starter.connection import connect_temporal
 from starter.webui import workflow_url
 from tidings.errors import InvalidRequest, TidingsError
 from tidings.models import NotificationResult
-from tidings.queues import workflow_id
 from tidings.settings import Settings
+from workflows.queues import workflow_id
 
 T = TypeVar("T")
 

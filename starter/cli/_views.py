@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tidings.devstack.smtp_sink import ReceivedMail
+from starter.dev.maildir import ReceivedMail
 from tidings.models import (
     Channel,
     Device,

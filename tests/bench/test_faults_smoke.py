@@ -16,8 +16,8 @@ from bench.faults import FaultResult, Verdict, measure_faults, measure_rate_limi
 from bench.report import fault_rows, render_markdown
 from bench.stack import BenchStack, bench_stack
 from bench.throughput import parse_args
+from starter.dev.webhook_receiver import WebhookReceiver
 from tests.bench.test_bench_smoke import _report
-from tidings.devstack.webhook_receiver import WebhookReceiver
 
 # With seed 0, of 20 recipients the permanent stream makes 5 gone, and the transient stream
 # answers 503 to 3 of the requests the other 15 need: both kinds certainly occur, whatever

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from tidings.channels.base import OutgoingMessage
@@ -30,11 +29,3 @@ def make_delivery(
         user=user or User(id="u-1", email="jane@example.com"),
         message=RenderedMessage(channel=channel, subject=subject, text=text, html=html),
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound and released; good enough on loopback in tests)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port

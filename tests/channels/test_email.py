@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.channels.helpers import free_port, make_delivery, make_settings
+from starter.dev.smtp_sink import SmtpSink, list_mail, read_mail
+from tests.channels.helpers import make_delivery, make_settings
+from tests.ports import refused_port
 from tidings.channels.base import PermanentChannelError, TransientChannelError
 from tidings.channels.email import EmailSender, message_id_for
-from tidings.devstack.smtp_sink import SmtpSink, list_mail, read_mail
 from tidings.models import Channel, DeliveryStatus, User
 
 
@@ -122,9 +123,8 @@ async def test_451_is_transient_and_a_retry_succeeds(sink: SmtpSink) -> None:
 
 
 async def test_nothing_listening_is_transient() -> None:
-    sender = EmailSender(make_settings(smtp_host="127.0.0.1", smtp_port=free_port()))
-
-    with pytest.raises(TransientChannelError) as exc:
+    with refused_port() as port, pytest.raises(TransientChannelError) as exc:
+        sender = EmailSender(make_settings(smtp_host="127.0.0.1", smtp_port=port))
         await sender.send(make_delivery())
     assert "127.0.0.1" in exc.value.reason
 

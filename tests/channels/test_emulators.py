@@ -16,13 +16,13 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr, ValidationError
 
+from starter.dev.emulators.dev import DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, DevEmulators
+from starter.dev.emulators.fcm import SCOPE, dev_service_account
+from starter.dev.emulators.twilio import DEV_ACCOUNT_SID
 from tests.channels.helpers import make_settings
 from tidings.channels.base import OutgoingMessage, TransientChannelError
 from tidings.channels.providers import build_provider_senders
 from tidings.channels.push_apns import ApnsClient
-from tidings.emulators.dev import DEV_APNS_KEY_ID, DEV_APNS_TEAM_ID, DevEmulators
-from tidings.emulators.fcm import SCOPE, dev_service_account
-from tidings.emulators.twilio import DEV_ACCOUNT_SID
 from tidings.models import Channel, Device, Platform, RenderedMessage, User
 from tidings.settings import Settings
 from tidings.store import Store

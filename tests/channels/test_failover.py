@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from starter.dev.smtp_sink import SmtpSink
 from tests.support import make_settings
 from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
 from tidings.channels.failover import FailoverSender
-from tidings.devstack.smtp_sink import SmtpSink
 from tidings.models import Channel, RenderedMessage, User
 from tidings.settings import SmtpRelay
 from worker.main import build_email_sender

@@ -16,6 +16,8 @@ import jwt
 import pytest
 import pytest_asyncio
 
+from starter.dev.emulators.apns import ApnsEmulator, dev_apns_key
+from starter.dev.emulators.fcm import FcmEmulator, dev_service_account
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
     OutgoingMessage,
@@ -26,8 +28,6 @@ from tidings.channels.base import (
 from tidings.channels.push import PushSender
 from tidings.channels.push_apns import ApnsClient, apns_id
 from tidings.channels.push_fcm import JWT_BEARER, SCOPE, FcmClient
-from tidings.emulators.apns import ApnsEmulator, dev_apns_key
-from tidings.emulators.fcm import FcmEmulator, dev_service_account
 from tidings.models import Channel, Device, Platform, Priority, RenderedMessage, User
 from tidings.store import Store
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from starter.dev.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
     OutgoingMessage,
@@ -17,7 +18,6 @@ from tidings.channels.base import (
     TransientChannelError,
 )
 from tidings.channels.slack import HEADER_MAX, SECTION_MAX, SlackSender, blocks
-from tidings.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
 from tidings.models import Channel, RenderedMessage, User
 
 HOOK = "T0001/B0001/s3cr3t"

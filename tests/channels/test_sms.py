@@ -10,6 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from starter.dev.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
 from tests.channels.helpers import make_settings
 from tidings.channels.base import (
     OutgoingMessage,
@@ -20,7 +21,6 @@ from tidings.channels.base import (
 from tidings.channels.failover import FailoverSender
 from tidings.channels.providers import build_sms_sender
 from tidings.channels.sms_twilio import TwilioSmsSender
-from tidings.emulators.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, TwilioEmulator
 from tidings.models import Channel, RenderedMessage, User
 from tidings.settings import TwilioAccount
 

@@ -11,7 +11,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.channels.helpers import free_port, make_delivery, make_settings
+from starter.dev.webhook_receiver import WebhookReceiver
+from tests.channels.helpers import make_delivery, make_settings
+from tests.ports import refused_port
 from tidings.channels import webhook
 from tidings.channels.base import (
     PermanentChannelError,
@@ -19,7 +21,6 @@ from tidings.channels.base import (
     TransientChannelError,
 )
 from tidings.channels.webhook import WebhookSender, parse_retry_after, sign, verify
-from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, DeliveryStatus, User
 
 
@@ -203,10 +204,10 @@ async def test_slow_receiver_times_out_as_transient(
 
 
 async def test_nothing_listening_is_transient(http: httpx.AsyncClient, webhook_secret: str) -> None:
-    delivery = make_delivery(
-        channel=Channel.WEBHOOK, user=hook_user(f"http://127.0.0.1:{free_port()}/h")
-    )
-    with pytest.raises(TransientChannelError) as exc:
+    with refused_port() as port, pytest.raises(TransientChannelError) as exc:
+        delivery = make_delivery(
+            channel=Channel.WEBHOOK, user=hook_user(f"http://127.0.0.1:{port}/h")
+        )
         await sender(http, webhook_secret).send(delivery)
     assert "unreachable" in exc.value.reason
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from starter.cli import app
 from tests.support import Stack
-from tidings.queues import URGENT_SUFFIX
+from workflows.queues import URGENT_SUFFIX
 
 UI_URL = "http://ui.example"
 

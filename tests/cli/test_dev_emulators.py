@@ -4,18 +4,18 @@ for the worker, the dev keys it keeps, and `tidings emulator` when nothing answe
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
-from starter.devstack import DevStackError, run_dev
-from starter.emulators import PROVIDERS, dev_emulators, with_emulators
+from starter.dev.emulator_control import PROVIDERS, dev_emulators, with_emulators
+from starter.dev.emulators.twilio import DEV_ACCOUNT_SID
+from starter.dev.stack import DevStackError, run_dev
+from tests.cli.devstack_support import dev_env_vars, processes_mentioning, settings_from
 from tests.cli.helpers import Cli, one_line_error
-from tests.cli.test_devstack import dev_env_vars, processes_mentioning, settings_from
+from tests.ports import busy_port, refused_port
 from tidings.channels.providers import build_provider_senders
-from tidings.emulators.twilio import DEV_ACCOUNT_SID
 from tidings.models import Channel
 from tidings.settings import Settings
 from tidings.store import Store
@@ -93,27 +93,27 @@ async def test_dev_keys_are_kept_across_restarts(tmp_path: Path) -> None:
 
 
 async def test_a_busy_emulator_port_is_named_and_nothing_is_started(tmp_path: Path) -> None:
-    settings = settings_from(dev_env_vars(tmp_path / "data"))
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", settings.dev_twilio_port))
-        busy.listen()
-
-        with pytest.raises(
-            DevStackError, match=f"port {settings.dev_twilio_port} .*TIDINGS_DEV_TWILIO_PORT"
-        ):
+    with busy_port() as port:
+        env = {**dev_env_vars(tmp_path / "data"), "TIDINGS_DEV_TWILIO_PORT": str(port)}
+        settings = settings_from(env)
+        with pytest.raises(DevStackError, match=f"port {port} .*TIDINGS_DEV_TWILIO_PORT"):
             await run_dev(settings, banner=False)
 
     assert processes_mentioning(settings.data_dir.resolve() / "temporal.db") == []
 
 
 async def test_fault_command_without_an_emulator_is_one_line(tmp_path: Path) -> None:
-    env = dev_env_vars(tmp_path / "data")  # free ports: nothing listens on them
+    with refused_port() as twilio, refused_port() as fcm:
+        env = {
+            **dev_env_vars(tmp_path / "data"),
+            "TIDINGS_DEV_TWILIO_PORT": str(twilio),
+            "TIDINGS_DEV_FCM_PORT": str(fcm),
+        }
+        result = await Cli(env)("emulator", "faults", "twilio", "5xx", "--count", "3")
 
-    result = await Cli(env)("emulator", "faults", "twilio", "5xx", "--count", "3")
-
-    one_line_error(
-        result,
-        f"no Twilio emulator answers at http://127.0.0.1:{env['TIDINGS_DEV_TWILIO_PORT']}",
-        "TIDINGS_DEV_TWILIO_PORT",
-    )
-    one_line_error(await Cli(env)("emulator", "reset", "fcm"), "no FCM emulator answers")
+        one_line_error(
+            result,
+            f"no Twilio emulator answers at http://127.0.0.1:{twilio}",
+            "TIDINGS_DEV_TWILIO_PORT",
+        )
+        one_line_error(await Cli(env)("emulator", "reset", "fcm"), "no FCM emulator answers")

@@ -8,11 +8,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,78 +16,26 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from starter.client import Tidings
-from starter.devstack import AlreadyRunning, DevStackError, run_dev, stack_settings
+from starter.dev import devserver
+from starter.dev.smtp_sink import list_mail
+from starter.dev.stack import AlreadyRunning, DevStackError, run_dev
+from tests.cli.devstack_support import (
+    dev_env_vars,
+    dev_stack,
+    processes_mentioning,
+    running_env,
+    settings_from,
+    start_dev_process,
+)
 from tests.cli.helpers import Cli, ok, one_line_error
-from tidings.devstack.smtp_sink import list_mail
+from tests.ports import busy_port
 from tidings.models import Channel, DeliveryStatus, NotificationStatus
-from tidings.queues import workflow_id
-from tidings.settings import Settings
+from workflows.queues import workflow_id
 
 pytestmark = pytest.mark.integration
 
-TIDINGS = Path(sys.executable).parent / "tidings"
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
 ORDER = {"order_id": "7", "amount": "5.00", "delivery_date": "tomorrow"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def dev_env_vars(data_dir: Path) -> dict[str, str]:
-    port = free_port()
-    return {
-        "TIDINGS_ENVIRONMENT": "test",
-        "TIDINGS_DATA_DIR": str(data_dir),
-        "TIDINGS_DEV_TEMPORAL_PORT": str(port),
-        "TIDINGS_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-        "TIDINGS_DEV_UI_PORT": str(free_port()),
-        "TIDINGS_SMTP_PORT": str(free_port()),
-        "TIDINGS_DEV_WEBHOOK_PORT": str(free_port()),
-        "TIDINGS_DEV_FCM_PORT": str(free_port()),
-        "TIDINGS_DEV_APNS_PORT": str(free_port()),
-        "TIDINGS_DEV_TWILIO_PORT": str(free_port()),
-        "TIDINGS_DEV_SLACK_PORT": str(free_port()),
-        "TIDINGS_TASK_QUEUE": f"dev-{uuid.uuid4().hex[:8]}",
-    }
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    fields = {k.removeprefix("TIDINGS_").lower(): v for k, v in env.items()}
-    return Settings.model_validate({**fields, "_env_file": None})
-
-
-def processes_mentioning(path: Path) -> list[int]:
-    """Live processes whose command line names `path` (the dev server gets its db file)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(path).encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # it exited meanwhile
-    return found
-
-
-@asynccontextmanager
-async def dev_stack(settings: Settings) -> AsyncIterator[None]:
-    ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_dev(settings, ready=ready, stop=stop, banner=False))
-    started = asyncio.create_task(ready.wait())
-    async with asyncio.timeout(90):
-        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        started.cancel()
-        await task  # raises why it did not start
-    try:
-        yield
-    finally:
-        stop.set()
-        async with asyncio.timeout(60):
-            await task
 
 
 async def wait_for_mail(maildir: Path, subject: str) -> None:
@@ -107,8 +50,8 @@ async def test_dev_stack_delivers_refuses_a_twin_and_survives_a_restart(tmp_path
     data_dir = settings.data_dir.resolve()
     temporal_db = data_dir / "temporal.db"
 
-    async with dev_stack(settings):
-        async with await Tidings.connect(stack_settings(settings)) as tidings:
+    async with dev_stack(settings) as running:
+        async with await Tidings.connect(running) as tidings:
             ref = await tidings.notify(user_id="user_001", template_id="welcome", data=WELCOME)
         await wait_for_mail(data_dir / "mail", "Welcome to MyApp, John!")
         assert processes_mentioning(temporal_db)
@@ -119,8 +62,8 @@ async def test_dev_stack_delivers_refuses_a_twin_and_survives_a_restart(tmp_path
 
     assert processes_mentioning(temporal_db) == []
 
-    async with dev_stack(settings):
-        async with await Tidings.connect(stack_settings(settings)) as tidings:
+    async with dev_stack(settings) as running:  # other ports this time, the same history
+        async with await Tidings.connect(running) as tidings:
             handle = tidings.temporal.get_workflow_handle(workflow_id(ref.notification_id))
             description = await handle.describe()
             result = await tidings.status(ref.notification_id)
@@ -132,14 +75,10 @@ async def test_dev_stack_delivers_refuses_a_twin_and_survives_a_restart(tmp_path
 
 
 async def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path: Path) -> None:
-    settings = settings_from(dev_env_vars(tmp_path / "data"))
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", settings.dev_ui_port))
-        busy.listen()
-
-        with pytest.raises(
-            DevStackError, match=f"port {settings.dev_ui_port} .*TIDINGS_DEV_UI_PORT"
-        ):
+    with busy_port() as port:
+        env = {**dev_env_vars(tmp_path / "data"), "TIDINGS_DEV_UI_PORT": str(port)}
+        settings = settings_from(env)
+        with pytest.raises(DevStackError, match=f"port {port} .*TIDINGS_DEV_UI_PORT"):
             await run_dev(settings, banner=False)
 
     assert processes_mentioning(settings.data_dir.resolve() / "temporal.db") == []
@@ -148,20 +87,9 @@ async def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path: Path) -> 
 async def test_tidings_dev_process_stops_everything_on_sigterm(tmp_path: Path) -> None:
     env = dev_env_vars(tmp_path / "data")
     temporal_db = (tmp_path / "data" / "temporal.db").resolve()
-    proc = await asyncio.create_subprocess_exec(
-        str(TIDINGS), "dev", "--no-seed",
-        env={**os.environ, **env, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stdout is not None
+    proc, banner = await start_dev_process(env)
     try:
-        async with asyncio.timeout(90):
-            banner = b""
-            while b"Ctrl-C to stop" not in banner:
-                line = await proc.stdout.readline()
-                assert line, f"tidings dev ended before it was ready: {banner.decode()}"
-                banner += line
-        assert f"127.0.0.1:{env['TIDINGS_DEV_TEMPORAL_PORT']}".encode() in banner
+        assert re.search(r"Temporal\s+127\.0\.0\.1:[1-9]\d*\s", banner), banner
         assert processes_mentioning(temporal_db)
 
         proc.send_signal(signal.SIGTERM)
@@ -185,11 +113,12 @@ async def received(http: httpx.AsyncClient, env: dict[str, str], provider: str) 
 
 
 async def test_dev_stack_sends_push_sms_and_slack_to_its_emulators(tmp_path: Path) -> None:
-    env = {**dev_env_vars(tmp_path / "data"), "COLUMNS": "250"}
-    settings = settings_from(env)
-    cli = Cli(env)
+    base = {**dev_env_vars(tmp_path / "data"), "COLUMNS": "250"}
+    settings = settings_from(base)
 
-    async with dev_stack(settings), httpx.AsyncClient(timeout=10) as http:
+    async with dev_stack(settings) as running, httpx.AsyncClient(timeout=10) as http:
+        env = running_env(base, running)
+        cli = Cli(env)
         out = ok(await cli("demo", "--timeout", "60"))
 
         statuses = out.split("Notification statuses")[1].split("Service statistics")[0]
@@ -230,7 +159,7 @@ async def test_dev_stack_sends_push_sms_and_slack_to_its_emulators(tmp_path: Pat
             ("+14155550132", "Order #ORD-12345 confirmed: $99.99, arriving 2024-01-15."),
         ]  # fmt: skip
 
-        async with await Tidings.connect(stack_settings(settings)) as tidings:
+        async with await Tidings.connect(running) as tidings:
             # A failing Twilio: the first attempt gets a 500, the activity's retry gets through.
             ok(await cli("emulator", "faults", "twilio", "5xx", "--count", "1"))
             ref = await tidings.notify(user_id="user_002", template_id="order_confirmation",
@@ -262,3 +191,24 @@ async def test_dev_stack_sends_push_sms_and_slack_to_its_emulators(tmp_path: Pat
             assert post["path"] == "/api/chat.postMessage"
             assert post["headers"]["authorization"].startswith("Bearer xoxb-")
             assert post["json"]["channel"] == "U0DEMO0002" and "api is live" in post["json"]["text"]
+
+
+async def test_a_dev_server_port_taken_before_its_bind_is_retried_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Temporal CLI cannot report a port it chose, so the stack picks one; when another
+    process takes it before the CLI binds it (the CI flake of issue 7), the stack starts the
+    server again on new ports instead of failing."""
+    real_pick = devserver.pick_port
+    with busy_port() as taken:
+        picks = iter([taken])
+        monkeypatch.setattr(
+            devserver, "pick_port", lambda host: next(picks, None) or real_pick(host)
+        )
+        settings = settings_from(dev_env_vars(tmp_path / "data"))
+        async with dev_stack(settings) as running:
+            assert running.dev_temporal_port not in (0, taken)
+            async with await Tidings.connect(running) as tidings:
+                await tidings.get_user("user_001")
+    log = (tmp_path / "data" / "temporal.log").read_text()
+    assert f"--port {taken} " in log  # the first attempt was on the taken port

@@ -4,46 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.cli.helpers import Cli, one_line_error
+from tests.ports import refused_port
 
 TIDINGS = Path(sys.executable).parent / "tidings"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    with refused_port() as port:
+        yield port
 
 
-def unreachable_env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def unreachable_env(tmp_path: Path, closed_port: int) -> dict[str, str]:
     return {
         "TIDINGS_ENVIRONMENT": "test",
         "TIDINGS_DATA_DIR": str(tmp_path),
-        "TIDINGS_TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}",
+        "TIDINGS_TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port}",
     }
 
 
-async def test_no_temporal_is_one_line_with_a_hint(tmp_path: Path) -> None:
-    cli = Cli(unreachable_env(tmp_path))
+async def test_no_temporal_is_one_line_with_a_hint(unreachable_env: dict[str, str]) -> None:
+    cli = Cli(unreachable_env)
 
     for args in (("stats",), ("user", "list"), ("send", "user_001", "welcome")):
         one_line_error(await cli(*args), "cannot reach Temporal", "connection refused", "make run")
 
 
-async def test_bad_setting_is_one_line(tmp_path: Path) -> None:
-    cli = Cli({**unreachable_env(tmp_path), "TIDINGS_SMTP_PORT": "lots"})
+async def test_bad_setting_is_one_line(unreachable_env: dict[str, str]) -> None:
+    cli = Cli({**unreachable_env, "TIDINGS_SMTP_PORT": "lots"})
 
     one_line_error(await cli("stats"), "settings: TIDINGS_SMTP_PORT")
 
 
-async def test_console_script_exits_1_with_one_line(tmp_path: Path) -> None:
+async def test_console_script_exits_1_with_one_line(unreachable_env: dict[str, str]) -> None:
     """The real process: its exit code must be 1 every time, not a crash while the interpreter
     shuts down with the Temporal client's threads still around (temporalio/sdk-python#300)."""
-    env = {**os.environ, **unreachable_env(tmp_path)}
+    env = {**os.environ, **unreachable_env}
 
     async def run() -> tuple[int, bytes]:
         proc = await asyncio.create_subprocess_exec(

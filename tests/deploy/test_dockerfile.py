@@ -40,7 +40,12 @@ def test_runs_as_a_non_root_user_after_installing() -> None:
     assert steps[last_user][1].split(":")[0] not in ("root", "0")
     runs = [i for i, (name, _) in enumerate(steps) if name == "RUN"]
     assert max(runs) < last_user, "Dockerfile: a RUN after USER would need root"
-    assert any("pip install --no-cache-dir ." in args for args in instructions("RUN"))
+    installs = [args for args in instructions("RUN") if "pip install" in args]
+    # Pinned dependencies from the production lock, then Tidings alone.
+    assert installs == [
+        "pip install --no-cache-dir -r requirements/lock.txt",
+        "pip install --no-cache-dir --no-deps .",
+    ], installs
 
 
 def test_copies_every_package_pyproject_includes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,17 +12,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from starter.client import Tidings
 from starter.http import MAX_BODY_BYTES, make_open_pixel, make_tracking_link
 from tests.http.helpers import WELCOME, api, error_of, eventually
+from tests.ports import refused_port
 from tests.support import Stack
 from tidings.store import Store
 from tidings.store.engine import create_engine
-
-
-def dead_port() -> int:
-    """A loopback port that nothing listens on (bound, read, released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_healthz_ok(client: httpx.AsyncClient) -> None:
@@ -33,8 +25,13 @@ async def test_healthz_ok(client: httpx.AsyncClient) -> None:
 
 
 async def test_temporal_down_is_503_naming_temporal(stack: Stack) -> None:
+    with refused_port() as port:
+        await temporal_down_is_503_naming_temporal(stack, port)
+
+
+async def temporal_down_is_503_naming_temporal(stack: Stack, port: int) -> None:
     temporal = await Client.connect(
-        f"127.0.0.1:{dead_port()}", lazy=True, data_converter=pydantic_data_converter
+        f"127.0.0.1:{port}", lazy=True, data_converter=pydantic_data_converter
     )
     async with api(Tidings(stack.settings, stack.store, temporal)) as client:
         r = await client.get("/healthz")
@@ -52,7 +49,12 @@ async def test_temporal_down_is_503_naming_temporal(stack: Stack) -> None:
 
 
 async def test_database_down_is_503_naming_the_database(stack: Stack) -> None:
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{dead_port()}/test"
+    with refused_port() as port:
+        await database_down_is_503_naming_the_database(stack, port)
+
+
+async def database_down_is_503_naming_the_database(stack: Stack, port: int) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
     store = Store(create_engine(url))
     try:
         async with api(Tidings(stack.settings, store, stack.tidings.temporal)) as client:

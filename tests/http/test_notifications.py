@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -212,3 +213,38 @@ async def test_stats_include_success_rates(client: httpx.AsyncClient, stack: Sta
     assert stats["channels"]["email"]["success_rate"] == 0.0
     assert stats["channels"]["in_app"]["success_rate"] == 1.0
     assert stats["success_rate"] == 0.5
+
+
+async def test_bulk_takes_every_field_of_a_single_request(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """The bulk body is the single request with user_ids: it had lost fallback and
+    escalate_after_minutes when it was a copy (issue 7)."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    single, bulk = (
+        set(schemas["NotificationRequest"]["properties"]),
+        set(schemas["BulkRequest"]["properties"]),
+    )
+    assert bulk == single - {"user_id"} | {"user_ids"}
+
+    k = key()
+    body = {
+        "user_ids": ["user_001"],
+        "template_id": "welcome",
+        "data": WELCOME,
+        "channels": ["in_app"],
+        "fallback": ["email"],
+        "escalate_after_minutes": 30,
+        "idempotency_key": k,
+    }
+    r = await client.post("/v1/notifications/bulk", json=body)
+    assert r.status_code == 202, r.text
+    handle = stack.tidings.temporal.get_workflow_handle(f"notification/{k}.user_001")
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    request = json.loads(started.input.payloads[0].data)["request"]
+    assert request["fallback"] == ["email"] and request["escalate_after_minutes"] == 30
+
+    refused = {**body, "user_id": "user_002", "idempotency_key": key()}
+    r = await client.post("/v1/notifications/bulk", json=refused)
+    assert "user_ids" in error_of(r, 422, "invalid_request")["reason"]

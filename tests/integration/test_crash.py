@@ -27,9 +27,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
+from starter.dev.smtp_sink import SmtpSink
+from starter.dev.webhook_receiver import WebhookReceiver
 from tests.support import make_settings
-from tidings.devstack.smtp_sink import SmtpSink
-from tidings.devstack.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, DeliveryStatus, NotificationStatus, User
 from tidings.store import Store
 from workflows.policies import ATTEMPT_TIMEOUTS, HEARTBEAT_TIMEOUT, RETRY_POLICIES

@@ -11,7 +11,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from starter import demo_data
+from starter.dev import demo_data
 from tests.support import Stack, running_stack
 from tidings.channels.email import message_id_for
 from tidings.channels.webhook import verify

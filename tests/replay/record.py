@@ -23,7 +23,7 @@ from starter.admin import ensure_search_attributes
 from tests.conftest import BIN
 from tests.support import running_stack
 from tidings.models import Preferences, QuietHours
-from tidings.queues import workflow_id
+from workflows.queues import workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 WELCOME = {"app_name": "MyApp", "user_name": "John"}

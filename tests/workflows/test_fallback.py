@@ -12,8 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.support import Stack, running_stack
 from tidings.models import Channel, DeliveryStatus, NotificationResult, NotificationStatus
-from tidings.queues import workflow_id
 from workflows.notification import NotificationWorkflow
+from workflows.queues import workflow_id
 
 ALERT = {
     "id": "outage",

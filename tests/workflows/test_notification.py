@@ -25,8 +25,8 @@ from tidings.models import (
     Priority,
     QuietHours,
 )
-from tidings.queues import workflow_id
 from workflows.notification import NotificationWorkflow
+from workflows.queues import workflow_id
 
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
 # Explicit env.sleep() advances the time-skipping server; result() alone did not skip here.

@@ -1,0 +1,3 @@
+from starter.dev.emulators.dev import main
+
+main()

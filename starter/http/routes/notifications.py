@@ -1,0 +1,101 @@
+"""/v1/notifications: send (one, or one per user in bulk), read, cancel, reschedule, engage.
+
+Every route calls one `Tidings` method, which validates against the store before anything is
+started or written; starter.http.errors turns its errors into the shared JSON shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from starter.http.deps import Api, IdempotencyKey, accepted, choose_key
+from starter.http.schemas import (
+    CONFLICT_RESPONSE,
+    Accepted,
+    BulkAccepted,
+    BulkRequest,
+    CancelBody,
+    EngagementAccepted,
+    EngagementBody,
+    RescheduleBody,
+)
+from tidings.models import NotificationRequest, NotificationResult
+
+router = APIRouter()
+
+
+@router.post(
+    "/notifications", summary="Send a notification", status_code=202, response_model=Accepted
+)
+async def notify(
+    body: NotificationRequest,
+    request: Request,
+    tidings: Api,
+    idempotency_key: IdempotencyKey = None,
+) -> Accepted:
+    key = choose_key(body.idempotency_key, idempotency_key)
+    ref = await tidings.notify({**body.model_dump(), "idempotency_key": key})
+    return accepted(request, ref)
+
+
+@router.post(
+    "/notifications/bulk",
+    summary="Send one notification per user",
+    status_code=202,
+    response_model=BulkAccepted,
+)
+async def notify_bulk(
+    body: BulkRequest,
+    request: Request,
+    tidings: Api,
+    idempotency_key: IdempotencyKey = None,
+) -> BulkAccepted:
+    fields = body.shared_fields()
+    fields["idempotency_key"] = choose_key(body.idempotency_key, idempotency_key)
+    refs = await tidings.notify_many(body.user_ids, body.template_id, **fields)
+    return BulkAccepted(notifications=[accepted(request, ref) for ref in refs])
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    summary="A notification's status, channels and engagement",
+    response_model=NotificationResult,
+)
+async def get_notification(notification_id: str, tidings: Api) -> NotificationResult:
+    return await tidings.status(notification_id)
+
+
+@router.post(
+    "/notifications/{notification_id}/cancel",
+    summary="Cancel a notification that has not been sent",
+    responses=CONFLICT_RESPONSE,
+    response_model=NotificationResult,
+)
+async def cancel(
+    notification_id: str, tidings: Api, body: CancelBody | None = None
+) -> NotificationResult:
+    return await tidings.cancel(notification_id, (body or CancelBody()).reason)
+
+
+@router.post(
+    "/notifications/{notification_id}/reschedule",
+    summary="Move the send time of a notification that has not been sent",
+    responses=CONFLICT_RESPONSE,
+    response_model=NotificationResult,
+)
+async def reschedule(
+    notification_id: str, body: RescheduleBody, tidings: Api
+) -> NotificationResult:
+    return await tidings.reschedule(notification_id, body.at)
+
+
+@router.post(
+    "/notifications/{notification_id}/engagement",
+    summary="Record what the user did with a delivered notification",
+    responses=CONFLICT_RESPONSE,
+    status_code=202,
+    response_model=EngagementAccepted,
+)
+async def engage(notification_id: str, body: EngagementBody, tidings: Api) -> EngagementAccepted:
+    await tidings.engage(notification_id, body.type, channel=body.channel, metadata=body.metadata)
+    return EngagementAccepted(notification_id=notification_id, type=body.type)

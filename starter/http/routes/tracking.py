@@ -1,0 +1,57 @@
+"""GET /t/{token}: signed tracking links (a click, then a redirect) and open pixels."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Response
+from fastapi.responses import RedirectResponse
+
+from starter.http.deps import Api
+from starter.http.errors import error_response, unreachable
+from starter.http.schemas import ErrorBody
+from tidings import tracking
+from tidings.errors import Conflict, NotFound
+from tidings.models import AttributeValue
+
+log = logging.getLogger("starter.http")
+
+# A 1x1 transparent GIF for the open pixel.
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+router = APIRouter()
+
+
+@router.get(
+    "/t/{token}",
+    summary="Follow a tracking link (records a click) or fetch an open pixel",
+    response_class=Response,
+    status_code=302,
+    responses={
+        302: {"description": "Redirect to the tracked URL"},
+        200: {"description": "The open pixel", "content": {"image/gif": {}}},
+        400: {"model": ErrorBody, "description": "The token is not valid"},
+        422: {"model": ErrorBody, "description": "Invalid request"},
+    },
+)
+async def track(token: str, tidings: Api) -> Response:
+    secret = tidings.settings.tracking_secret.get_secret_value()
+    try:
+        action = tracking.verify(secret, token)
+    except tracking.InvalidToken as e:
+        return error_response(400, "invalid_request", str(e), "token")
+    metadata: dict[str, AttributeValue] = {"url": action.url} if action.url else {}
+    try:
+        await tidings.engage(action.notification_id, action.type, metadata=metadata)
+    except (Conflict, NotFound) as e:
+        log.info("tracking %s not recorded: %s", action.type.value, e)
+    except Exception as e:
+        # The person clicking must still reach the page when tracking is down.
+        if unreachable(e) is None:
+            raise
+        log.warning("tracking %s not recorded: %s", action.type.value, e)
+    if not action.url:
+        return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+    return RedirectResponse(action.url, status_code=302, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,146 @@
+"""Request and response shapes of the HTTP API (starter/http/routes/).
+
+Bodies reuse the domain models from `tidings.models`; where the path carries an id, the body's
+copy of it is optional and must match.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from starter.client import MAX_BULK
+from tidings.models import (
+    AttributeValue,
+    Channel,
+    Device,
+    EngagementType,
+    Identifier,
+    Model,
+    NotificationRequest,
+    NotificationStatus,
+    Preferences,
+    User,
+    check_attributes,
+)
+
+ErrorType = Literal[
+    "invalid_request", "unauthorized", "not_found", "conflict", "unavailable", "internal"
+]
+
+
+class Error(BaseModel):
+    type: ErrorType
+    field: str | None = None
+    reason: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: Error
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Not found"},
+    422: {"model": ErrorBody, "description": "Invalid request: names the field and the reason"},
+    503: {"model": ErrorBody, "description": "Temporal or the database is unreachable"},
+}
+
+
+CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not allowed in the notification's current state"}
+}
+
+
+class UserBody(User):
+    """A user as PUT takes it: the id comes from the path (repeat it, or leave it out)."""
+
+    id: Identifier | None = None  # type: ignore[assignment]
+
+
+class DeviceBody(Device):
+    user_id: Identifier | None = None  # type: ignore[assignment]
+
+
+class PreferencesBody(Preferences):
+    user_id: Identifier | None = None  # type: ignore[assignment]
+
+
+class Accepted(BaseModel):
+    notification_id: str
+    workflow_id: str
+    status_url: str
+
+
+class BulkRequest(NotificationRequest):
+    """One notification per user: `user_ids` instead of `user_id`, every other field (and its
+    validation) inherited from the single request, so a field added there is accepted here too
+    (a copy had already lost `fallback` and `escalate_after_minutes`)."""
+
+    user_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BULK)
+    # Not part of a bulk body: hidden from the schema, refused when given.
+    user_id: SkipJsonSchema[Identifier | None] = Field(default=None, exclude=True)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _no_single_user(self) -> BulkRequest:
+        if self.user_id is not None:
+            raise ValueError("user_id: a bulk request names its users in user_ids")
+        return self
+
+    def shared_fields(self) -> dict[str, Any]:
+        """The fields every user's request shares, for Tidings.notify_many."""
+        return self.model_dump(exclude={"user_ids", "user_id", "template_id"})
+
+
+class BulkAccepted(BaseModel):
+    notifications: list[Accepted]
+
+
+class CancelBody(Model):
+    reason: str = Field(default="cancelled by request", min_length=1, max_length=500)
+
+
+class RescheduleBody(Model):
+    at: AwareDatetime
+
+
+class EngagementBody(Model):
+    type: EngagementType
+    channel: Channel | None = None
+    metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        return check_attributes(v, "metadata")
+
+
+class EngagementAccepted(BaseModel):
+    notification_id: str
+    type: EngagementType
+
+
+class MarkedRead(BaseModel):
+    marked: int
+
+
+class ChannelStatsView(BaseModel):
+    sent: int
+    delivered: int
+    failed: int
+    suppressed: int
+    success_rate: float | None = Field(description="(sent + delivered) / attempted; null if none")
+
+
+class StatsView(BaseModel):
+    notifications: dict[NotificationStatus, int]
+    channels: dict[Channel, ChannelStatsView]
+    engagement: dict[EngagementType, int]
+    success_rate: float | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, str]

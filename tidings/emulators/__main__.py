@@ -1,3 +1,0 @@
-from tidings.emulators.dev import main
-
-main()
