@@ -55,6 +55,7 @@ from tidings.models import (
     Template,
     TemplateDefinition,
     User,
+    engagement_key,
 )
 from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
@@ -360,15 +361,28 @@ class Tidings:
             if e.status is RPCStatusCode.NOT_FOUND:
                 raise NotFound("notification", notification_id) from e
             raise
-        if description.status is not WorkflowExecutionStatus.RUNNING:
-            raise Conflict(f"{notification_id}: its engagement window has closed")
-        current = await handle.query(NotificationWorkflow.status)
-        if current.status is not NotificationStatus.SENT:
-            raise Conflict(
-                f"{notification_id}: engagement is accepted after delivery;"
-                f" the notification is {current.status.value}"
-            )
-        await handle.signal(NotificationWorkflow.engagement, signal)
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            current = await handle.query(NotificationWorkflow.status)
+            if current.status is not NotificationStatus.SENT:
+                raise Conflict(
+                    f"{notification_id}: engagement is accepted after delivery;"
+                    f" the notification is {current.status.value}"
+                )
+            try:
+                await handle.signal(NotificationWorkflow.engagement, signal)
+                return
+            except RPCError as e:
+                # The window closed between the look and the signal.
+                if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                    raise
+        key = engagement_key(signal.type, signal.channel, signal.event_id)
+        if await self.store.has_engagement(notification_id, key):
+            return  # a repeat of an event recorded while the window was open
+        raise Conflict(f"{notification_id}: its engagement window has closed")
+
+    async def find_send(self, channel: Channel, provider_message_id: str) -> str | None:
+        """The notification whose `channel` send a provider knows by this message id."""
+        return await self.store.find_by_provider_id(channel, provider_message_id)
 
     async def record_receipt(self, receipt: DeliveryReceipt) -> DeliveryResult | None:
         """Apply an authenticated provider receipt: `sent` -> `delivered`/`failed`. Returns the

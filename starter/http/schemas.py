@@ -110,6 +110,8 @@ class EngagementBody(Model):
     type: EngagementType
     channel: Channel | None = None
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+    # Your id for this event; without one an event counts once per type and channel.
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("metadata")
     @classmethod

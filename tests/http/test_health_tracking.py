@@ -156,3 +156,26 @@ async def test_click_before_delivery_still_redirects(
     link = make_tracking_link(stack.settings, "http://test", "no-such-one", "https://example.com/")
     r = await client.get(link)
     assert r.status_code == 302 and r.headers["location"] == "https://example.com/"
+
+
+async def test_repeated_opens_and_clicks_count_once_per_link(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    nid = await _sent_in_app(client, stack)
+    pixel = make_open_pixel(stack.settings, "http://test", nid)
+    first = make_tracking_link(stack.settings, "http://test/", nid, "https://example.com/a")
+    second = make_tracking_link(stack.settings, "http://test/", nid, "https://example.com/b")
+    for url in [pixel, pixel, pixel, first, first, second]:
+        assert (await client.get(url)).status_code in (200, 302)
+    body = {"type": "converted", "event_id": "order-7"}
+    for _ in range(2):
+        r = await client.post(f"/v1/notifications/{nid}/engagement", json=body)
+        assert r.status_code == 202, r.text
+
+    async def counted() -> bool:
+        kinds = sorted(str(e["type"]) for e in await _engagement(client, nid))
+        return kinds == ["clicked", "clicked", "converted", "opened"]
+
+    await eventually(counted)
+    stats = (await client.get("/v1/stats")).json()
+    assert stats["engagement"] == {"opened": 1, "clicked": 2, "converted": 1}

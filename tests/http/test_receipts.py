@@ -23,6 +23,7 @@ from tidings.models import (
     Priority,
 )
 from tidings.receipts import twilio_signature
+from tidings.store import LedgerEntry
 
 TOKEN = "twilio-auth-token-for-tests"
 PUBLIC = "https://tidings.example.com"
@@ -119,6 +120,16 @@ async def test_twilio_status_callback(stack: Stack, client: httpx.AsyncClient) -
                 channel=Channel.SMS, status=DeliveryStatus.SENT, provider_message_id="SM" + "a" * 32
             )
         ],
+    )
+    # What the deliver activity wrote the moment Twilio accepted: receipts are found through it.
+    await stack.store.ledger_put(
+        LedgerEntry(
+            key="sms-1:sms",
+            notification_id="sms-1",
+            channel=Channel.SMS,
+            target="+1***",
+            provider_message_id="SM" + "a" * 32,
+        )
     )
     form = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "undelivered", "ErrorCode": "30003"}
     url = f"{PUBLIC}/v1/receipts/twilio"

@@ -32,9 +32,9 @@ from tidings.models import (
     NotificationStatus,
     Priority,
 )
-from tidings.queues import channel_queue, workflow_id, workflow_queue
 from workflows.io import NotificationInput
 from workflows.notification import NotificationWorkflow
+from workflows.queues import channel_queue, workflow_id, workflow_queue
 
 # A deliver answer: a DeliveryStatus to succeed with, or an ApplicationError to fail the attempt.
 Answer = DeliveryStatus | ApplicationError

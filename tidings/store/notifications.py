@@ -209,6 +209,14 @@ class NotificationsMixin(StoreBase):
             await self._require_notification(session, event.notification_id)
             return rowcount(await session.execute(stmt)) == 1
 
+    async def has_engagement(self, notification_id: str, dedupe_key: str) -> bool:
+        stmt = select(EngagementRow.id).where(
+            EngagementRow.notification_id == notification_id,
+            EngagementRow.dedupe_key == dedupe_key,
+        )
+        async with self._read() as session:
+            return await session.scalar(stmt.limit(1)) is not None
+
     async def service_stats(self) -> ServiceStats:
         """Counts by status, channel and engagement type, aggregated by the database."""
         by_status = select(NotificationRow.status, func.count()).group_by(NotificationRow.status)

@@ -97,5 +97,11 @@ async def reschedule(
     response_model=EngagementAccepted,
 )
 async def engage(notification_id: str, body: EngagementBody, tidings: Api) -> EngagementAccepted:
-    await tidings.engage(notification_id, body.type, channel=body.channel, metadata=body.metadata)
+    await tidings.engage(
+        notification_id,
+        body.type,
+        channel=body.channel,
+        metadata=body.metadata,
+        event_id=body.event_id,
+    )
     return EngagementAccepted(notification_id=notification_id, type=body.type)

@@ -47,7 +47,7 @@ async def twilio_status(request: Request, tidings: Api) -> ReceiptOutcome:
         raise InvalidRequest("MessageSid", "missing")
     if status not in TWILIO_FINAL_STATUS:
         return ReceiptOutcome(applied=False)  # queued/sent/...: nothing new
-    notification_id = await tidings.store.find_by_provider_id(Channel.SMS, sid)
+    notification_id = await tidings.find_send(Channel.SMS, sid)
     if notification_id is None:
         return ReceiptOutcome(applied=False)
     error = form.get("ErrorCode")

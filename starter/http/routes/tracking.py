@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from fastapi import APIRouter, Response
@@ -44,7 +45,9 @@ async def track(token: str, tidings: Api) -> Response:
         return error_response(400, "invalid_request", str(e), "token")
     metadata: dict[str, AttributeValue] = {"url": action.url} if action.url else {}
     try:
-        await tidings.engage(action.notification_id, action.type, metadata=metadata)
+        await tidings.engage(
+            action.notification_id, action.type, metadata=metadata, event_id=_event_id(action.url)
+        )
     except (Conflict, NotFound) as e:
         log.info("tracking %s not recorded: %s", action.type.value, e)
     except Exception as e:
@@ -55,3 +58,9 @@ async def track(token: str, tidings: Api) -> Response:
     if not action.url:
         return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
     return RedirectResponse(action.url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+def _event_id(url: str | None) -> str | None:
+    """Clicks on different links are different events; the same link clicked again, or the
+    pixel fetched again, is the same event and counts once."""
+    return None if url is None else "link:" + hashlib.sha256(url.encode()).hexdigest()[:32]
