@@ -102,14 +102,38 @@ async def record(version: str) -> None:
                     escalate_after_minutes=30,
                     idempotency_key=f"replay-escalated-{version}",
                 )
+                split = None
+                if version not in ("v1", "v2"):  # channels recorded as they land came with v3
+                    await stack.add_user("hooked", webhook_url=f"{stack.receiver.url}/hooks")
+                    await t.register_template(
+                        {
+                            "id": "both",
+                            "channels": ["email", "webhook"],
+                            "content": {"subject": "Hi", "text": "Hello"},
+                        }
+                    )
+                    stack.receiver.respond_with(503, times=2)  # the webhook lands later
+                    split = await t.notify(
+                        user_id="hooked",
+                        template_id="both",
+                        idempotency_key=f"replay-split-{version}",
+                    )
+                    await env.sleep(timedelta(minutes=2))
+                    await t.wait_sent(split.notification_id)
                 stack.sink.reject_permanently.add("jane.smith@example.com")
                 await env.sleep(timedelta(days=1, hours=1))
                 await t.engage(sent.notification_id, "opened")
+                if split is not None:  # repeats count once from v3 on
+                    await t.engage(sent.notification_id, "opened")
+                    await t.engage(sent.notification_id, "clicked", event_id="link-a")
+                    await t.engage(sent.notification_id, "clicked", event_id="link-b")
                 await t.engage(sent.notification_id, "converted")
                 await env.sleep(timedelta(days=4))
                 runs = [(sent, "sent"), (cancelled, "cancelled"), (quiet, "quiet")]
                 if version != "v1":  # fallback and escalation arrived with v2
                     runs += [(fallback, "fallback"), (escalated, "escalated")]
+                if split is not None:
+                    runs += [(split, "split")]
                 for ref, name in runs:
                     handle = env.client.get_workflow_handle(workflow_id(ref.notification_id))
                     await handle.result()
@@ -121,4 +145,4 @@ async def record(version: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v2"))
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v3"))
