@@ -181,13 +181,14 @@ class _RaisingHandler(logging.Handler):
 
 @pytest.fixture
 def raising_log_handler() -> Iterator[None]:
+    # On the workflow logger only: the rest of the process may log as it likes.
     handler = _RaisingHandler()
-    root = logging.getLogger()
-    root.addHandler(handler)
+    workflow_logger = logging.getLogger("temporalio.workflow")
+    workflow_logger.addHandler(handler)
     try:
         yield
     finally:
-        root.removeHandler(handler)
+        workflow_logger.removeHandler(handler)
 
 
 @pytest.mark.usefixtures("raising_log_handler")
