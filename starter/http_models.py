@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from starter.client import MAX_BULK
 from tidings.models import (
@@ -21,8 +21,10 @@ from tidings.models import (
     NotificationStatus,
     Preferences,
     Priority,
+    Timestamp,
     User,
     check_attributes,
+    check_data_size,
 )
 
 ErrorType = Literal[
@@ -81,10 +83,15 @@ class BulkRequest(Model):
     data: dict[str, Any] = Field(default_factory=dict)
     channels: list[Channel] | None = None
     priority: Priority | None = None
-    scheduled_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    scheduled_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
     idempotency_key: Identifier | None = None
     engagement_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+
+    @field_validator("data")
+    @classmethod
+    def _bounded_data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_data_size(v)
 
 
 class BulkAccepted(BaseModel):
@@ -96,7 +103,7 @@ class CancelBody(Model):
 
 
 class RescheduleBody(Model):
-    at: AwareDatetime
+    at: Timestamp
 
 
 class EngagementBody(Model):
