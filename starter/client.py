@@ -35,7 +35,6 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.connection import connect_temporal
 from tidings import rendering
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
@@ -55,12 +54,14 @@ from tidings.models import (
     Template,
     TemplateDefinition,
     User,
+    check_horizon,
 )
 from tidings.queues import workflow_id, workflow_queue
 from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
 from workflows import search_attributes as sa
+from workflows.connect import connect as connect_temporal
 from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
 from workflows.notification import NotificationWorkflow
 
@@ -83,6 +84,15 @@ def _parse(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
         return model.model_validate(value)
     except ValidationError as e:
         raise InvalidRequest.from_validation(e, prefix) from e
+
+
+def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
+    if value is None:
+        return
+    try:
+        check_horizon(value, field, now)
+    except ValueError as e:
+        raise InvalidRequest(field, str(e).removeprefix(f"{field}: ")) from e
 
 
 class Tidings:
@@ -219,6 +229,8 @@ class Tidings:
         now = datetime.now(UTC)
         if req.expires_at is not None and req.expires_at <= now:
             raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
+        for name in ("scheduled_at", "expires_at"):
+            _check_horizon(getattr(req, name), name, now)
         user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
@@ -316,9 +328,12 @@ class Tidings:
     async def reschedule(self, notification_id: str, at: datetime) -> NotificationResult:
         if at.tzinfo is None:
             raise InvalidRequest("at", "needs a timezone (e.g. 2026-12-01T09:00:00+00:00)")
-        if at <= datetime.now(UTC):
+        arg = _parse(RescheduleInput, {"at": at})  # the range check, before any arithmetic
+        now = datetime.now(UTC)
+        if arg.at <= now:
             raise InvalidRequest("at", f"{at.isoformat()} is in the past")
-        return await self._update(notification_id, "reschedule", RescheduleInput(at=at))
+        _check_horizon(arg.at, "at", now)
+        return await self._update(notification_id, "reschedule", arg)
 
     async def _update(self, notification_id: str, name: str, arg: BaseModel) -> NotificationResult:
         handle = self._handle(notification_id)

@@ -33,7 +33,6 @@ from starter import demo_data
 from starter import emulators as dev_emulators
 from starter.admin import ensure_search_attributes
 from starter.client import Tidings
-from starter.connection import connect_temporal
 from starter.devserver import (
     AlreadyRunning,
     DevLock,
@@ -48,6 +47,7 @@ from tidings.emulators.dev import DevEmulators
 from tidings.errors import NotFound
 from tidings.settings import Settings
 from worker.main import serve
+from workflows.connect import connect as connect_temporal
 from workflows.search_attributes import ALL
 
 log = logging.getLogger("tidings.dev")

@@ -30,12 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client import Tidings
-from starter.connection import connect_temporal
 from starter.webui import workflow_url
 from tidings.errors import InvalidRequest, TidingsError
 from tidings.models import NotificationResult
 from tidings.queues import workflow_id
 from tidings.settings import Settings
+from workflows.connect import connect as connect_temporal
 
 T = TypeVar("T")
 

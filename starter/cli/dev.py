@@ -17,10 +17,10 @@ from starter import demo_data, emulators
 from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
-from starter.connection import connect_temporal
 from starter.devstack import run_dev, seed_demo_data, stack_settings
 from tidings.models import Channel, NotificationStatus, Priority
 from tidings.settings import Settings
+from workflows.connect import connect as connect_temporal
 
 log = logging.getLogger("tidings.dev")
 
