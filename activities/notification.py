@@ -191,7 +191,9 @@ class NotificationActivities:
             input.user_id, input.template_id, input.template_version
         )
         try:
-            message = rendering.render(template, input.channel, input.data, locale=user.locale)
+            message = await rendering.render_async(
+                template, input.channel, input.data, locale=user.locale
+            )
         except rendering.TemplateError as e:
             raise ApplicationError(str(e), type=TEMPLATE, non_retryable=True) from e
         devices = await self._store.list_devices(user.id) if input.channel is Channel.PUSH else []

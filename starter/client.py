@@ -164,7 +164,7 @@ class Tidings:
         version (or return the current one if nothing changed)."""
         definition = _parse(TemplateDefinition, definition)
         try:
-            rendering.validate_template(definition)
+            await rendering.validate_template_async(definition)
         except rendering.TemplateError as e:
             raise InvalidRequest(e.field, e.reason) from e
         return await self.store.add_template_version(definition)
@@ -247,7 +247,7 @@ class Tidings:
                 )
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
-                rendering.render(template, channel, req.data, locale=user.locale)
+                await rendering.render_async(template, channel, req.data, locale=user.locale)
             except rendering.TemplateError as e:
                 raise InvalidRequest(
                     "data", f"{e.reason} (template {template.id}, {e.field})"

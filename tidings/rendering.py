@@ -18,15 +18,32 @@ push title rather than the English push title):
     SLACK     subject                      text (required)         -
 
 A field set to "" is present (it renders to ""); only None means absent.
+
+The render budget. Rendering one channel (all its fields) may take at most `MAX_RENDER_STEPS`
+(100,000) steps and `MAX_RENDER_SECONDS` (0.5 s); each field renders to at most
+`MAX_RENDERED_BYTES` (256 KiB). A step is one iteration of a `{% for %}` loop, one element of a
+`range()` (so `for i in range(n)` costs n, paid when the range is built), or one call (function,
+method, macro). Every `for` is rewritten at compile time to
+iterate through a counting wrapper, `range` is replaced, and the sandbox's call hook counts too;
+the clock is read at each step. Exceeding the budget is a `TemplateError` naming the field, the
+channel and the reason: a template is refused at registration, and at send time the channel
+fails for good. Rendering is CPU work, so async code renders through `render_async` /
+`validate_template_async`, which run it on a small dedicated thread pool: an event loop that
+serves HTTP requests or workflow tasks never runs a template.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import jinja2
 from jinja2 import StrictUndefined, meta, nodes
@@ -39,6 +56,10 @@ MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
 _MAX_REPEAT = MAX_RENDERED_BYTES  # bound on `"x" * n` before it is built
 _MAX_POWER_BITS = 4096  # bound on `a ** b` before it is computed
+MAX_RENDER_STEPS = 100_000  # loop iterations + range() elements + calls, per channel
+MAX_RENDER_SECONDS = 0.5  # wall time per channel
+_RENDER_THREADS = 4
+_LOOP_FILTER = "tidings_budgeted"  # a filter, not a global: template data cannot shadow it
 
 FIELDS = ("subject", "text", "html", "push_title", "push_body", "sms")
 
@@ -50,6 +71,49 @@ class TemplateError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class _BudgetExceeded(Exception):
+    """Raised from inside a render; `render` turns it into a TemplateError naming the channel."""
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+
+    def spend(self, steps: int = 1) -> None:
+        self.steps += steps
+        if self.steps > MAX_RENDER_STEPS:
+            raise _BudgetExceeded(f"more than {MAX_RENDER_STEPS} loop steps or calls")
+        if time.monotonic() > self.deadline:
+            raise _BudgetExceeded(f"took more than {MAX_RENDER_SECONDS} s")
+
+
+# The budget of the render running in this thread (or task); None outside `render`, where
+# nothing user-written runs (compiling only parses).
+_budget: ContextVar[_Budget | None] = ContextVar("tidings_render_budget", default=None)
+
+
+def _spend(steps: int = 1) -> None:
+    budget = _budget.get()
+    if budget is None:
+        raise _BudgetExceeded("rendered outside a budget")  # a bug here, never the template's
+    budget.spend(steps)
+
+
+def _budgeted(iterable: Iterable[Any]) -> Iterator[Any]:
+    # A range was paid for when `range()` built it; its iterations only check the clock.
+    cost = 0 if isinstance(iterable, range) else 1
+    for item in iterable:
+        _spend(cost)
+        yield item
+
+
+def _budgeted_range(*args: int) -> range:
+    values = range(*args)
+    _spend(len(values))  # charged up front: `range(10**5) | sum` costs as much as a loop
+    return values
 
 
 @dataclass(frozen=True)
@@ -88,9 +152,24 @@ _SLOTS: dict[Channel, tuple[_Slot, ...]] = {
 
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus bounds on `*` and `**` so that `{{ "x" * 10**10 }}` is refused
-    before it allocates instead of after."""
+    before it allocates instead of after, and the render budget on loops, ranges and calls."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _budgeted_range
+        self.filters[_LOOP_FILTER] = _budgeted
+
+    def call(
+        self,
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _spend()  # macros recursing without a loop are stopped here
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
@@ -132,11 +211,19 @@ def _check_ast(tree: nodes.Template) -> None:
             raise SecurityError(f"line {node.lineno}: access to {name!r} is not allowed")
 
 
+def _budget_loops(tree: nodes.Template) -> None:
+    """Rewrite every `{% for x in items %}` as `{% for x in items | tidings_budgeted %}`."""
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+
+
 @lru_cache(maxsize=4096)
 def _compile(source: str, autoescape: bool) -> jinja2.Template:
     env = _environment(autoescape)
-    _check_ast(env.parse(source))
-    return env.from_string(source)
+    tree = env.parse(source)
+    _check_ast(tree)
+    _budget_loops(tree)
+    return env.from_string(tree)
 
 
 def _compile_field(source: str, field: str, *, html: bool) -> jinja2.Template:
@@ -159,7 +246,7 @@ def _render_field(source: str, field: str, data: dict[str, Any], *, html: bool) 
             if size > MAX_RENDERED_BYTES:
                 raise TemplateError(field, f"renders to more than {MAX_RENDERED_BYTES} bytes")
             parts.append(chunk)
-    except TemplateError:
+    except (TemplateError, _BudgetExceeded):
         raise
     except SecurityError as e:
         raise TemplateError(field, f"refused by the sandbox: {e}") from e
@@ -210,7 +297,18 @@ def render(
     locale: str | None = None,
 ) -> RenderedMessage:
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
-    to the default content). Raises TemplateError naming the field and the reason."""
+    to the default content), within the render budget. Raises TemplateError naming the field and
+    the reason. CPU-bound: from async code, use `render_async`."""
+    token = _budget.set(_Budget())
+    try:
+        return _render(template, channel, data, locale)
+    finally:
+        _budget.reset(token)
+
+
+def _render(
+    template: TemplateDefinition, channel: Channel, data: dict[str, Any], locale: str | None
+) -> RenderedMessage:
     layers = _sources(template, _locale_key(template, locale))
     out: dict[str, str | None] = {"subject": "", "text": "", "html": None}
     for slot in _SLOTS[channel]:
@@ -223,7 +321,12 @@ def render(
                 )
             continue
         field, source = picked
-        value = _render_field(source, field, data, html=slot.name == "html")
+        try:
+            value = _render_field(source, field, data, html=slot.name == "html")
+        except _BudgetExceeded as e:
+            raise TemplateError(
+                field, f"exceeds the render budget of channel {channel.value}: {e}"
+            ) from e
         if slot.single_line:
             value = " ".join(value.split())
         if channel is Channel.SMS and len(value) > MAX_SMS_CHARS:
@@ -268,3 +371,35 @@ def required_variables(template: TemplateDefinition) -> set[str]:
             raise TemplateError(field, f"syntax error on line {e.lineno}: {e.message}") from e
         names |= meta.find_undeclared_variables(tree)
     return names - set(_environment(False).globals)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@lru_cache(maxsize=1)
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_RENDER_THREADS, thread_name_prefix="tidings-render")
+
+
+async def _off_loop(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    # A dedicated pool, not asyncio.to_thread: a burst of renders cannot starve the default
+    # executor that DNS lookups and file I/O share, and at most _RENDER_THREADS run at once.
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+
+
+async def render_async(
+    template: TemplateDefinition,
+    channel: Channel,
+    data: dict[str, Any],
+    *,
+    locale: str | None = None,
+) -> RenderedMessage:
+    """`render`, on the render threads, so the calling event loop keeps serving."""
+    return await _off_loop(render, template, channel, data, locale=locale)
+
+
+async def validate_template_async(template: TemplateDefinition) -> None:
+    """`validate_template`, on the render threads."""
+    await _off_loop(validate_template, template)
