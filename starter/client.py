@@ -35,7 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings import rendering
+from tidings import idempotency, rendering
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
     AttributeValue,
@@ -72,6 +72,9 @@ _START_CONCURRENCY = 32
 class NotificationRef(BaseModel):
     notification_id: str
     workflow_id: str
+    # False when an idempotency key was used again with the same request: this is the
+    # notification the first request started, and nothing new was started.
+    created: bool = True
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +87,18 @@ def _parse(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
         return model.model_validate(value)
     except ValidationError as e:
         raise InvalidRequest.from_validation(e, prefix) from e
+
+
+def _fingerprint(prepared: NotificationInput) -> str:
+    return idempotency.fingerprint(prepared.request)
+
+
+def _reused(key: str) -> Conflict:
+    return Conflict(
+        f"idempotency key {key!r} was already used for a different request;"
+        " use a new key, or send the same request to get the same notification",
+        field="idempotency_key",
+    )
 
 
 def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
@@ -184,8 +199,9 @@ class Tidings:
     async def notify(
         self, request: NotificationRequest | dict[str, Any] | None = None, /, **fields: Any
     ) -> NotificationRef:
-        """Start one notification. A repeated idempotency key returns the existing notification
-        instead of sending a second one, whatever the rest of the request says."""
+        """Start one notification. An idempotency key used again with the same request returns
+        the existing notification (`created` False); with a different request it is a Conflict
+        naming the key (see `tidings.idempotency`)."""
         req = _parse(NotificationRequest, request if request is not None else fields)
         prepared = await self._prepare(req)
         return await self._start(prepared)
@@ -214,6 +230,13 @@ class Tidings:
                 prepared.append(await self._prepare(req, template))
             except InvalidRequest as e:
                 raise InvalidRequest(f"user_ids[{i}] ({user_id}): {e.field}", e.reason) from e
+        # Every key checked before any notification starts, so a conflict starts nothing.
+        claimed = await self.store.idempotency_fingerprints(
+            [p.notification_id for p in prepared if p.request.idempotency_key]
+        )
+        for p in prepared:
+            if claimed.get(p.notification_id, _fingerprint(p)) != _fingerprint(p):
+                raise _reused(p.notification_id)
         limit = asyncio.Semaphore(_START_CONCURRENCY)
 
         async def start(p: NotificationInput) -> NotificationRef:
@@ -266,31 +289,47 @@ class Tidings:
     async def _start(self, prepared: NotificationInput) -> NotificationRef:
         wf_id = workflow_id(prepared.notification_id)
         req = prepared.request
-        # A run that finished earlier with the same key raises WorkflowAlreadyStartedError: it is
-        # the same notification, not a new one.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self.temporal.start_workflow(
-                NotificationWorkflow.run,
-                prepared,
-                id=wf_id,
-                task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.USER, req.user_id),
-                        SearchAttributePair(sa.TEMPLATE, req.template_id),
-                        SearchAttributePair(sa.PRIORITY, prepared.priority.value),
-                        SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
-                        SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
-                    ]
-                ),
-                static_summary=(
-                    f"{req.template_id} v{prepared.template_version} to {req.user_id}"
-                    f" ({prepared.priority.value})"
-                ),
-            )
-        return NotificationRef(notification_id=prepared.notification_id, workflow_id=wf_id)
+        created = True
+        if req.idempotency_key is not None:
+            # Claimed before the start: a crash between the two leaves a claim whose repeat
+            # starts the workflow (USE_EXISTING makes that start idempotent).
+            mine = _fingerprint(prepared)
+            theirs = await self.store.claim_idempotency_key(prepared.notification_id, mine)
+            if theirs is not None and theirs != mine:
+                raise _reused(prepared.notification_id)
+            created = theirs is None
+        try:
+            await self._start_workflow(prepared, wf_id)
+        except WorkflowAlreadyStartedError:
+            # A run that finished earlier with the same key: the same notification.
+            created = False
+        return NotificationRef(
+            notification_id=prepared.notification_id, workflow_id=wf_id, created=created
+        )
+
+    async def _start_workflow(self, prepared: NotificationInput, wf_id: str) -> None:
+        req = prepared.request
+        await self.temporal.start_workflow(
+            NotificationWorkflow.run,
+            prepared,
+            id=wf_id,
+            task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.USER, req.user_id),
+                    SearchAttributePair(sa.TEMPLATE, req.template_id),
+                    SearchAttributePair(sa.PRIORITY, prepared.priority.value),
+                    SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
+                    SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
+                ]
+            ),
+            static_summary=(
+                f"{req.template_id} v{prepared.template_version} to {req.user_id}"
+                f" ({prepared.priority.value})"
+            ),
+        )
 
     def _handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationResult]:
         return self.temporal.get_workflow_handle_for(

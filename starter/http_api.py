@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starter.client import NotificationRef, Tidings
 from starter.http_models import (
     CONFLICT_RESPONSE,
+    KEY_REUSED_RESPONSE,
     Accepted,
     BulkAccepted,
     BulkRequest,
@@ -159,7 +160,11 @@ async def get_template(
 
 
 @router.post(
-    "/notifications", summary="Send a notification", status_code=202, response_model=Accepted
+    "/notifications",
+    summary="Send a notification",
+    status_code=202,
+    response_model=Accepted,
+    responses=KEY_REUSED_RESPONSE,
 )
 async def notify(
     body: NotificationRequest,
@@ -177,6 +182,7 @@ async def notify(
     summary="Send one notification per user",
     status_code=202,
     response_model=BulkAccepted,
+    responses=KEY_REUSED_RESPONSE,
 )
 async def notify_bulk(
     body: BulkRequest, request: Request, tidings: Api, idempotency_key: IdempotencyKey = None

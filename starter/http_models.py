@@ -53,6 +53,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Not allowed in the notification's current state"}
 }
+KEY_REUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The idempotency key was used for another request"}
+}
 
 
 class UserBody(User):
@@ -73,6 +76,11 @@ class Accepted(BaseModel):
     notification_id: str
     workflow_id: str
     status_url: str
+    created: bool = Field(
+        default=True,
+        description="false when the idempotency key was used before with the same request:"
+        " this is that notification, and nothing new was started",
+    )
 
 
 class BulkRequest(Model):
