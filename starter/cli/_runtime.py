@@ -140,7 +140,10 @@ def parse_when(value: str, option: str) -> datetime:
     delay = _DELAY.match(text)
     if delay:
         amount, unit = float(delay.group(1)), _UNITS[delay.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: amount})
+        try:
+            return datetime.now(UTC) + timedelta(**{unit: amount})
+        except OverflowError:  # +99999999d is past year 9999
+            raise InvalidRequest(option, f"{value!r} is too far ahead") from None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

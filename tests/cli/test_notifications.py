@@ -112,6 +112,11 @@ async def test_send_bad_data(cli: Cli, data: str, expected: str) -> None:
         ("--at", "2030-01-01T09:00:00", "--at: '2030-01-01T09:00:00' has no UTC offset"),
         ("--expires", "+5x", "--expires: '+5x' is not a time"),
         ("--expires", "2020-01-01T00:00:00Z", "expires_at: 2020-01-01T00:00:00+00:00 is in"),
+        ("--at", "+99999999d", "--at: '+99999999d' is too far ahead"),
+        ("--at", "+400d", "scheduled_at: "),
+        ("--at", "9999-12-31T23:00:00-12:00", "is out of range"),
+        ("--at", "0001-01-01T00:00:00+14:00", "is out of range"),
+        ("--expires", "+2y", "--expires: '+2y' is not a time"),
     ],
 )  # fmt: skip
 async def test_send_bad_dates(cli: Cli, option: str, value: str, expected: str) -> None:
