@@ -4,12 +4,16 @@ version does not know, decodes through the one data converter; callers' input st
 from __future__ import annotations
 
 import json
+from types import ModuleType
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import Payload
 
-from tidings.models import NotificationRequest, Priority, TemplateDefinition
+from activities import io as activities_io
+from tidings import receipts
+from tidings.models import Model, NotificationRequest, Priority, TemplateDefinition
+from workflows import io as workflows_io
 from workflows.converter import DATA_CONVERTER
 from workflows.io import EngagementSignal, NotificationInput, RescheduleInput
 
@@ -76,3 +80,31 @@ def test_the_edge_still_refuses_unknown_fields(model: type[NotificationRequest])
     with pytest.raises(ValidationError) as e:
         model.model_validate({"experiment_id": "exp-7"})
     assert ("experiment_id",) in [err["loc"] for err in e.value.errors()]
+
+
+@pytest.mark.parametrize("module", [workflows_io, activities_io, receipts])
+def test_every_wire_model_tolerates_unknown_fields(module: ModuleType) -> None:
+    """A guard for models added later: a wire contract either ignores unknown fields or is a
+    domain Model, which drops them when decoded through the converter."""
+    models = [
+        cls
+        for cls in vars(module).values()
+        if isinstance(cls, type)
+        and issubclass(cls, BaseModel)
+        and cls.__module__ == module.__name__
+    ]
+    assert models
+    for cls in models:
+        lenient = cls.model_config.get("extra") in (None, "ignore")
+        assert lenient or issubclass(cls, Model), f"{cls.__name__} refuses unknown fields"
+
+
+def test_a_receipt_signal_from_a_newer_version_decodes() -> None:
+    receipt = {
+        "notification_id": "n-1",
+        "channel": "sms",
+        "provider_message_id": "SM1",
+        "status": "delivered",
+        "carrier": "new field",
+    }
+    assert isinstance(_decode(receipt, receipts.DeliveryReceipt), receipts.DeliveryReceipt)
