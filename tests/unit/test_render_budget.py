@@ -114,5 +114,7 @@ async def test_the_event_loop_keeps_answering_while_a_runaway_render_is_refused(
     assert elapsed >= 0.1  # the render really ran for a while
     during = [t for t in ticks if t >= start]
     gaps = [b - a for a, b in itertools.pairwise(during)]
-    assert len(during) > elapsed / 0.01 / 4, f"the loop ticked {len(during)} times in {elapsed}s"
-    assert max(gaps) < 0.2
+    # Had the render run on this loop, it would have ticked at most once, with one gap as long
+    # as the render; the margins leave room for a loaded machine.
+    assert len(during) >= 5, f"the loop ticked {len(during)} times in {elapsed:.2f} s"
+    assert max(gaps) < elapsed * 0.6
