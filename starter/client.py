@@ -105,9 +105,9 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
     if value is None:
         return
     try:
-        check_horizon(value, field, now)
+        check_horizon(value, now)
     except ValueError as e:
-        raise InvalidRequest(field, str(e).removeprefix(f"{field}: ")) from e
+        raise InvalidRequest(field, str(e)) from e
 
 
 class Tidings:

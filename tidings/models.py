@@ -7,8 +7,8 @@ workflows keep decoding their history.
 
 Strict at the edge, lenient on the wire: a model refuses unknown fields when it is built from a
 caller's input (client arguments, HTTP bodies), and drops them when it is decoded from a Temporal
-payload (`validate_payload`, used by `workflows.converter`), so a field added by a newer version
-during a rolling deploy does not wedge an older worker.
+payload (validated with `PAYLOAD_CONTEXT` set, as `workflows.converter` does), so a field added
+by a newer version during a rolling deploy does not wedge an older worker.
 
 What the edge accepts is exactly what the worker can decode and store:
 
@@ -188,28 +188,24 @@ def check_attributes(values: dict[str, AttributeValue], field: str) -> dict[str,
 
 
 def _check_datetime_range(value: datetime) -> datetime:
+    out_of_range = (
+        f"{value.isoformat()} is out of range: give a time between"
+        f" {EARLIEST.date()} and {LATEST.date()} (UTC)"
+    )
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError) as e:  # 9999-12-31T23:00-12:00 is past year 9999 in UTC
-        raise ValueError(
-            f"{value.isoformat()} is out of range: give a time between"
-            f" {EARLIEST.date()} and {LATEST.date()} (UTC)"
-        ) from e
+        raise ValueError(out_of_range) from e
     if not EARLIEST <= utc < LATEST:
-        raise ValueError(
-            f"{value.isoformat()} is out of range: give a time between"
-            f" {EARLIEST.date()} and {LATEST.date()} (UTC)"
-        )
+        raise ValueError(out_of_range)
     return value
 
 
-def check_horizon(value: datetime, field: str, now: datetime) -> None:
-    """A send time may be at most MAX_SCHEDULE_AHEAD ahead of `now` (read by the caller: the
-    edge, never a workflow)."""
+def check_horizon(value: datetime, now: datetime) -> None:
+    """A send time may be at most MAX_SCHEDULE_AHEAD ahead of `now`, which the caller reads: the
+    edge does, a workflow never (a model it decodes must not read the clock)."""
     if value - now > MAX_SCHEDULE_AHEAD:
-        raise ValueError(
-            f"{field}: {value.isoformat()} is more than {MAX_SCHEDULE_AHEAD.days} days ahead"
-        )
+        raise ValueError(f"{value.isoformat()} is more than {MAX_SCHEDULE_AHEAD.days} days ahead")
 
 
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
