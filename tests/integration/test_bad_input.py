@@ -308,3 +308,45 @@ async def test_the_helper_sees_a_workflow_task_that_keeps_failing(
             )
     finally:
         await handle.terminate("test finished")
+
+
+UNKNOWN_FIELD_BODIES = [
+    ("PUT", "/v1/users/user_001", {"email": "a@example.com", "experiment_id": "x"}),
+    ("PUT", "/v1/users/user_001/preferences", {"channels": {}, "experiment_id": "x"}),
+    (
+        "POST",
+        "/v1/templates",
+        {
+            "id": "t-unknown",
+            "channels": ["email"],
+            "content": {"subject": "s", "text": "t", "experiment_id": "x"},
+        },
+    ),
+    (
+        "POST",
+        "/v1/notifications/bulk",
+        {"user_ids": ["user_001"], "template_id": "welcome", "experiment_id": "x"},
+    ),
+    (
+        "POST",
+        "/v1/notifications/n-unknown/reschedule",
+        {"at": "2030-01-01T00:00:00Z", "experiment_id": "x"},
+    ),
+    ("POST", "/v1/notifications/n-unknown/cancel", {"experiment_id": "x"}),
+    ("POST", "/v1/notifications/n-unknown/engagement", {"type": "opened", "experiment_id": "x"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"), UNKNOWN_FIELD_BODIES, ids=[b[1] for b in UNKNOWN_FIELD_BODIES]
+)
+async def test_every_http_body_refuses_unknown_fields_naming_them(
+    client: httpx.AsyncClient, stack: Stack, method: str, path: str, body: dict[str, Any]
+) -> None:
+    before = await stack.tidings.get_user("user_001")
+    r = await client.request(method, path, json=body)
+    error = error_of(r, 422, "invalid_request")
+    assert error["field"].endswith("experiment_id"), error
+    assert await stack.tidings.get_user("user_001") == before
+    with pytest.raises(NotFound):
+        await stack.tidings.get_template("t-unknown")
