@@ -19,15 +19,17 @@ push title rather than the English push title):
 
 A field set to "" is present (it renders to ""); only None means absent.
 
-The render budget. Rendering one channel (all its fields) may take at most `MAX_RENDER_STEPS`
-(100,000) steps and `MAX_RENDER_SECONDS` (0.5 s); each field renders to at most
-`MAX_RENDERED_BYTES` (256 KiB). A step is one iteration of a `{% for %}` loop, one element of a
-`range()` (so `for i in range(n)` costs n, paid when the range is built), or one call (function,
-method, macro). Every `for` is rewritten at compile time to
-iterate through a counting wrapper, `range` is replaced, and the sandbox's call hook counts too;
-the clock is read at each step. Exceeding the budget is a `TemplateError` naming the field, the
-channel and the reason: a template is refused at registration, and at send time the channel
-fails for good. Rendering is CPU work, so async code renders through `render_async` /
+The render budget (`tidings.render_limits`). Rendering one channel (all its fields) may take at
+most `MAX_RENDER_STEPS` (100,000) steps and `MAX_RENDER_SECONDS` (0.5 s); each field renders to at
+most `MAX_RENDERED_BYTES` (256 KiB). A step is one iteration of a `{% for %}` loop, one element
+of a `range()` (so `for i in range(n)` costs n, paid when the range is built), or one call
+(function, method, macro). Every `for` is rewritten at compile time to iterate through a counting
+wrapper, `range` is replaced, and the sandbox's call hook counts too; the clock is read at each
+step. One operation may build at most `MAX_GROWTH` (256 Ki) characters: repetition, padding
+(`center`, `indent`...), format widths and `replace` are checked before they run, and `lipsum`
+is gone. Exceeding any of it is a `TemplateError` naming the field and the reason (the channel
+too, for the budget): a template is refused at registration, and at send time the channel fails
+for good. Rendering is CPU work, so async code renders through `render_async` /
 `validate_template_async`, which run it on a small dedicated thread pool: an event loop that
 serves HTTP requests or workflow tasks never runs a template.
 """
@@ -36,11 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ParamSpec, TypeVar
@@ -50,14 +49,11 @@ from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from tidings import render_limits as limits
 from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
 
 MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
-_MAX_REPEAT = MAX_RENDERED_BYTES  # bound on `"x" * n` before it is built
-_MAX_POWER_BITS = 4096  # bound on `a ** b` before it is computed
-MAX_RENDER_STEPS = 100_000  # loop iterations + range() elements + calls, per channel
-MAX_RENDER_SECONDS = 0.5  # wall time per channel
 _RENDER_THREADS = 4
 _LOOP_FILTER = "tidings_budgeted"  # a filter, not a global: template data cannot shadow it
 
@@ -71,49 +67,6 @@ class TemplateError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-class _BudgetExceeded(Exception):
-    """Raised from inside a render; `render` turns it into a TemplateError naming the channel."""
-
-
-class _Budget:
-    def __init__(self) -> None:
-        self.steps = 0
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
-
-    def spend(self, steps: int = 1) -> None:
-        self.steps += steps
-        if self.steps > MAX_RENDER_STEPS:
-            raise _BudgetExceeded(f"more than {MAX_RENDER_STEPS} loop steps or calls")
-        if time.monotonic() > self.deadline:
-            raise _BudgetExceeded(f"took more than {MAX_RENDER_SECONDS} s")
-
-
-# The budget of the render running in this thread (or task); None outside `render`, where
-# nothing user-written runs (compiling only parses).
-_budget: ContextVar[_Budget | None] = ContextVar("tidings_render_budget", default=None)
-
-
-def _spend(steps: int = 1) -> None:
-    budget = _budget.get()
-    if budget is None:
-        raise _BudgetExceeded("rendered outside a budget")  # a bug here, never the template's
-    budget.spend(steps)
-
-
-def _budgeted(iterable: Iterable[Any]) -> Iterator[Any]:
-    # A range was paid for when `range()` built it; its iterations only check the clock.
-    cost = 0 if isinstance(iterable, range) else 1
-    for item in iterable:
-        _spend(cost)
-        yield item
-
-
-def _budgeted_range(*args: int) -> range:
-    values = range(*args)
-    _spend(len(values))  # charged up front: `range(10**5) | sum` costs as much as a loop
-    return values
 
 
 @dataclass(frozen=True)
@@ -151,15 +104,17 @@ _SLOTS: dict[Channel, tuple[_Slot, ...]] = {
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on `*` and `**` so that `{{ "x" * 10**10 }}` is refused
-    before it allocates instead of after, and the render budget on loops, ranges and calls."""
+    """The immutable sandbox, plus the render budget on loops, ranges and calls, and bounds on
+    the operations that allocate in one go (`tidings.render_limits`), checked before they run."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.globals["range"] = _budgeted_range
-        self.filters[_LOOP_FILTER] = _budgeted
+        self.globals["range"] = limits.budgeted_range
+        del self.globals["lipsum"]  # lipsum(n=10**6) is seconds of work in one call
+        self.filters[_LOOP_FILTER] = limits.budgeted
+        self.filters.update(limits.limited_filters(self.filters))
 
     def call(
         self,
@@ -168,29 +123,28 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        _spend()  # macros recursing without a loop are stopped here
+        limits.spend()  # macros recursing without a loop are stopped here
+        limits.check_call(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # `"{:>{w}}".format(...)` reaches here, not `call`, with the format string bound.
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt: str = value.__self__
+        format_: Callable[..., str] = wrapped
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            limits.check_format(fmt, args, kwargs)
+            return format_(*args, **kwargs)
+
+        return checked
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
     ) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > _MAX_REPEAT
-                ):
-                    raise SecurityError(f"repetition would build more than {_MAX_REPEAT} items")
-            return left * right
-        if (
-            operator == "**"
-            and isinstance(left, int)
-            and isinstance(right, int)
-            and abs(left) > 1
-            and right * math.log2(abs(left)) > _MAX_POWER_BITS
-        ):
-            raise SecurityError(f"power would exceed {_MAX_POWER_BITS} bits")
+        limits.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -246,7 +200,7 @@ def _render_field(source: str, field: str, data: dict[str, Any], *, html: bool) 
             if size > MAX_RENDERED_BYTES:
                 raise TemplateError(field, f"renders to more than {MAX_RENDERED_BYTES} bytes")
             parts.append(chunk)
-    except (TemplateError, _BudgetExceeded):
+    except (TemplateError, limits.BudgetExceeded):
         raise
     except SecurityError as e:
         raise TemplateError(field, f"refused by the sandbox: {e}") from e
@@ -299,11 +253,8 @@ def render(
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
     to the default content), within the render budget. Raises TemplateError naming the field and
     the reason. CPU-bound: from async code, use `render_async`."""
-    token = _budget.set(_Budget())
-    try:
+    with limits.budget():
         return _render(template, channel, data, locale)
-    finally:
-        _budget.reset(token)
 
 
 def _render(
@@ -323,7 +274,7 @@ def _render(
         field, source = picked
         try:
             value = _render_field(source, field, data, html=slot.name == "html")
-        except _BudgetExceeded as e:
+        except limits.BudgetExceeded as e:
             raise TemplateError(
                 field, f"exceeds the render budget of channel {channel.value}: {e}"
             ) from e

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from tidings.models import Channel, TemplateContent, TemplateDefinition
+from tidings.render_limits import MAX_RENDER_SECONDS, MAX_RENDER_STEPS
 from tidings.rendering import (
-    MAX_RENDER_SECONDS,
-    MAX_RENDER_STEPS,
     TemplateError,
     render,
     render_async,
@@ -118,3 +117,43 @@ async def test_the_event_loop_keeps_answering_while_a_runaway_render_is_refused(
     # as the render; the margins leave room for a loaded machine.
     assert len(during) >= 5, f"the loop ticked {len(during)} times in {elapsed:.2f} s"
     assert max(gaps) < elapsed * 0.6
+
+
+# One operation that would allocate gigabytes at once: refused before it runs. (Tried with
+# 10**10 so that a missing check would fail loudly rather than quietly use 100 MB.)
+ONE_SHOT_BOMBS = [
+    "{{ 'x'.center(10**10) }}",
+    "{{ 'x'.ljust(10**10) }}",
+    "{{ 'x'.zfill(10**10) }}",
+    "{{ 'x' | center(10**10) }}",
+    "{{ 'x\\ny' | indent(10**10) }}",
+    "{{ '%*d' % (10**10, 1) }}",
+    "{{ '%10000000000d' % 1 }}",
+    "{{ '%(n)10000000000d' % {'n': 1} }}",
+    "{{ '{:>10000000000}'.format(1) }}",
+    "{{ '{:>{w}}'.format(1, w=10**10) }}",
+    "{{ '%*d' | format(10**10, 1) }}",
+    "{{ ('x' * 200000).replace('x', 'yyyyyyyyyy') }}",
+    "{{ ('x' * 200000) | replace('x', 'yyyyyyyyyy') }}",
+    "{{ 'x' * 10**10 }}",
+    "{{ lipsum(10**6) }}",
+]
+
+
+@pytest.mark.parametrize("text", ONE_SHOT_BOMBS)
+def test_one_shot_allocations_are_refused_before_they_run(text: str) -> None:
+    with pytest.raises(TemplateError) as e:
+        render(make(text), Channel.EMAIL, {})
+    assert e.value.field == "content.text"
+    # Refused by a check, not by a MemoryError after the fact.
+    assert "refused by the sandbox" in e.value.reason or "'lipsum' is undefined" in e.value.reason
+
+
+def test_ordinary_formatting_and_padding_still_work() -> None:
+    text = (
+        "{{ '%05.2f' % 3.14159 }}|{{ '{:,}'.format(amount) }}|{{ '%d items' | format(n) }}"
+        "|{{ 'ab' | center(6) }}|{{ 'a-b' | replace('-', '--') }}|{{ 'x'.rjust(3, '.') }}"
+        "|{{ '100%' }}|{{ '%s%%' % 5 }}"
+    )
+    message = render(make(text), Channel.EMAIL, {"amount": 12_345_678_901, "n": 3})
+    assert message.text == "03.14|12,345,678,901|3 items|  ab  |a--b|..x|100%|5%"
