@@ -5,8 +5,8 @@ sandbox; the figures are documented there.
 A step is one loop iteration, one element of a `range()`, or one call. The clock is read at each
 step, so a render stops within one step of its deadline. What a step cannot catch is one C-level
 operation that allocates gigabytes at once (`"x".center(10**10)`, `"%*d" % (10**10, 1)`,
-`s.replace("x", long)`): those are refused before they run, by width and growth checks on
-repetition, powers, padding, formatting and replacement.
+`s.replace("x", long)`), nor a string doubled by `~` or `+` in a short loop: those are refused
+by width and growth checks on repetition, powers, padding, formatting, replacement and joins.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import pass_eval_context
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
+from jinja2.runtime import markup_join, str_join
 
 MAX_RENDER_STEPS = 100_000  # loop iterations + range() elements + calls, per channel
 MAX_RENDER_SECONDS = 0.5  # wall time per channel
@@ -158,9 +159,23 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             and right * math.log2(abs(left)) > MAX_POWER_BITS
         ):
             raise SecurityError(f"power would exceed {MAX_POWER_BITS} bits")
+    elif operator == "+":
+        sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+        if sized and len(left) + len(right) > MAX_GROWTH:
+            raise SecurityError(f"+ would build more than {MAX_GROWTH} items")
     elif operator == "%" and isinstance(left, str):
         values = right if isinstance(right, tuple) else (right,)
         check_format(left, values, right if isinstance(right, Mapping) else {})
+
+
+@pass_eval_context
+def bounded_concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
+    """`a ~ b ~ c`, as Jinja joins it, refused when it builds more than MAX_GROWTH characters
+    (each part was bounded when it was built, so the join itself stays small)."""
+    joined = (markup_join if eval_ctx.autoescape else str_join)(parts)
+    if len(joined) > MAX_GROWTH:
+        raise SecurityError(f"~ would build more than {MAX_GROWTH} characters")
+    return joined
 
 
 def limited_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:

@@ -48,6 +48,7 @@ import jinja2
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from tidings import render_limits as limits
 from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
@@ -56,6 +57,7 @@ MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
 _RENDER_THREADS = 4
 _LOOP_FILTER = "tidings_budgeted"  # a filter, not a global: template data cannot shadow it
+_CONCAT_FILTER = "tidings_concat"
 
 FIELDS = ("subject", "text", "html", "push_title", "push_body", "sms")
 
@@ -107,13 +109,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus the render budget on loops, ranges and calls, and bounds on
     the operations that allocate in one go (`tidings.render_limits`), checked before they run."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.globals["range"] = limits.budgeted_range
         del self.globals["lipsum"]  # lipsum(n=10**6) is seconds of work in one call
         self.filters[_LOOP_FILTER] = limits.budgeted
+        self.filters[_CONCAT_FILTER] = limits.bounded_concat
         self.filters.update(limits.limited_filters(self.filters))
 
     def call(
@@ -165,10 +168,19 @@ def _check_ast(tree: nodes.Template) -> None:
             raise SecurityError(f"line {node.lineno}: access to {name!r} is not allowed")
 
 
-def _budget_loops(tree: nodes.Template) -> None:
-    """Rewrite every `{% for x in items %}` as `{% for x in items | tidings_budgeted %}`."""
-    for loop in tree.find_all(nodes.For):
-        loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+class _Instrument(NodeTransformer):
+    """Rewrites `{% for x in items %}` as `{% for x in items | tidings_budgeted %}`, and `a ~ b`
+    as `[a, b] | tidings_concat` (a join the sandbox has no hook for, bounded in size)."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.List(node.nodes, lineno=node.lineno)
+        return nodes.Filter(parts, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
 
 
 @lru_cache(maxsize=4096)
@@ -176,7 +188,7 @@ def _compile(source: str, autoescape: bool) -> jinja2.Template:
     env = _environment(autoescape)
     tree = env.parse(source)
     _check_ast(tree)
-    _budget_loops(tree)
+    _Instrument().visit(tree)
     return env.from_string(tree)
 
 

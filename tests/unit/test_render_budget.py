@@ -137,6 +137,13 @@ ONE_SHOT_BOMBS = [
     "{{ ('x' * 200000) | replace('x', 'yyyyyyyyyy') }}",
     "{{ 'x' * 10**10 }}",
     "{{ lipsum(10**6) }}",
+    # Doubling in a short loop: few steps, exponential size.
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
 ]
 
 
@@ -157,3 +164,13 @@ def test_ordinary_formatting_and_padding_still_work() -> None:
     )
     message = render(make(text), Channel.EMAIL, {"amount": 12_345_678_901, "n": 3})
     assert message.text == "03.14|12,345,678,901|3 items|  ab  |a--b|..x|100%|5%"
+
+
+def test_joins_keep_their_meaning_and_escaping() -> None:
+    t = make(
+        "{{ 'a' ~ 1 ~ name }}|{{ 'a' + 'b' }}|{{ [1] + [2] }}|{{ 1 + 2 }}",
+        html="<p>{{ '<b>' ~ name }}</p>{{ ('<i>' | safe) ~ name }}",
+    )
+    message = render(t, Channel.EMAIL, {"name": "<Ann>"})
+    assert message.text == "a1<Ann>|ab|[1, 2]|3"
+    assert message.html == "<p>&lt;b&gt;&lt;Ann&gt;</p><i>&lt;Ann&gt;"
