@@ -92,6 +92,27 @@ def budgeted_range(*args: int) -> range:
 # --- single operations --------------------------------------------------------------------------
 
 
+def check_size(value: Any, what: str = "output") -> Any:
+    """Refuse a value whose text would be over MAX_GROWTH characters, before it is turned into
+    text (`str` of a list of 200,000 references to one long string is gigabytes). Walks at most
+    about MAX_GROWTH items, whatever the value's size; returns the value unchanged."""
+    room = MAX_GROWTH
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            room -= len(item)
+        elif isinstance(item, list | tuple | set | frozenset | dict):
+            room -= len(item)
+            if room >= 0:
+                stack.extend(item.items() if isinstance(item, dict) else item)
+        else:
+            room -= 1
+        if room < 0:
+            raise SecurityError(f"{what} would be more than {MAX_GROWTH} characters")
+    return value
+
+
 def _big(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > MAX_GROWTH
 
@@ -131,6 +152,7 @@ def check_format(fmt: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> No
                 raise SecurityError(f"format width {digits} is over {MAX_GROWTH}")
     if from_args:
         _check_widths("format", args, kwargs)
+    check_size([list(args), dict(kwargs)], "format")
 
 
 def check_call(obj: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -171,11 +193,23 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
 @pass_eval_context
 def bounded_concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
     """`a ~ b ~ c`, as Jinja joins it, refused when it builds more than MAX_GROWTH characters
-    (each part was bounded when it was built, so the join itself stays small)."""
-    joined = (markup_join if eval_ctx.autoescape else str_join)(parts)
-    if len(joined) > MAX_GROWTH:
-        raise SecurityError(f"~ would build more than {MAX_GROWTH} characters")
+    (checked before the parts are turned into text)."""
+    check_size(parts, "~")
+    joined: str = (markup_join if eval_ctx.autoescape else str_join)(parts)
     return joined
+
+
+def _sized(name: str, filter_: Callable[..., Any]) -> Callable[..., Any]:
+    """`filter_` with its input checked by `check_size` first (the value is the first argument
+    after the context or environment that Jinja passes to some filters)."""
+    skip = 1 if hasattr(filter_, "jinja_pass_arg") else 0
+
+    @functools.wraps(filter_)
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        check_size(args[skip], name)
+        return filter_(*args, **kwargs)
+
+    return sized
 
 
 def limited_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
@@ -187,6 +221,9 @@ def limited_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Call
         filters["replace"],
         filters["format"],
     )
+    sized = {
+        name: _sized(name, filters[name]) for name in ("join", "sum", "string", "tojson", "pprint")
+    }
 
     @functools.wraps(center)
     def limited_center(value: Any, width: int = 80) -> Any:
@@ -216,6 +253,7 @@ def limited_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Call
         return format_(value, *args, **kwargs)
 
     return {
+        **sized,
         "center": limited_center,
         "indent": limited_indent,
         "slice": limited_slice,

@@ -153,7 +153,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> _Sandbox:
-    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
+    # finalize sees every {{ value }} before it becomes text.
+    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=limits.check_size)
 
 
 def _check_ast(tree: nodes.Template) -> None:

@@ -144,6 +144,15 @@ ONE_SHOT_BOMBS = [
     "{% endfor %}{{ ns.s | length }}",
     "{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
     "{% endfor %}{{ ns.s | length }}",
+    # Many references to one long string, turned into text in one go.
+    "{% set l = ['x' * 250000] * 250000 %}{{ l | join }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ l }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ l | string | length }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ l | tojson | length }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ ('' ~ l) | length }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ ('%s' % (l,)) | length }}",
+    "{% set l = ['x' * 250000] * 250000 %}{{ '{}'.format(l) | length }}",
+    "{% set l = [[1] * 250000] * 250000 %}{{ l | sum(start=[]) | length }}",
 ]
 
 
@@ -153,7 +162,9 @@ def test_one_shot_allocations_are_refused_before_they_run(text: str) -> None:
         render(make(text), Channel.EMAIL, {})
     assert e.value.field == "content.text"
     # Refused by a check, not by a MemoryError after the fact.
-    assert "refused by the sandbox" in e.value.reason or "'lipsum' is undefined" in e.value.reason
+    assert (
+        "refused by the sandbox" in e.value.reason or "'lipsum' is undefined" in e.value.reason
+    ), e.value.reason
 
 
 def test_ordinary_formatting_and_padding_still_work() -> None:
