@@ -6,7 +6,12 @@ A step is one loop iteration, one element of a `range()`, or one call. The clock
 step, so a render stops within one step of its deadline. What a step cannot catch is one C-level
 operation that allocates gigabytes at once (`"x".center(10**10)`, `"%*d" % (10**10, 1)`,
 `s.replace("x", long)`), nor a string doubled by `~` or `+` in a short loop: those are refused
-by width and growth checks on repetition, powers, padding, formatting, replacement and joins.
+by width and growth checks on repetition, powers, padding, formatting, replacement and joins, and
+values are size-checked before they become text (output, `join`, `string`, `tojson`...).
+
+These bound the operations we know to grow; they are not a memory sandbox. Running renders in a
+separate process with an address-space limit would be the complete answer if another way to grow
+a value turns up.
 """
 
 from __future__ import annotations
