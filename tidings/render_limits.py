@@ -249,6 +249,7 @@ def limited_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Call
     def limited_replace(
         eval_ctx: EvalContext, value: Any, old: Any, new: Any, count: Any = None
     ) -> Any:
+        check_size([value, old, new], "replace")  # each becomes text first
         _check_replace(str(value), str(old), str(new), count)
         return replace(eval_ctx, value, old, new, count)
 
