@@ -133,16 +133,19 @@ async def _task_trouble(client: Client, workflow_id: str, run_id: str | None) ->
 
 
 async def assert_no_failing_workflow_tasks(
-    client: Client, query: str = "", *, within: float = 10.0
+    client: Client, query: str = "", *, within: float = 10.0, settle: float = 1.0
 ) -> None:
     """Fail if any open run matching `query` (a visibility query; "" for every open run) has a
     workflow task that failed or timed out: such a run retries its task forever and never ends.
     Runs whose first workflow task has not ended yet are waited for (up to `within` seconds),
-    so a batch of bad inputs just sent is judged once the worker has tried it. Needs a server
-    with visibility (the dev server); the time-skipping server cannot list workflows."""
+    and the runs are listed again for `settle` seconds, because visibility lags a start: a run
+    started by a batch of bad inputs just sent is judged once it is listed and the worker has
+    tried it. Needs a server with visibility (the dev server): the time-skipping server cannot
+    list workflows."""
     running = 'ExecutionStatus = "Running"'
     full = f"({query}) AND {running}" if query else running
-    deadline = asyncio.get_running_loop().time() + within
+    loop = asyncio.get_running_loop()
+    settled, deadline = loop.time() + settle, loop.time() + within
     while True:
         troubles: dict[str, str] = {}
         async for wf in client.list_workflows(full):
@@ -152,9 +155,9 @@ async def assert_no_failing_workflow_tasks(
                     troubles[wf.id] = trouble
         failing = {wf_id: why for wf_id, why in troubles.items() if why}
         assert not failing, f"runs with failing workflow tasks: {failing}"
-        if not troubles:
+        if not troubles and loop.time() >= settled:
             return
-        assert asyncio.get_running_loop().time() < deadline, (
+        assert loop.time() < deadline, (
             f"runs whose first workflow task never ended: {sorted(troubles)}"
         )
         await asyncio.sleep(0.2)

@@ -303,6 +303,7 @@ async def test_the_helper_sees_a_workflow_task_that_keeps_failing(
     )
     try:
         with pytest.raises(AssertionError, match="failing workflow tasks"):
+            # The default settle time is what sees it even while visibility lags the start.
             await assert_no_failing_workflow_tasks(
                 dev_env.client, f'WorkflowId = "{handle.id}"', within=20
             )
