@@ -26,8 +26,9 @@ async def test_registering_a_runaway_template_does_not_stall_other_requests(
         return time.monotonic() - start
 
     start = time.monotonic()
-    registration, health = await asyncio.gather(
-        client.post("/v1/templates", json=template), timed_health()
+    # Bounded: without a budget this registration would run for days.
+    registration, health = await asyncio.wait_for(
+        asyncio.gather(client.post("/v1/templates", json=template), timed_health()), timeout=10
     )
     elapsed = time.monotonic() - start
     error = error_of(registration, 422, "invalid_request")
