@@ -22,7 +22,6 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 
@@ -44,6 +43,7 @@ from worker.main import (
     run_workers,
 )
 from workflows import search_attributes
+from workflows.converter import DATA_CONVERTER
 
 BIN = Path(sys.executable).parent
 TEMPLATE_ID = "bench_alert"
@@ -243,7 +243,7 @@ async def bench_stack(
                 dev_server_database_filename=str(tmp / "temporal.db"),
                 dev_server_extra_args=SQLITE_PRAGMAS,
                 search_attributes=search_attributes.ALL,
-                data_converter=pydantic_data_converter,
+                data_converter=DATA_CONVERTER,
                 runtime=core_warnings.runtime(),
             )
         )

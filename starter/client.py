@@ -35,8 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.connection import connect_temporal
-from tidings import rendering
+from tidings import idempotency, rendering
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
     AttributeValue,
@@ -55,12 +54,14 @@ from tidings.models import (
     Template,
     TemplateDefinition,
     User,
+    check_horizon,
     engagement_key,
 )
 from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
 from workflows import search_attributes as sa
+from workflows.connect import connect as connect_temporal
 from workflows.io import CancelInput, EngagementSignal, NotificationInput, RescheduleInput
 from workflows.notification import NotificationWorkflow
 from workflows.queues import workflow_id, workflow_queue
@@ -72,6 +73,9 @@ _START_CONCURRENCY = 32
 class NotificationRef(BaseModel):
     notification_id: str
     workflow_id: str
+    # False when an idempotency key was used again with the same request: this is the
+    # notification the first request started, and nothing new was started.
+    created: bool = True
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +88,27 @@ def _parse(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
         return model.model_validate(value)
     except ValidationError as e:
         raise InvalidRequest.from_validation(e, prefix) from e
+
+
+def _fingerprint(prepared: NotificationInput) -> str:
+    return idempotency.fingerprint(prepared.request)
+
+
+def _reused(key: str) -> Conflict:
+    return Conflict(
+        f"idempotency key {key!r} was already used for a different request;"
+        " use a new key, or send the same request to get the same notification",
+        field="idempotency_key",
+    )
+
+
+def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
+    if value is None:
+        return
+    try:
+        check_horizon(value, now)
+    except ValueError as e:
+        raise InvalidRequest(field, str(e)) from e
 
 
 class Tidings:
@@ -155,7 +180,7 @@ class Tidings:
         version (or return the current one if nothing changed)."""
         definition = _parse(TemplateDefinition, definition)
         try:
-            rendering.validate_template(definition)
+            await rendering.validate_template_async(definition)
         except rendering.TemplateError as e:
             raise InvalidRequest(e.field, e.reason) from e
         return await self.store.add_template_version(definition)
@@ -175,8 +200,9 @@ class Tidings:
     async def notify(
         self, request: NotificationRequest | dict[str, Any] | None = None, /, **fields: Any
     ) -> NotificationRef:
-        """Start one notification. A repeated idempotency key returns the existing notification
-        instead of sending a second one, whatever the rest of the request says."""
+        """Start one notification. An idempotency key used again with the same request returns
+        the existing notification (`created` False); with a different request it is a Conflict
+        naming the key (see `tidings.idempotency`)."""
         req = _parse(NotificationRequest, request if request is not None else fields)
         prepared = await self._prepare(req)
         return await self._start(prepared)
@@ -205,6 +231,13 @@ class Tidings:
                 prepared.append(await self._prepare(req, template))
             except InvalidRequest as e:
                 raise InvalidRequest(f"user_ids[{i}] ({user_id}): {e.field}", e.reason) from e
+        # Every key checked before any notification starts, so a conflict starts nothing.
+        claimed = await self.store.idempotency_fingerprints(
+            [p.notification_id for p in prepared if p.request.idempotency_key]
+        )
+        for p in prepared:
+            if claimed.get(p.notification_id, _fingerprint(p)) != _fingerprint(p):
+                raise _reused(p.notification_id)
         limit = asyncio.Semaphore(_START_CONCURRENCY)
 
         async def start(p: NotificationInput) -> NotificationRef:
@@ -220,6 +253,8 @@ class Tidings:
         now = datetime.now(UTC)
         if req.expires_at is not None and req.expires_at <= now:
             raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
+        for name in ("scheduled_at", "expires_at"):
+            _check_horizon(getattr(req, name), name, now)
         user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
@@ -236,7 +271,7 @@ class Tidings:
                 )
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
-                rendering.render(template, channel, req.data, locale=user.locale)
+                await rendering.render_async(template, channel, req.data, locale=user.locale)
             except rendering.TemplateError as e:
                 raise InvalidRequest(
                     "data", f"{e.reason} (template {template.id}, {e.field})"
@@ -255,31 +290,47 @@ class Tidings:
     async def _start(self, prepared: NotificationInput) -> NotificationRef:
         wf_id = workflow_id(prepared.notification_id)
         req = prepared.request
-        # A run that finished earlier with the same key raises WorkflowAlreadyStartedError: it is
-        # the same notification, not a new one.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self.temporal.start_workflow(
-                NotificationWorkflow.run,
-                prepared,
-                id=wf_id,
-                task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.USER, req.user_id),
-                        SearchAttributePair(sa.TEMPLATE, req.template_id),
-                        SearchAttributePair(sa.PRIORITY, prepared.priority.value),
-                        SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
-                        SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
-                    ]
-                ),
-                static_summary=(
-                    f"{req.template_id} v{prepared.template_version} to {req.user_id}"
-                    f" ({prepared.priority.value})"
-                ),
-            )
-        return NotificationRef(notification_id=prepared.notification_id, workflow_id=wf_id)
+        created = True
+        if req.idempotency_key is not None:
+            # Claimed before the start: a crash between the two leaves a claim whose repeat
+            # starts the workflow (USE_EXISTING makes that start idempotent).
+            mine = _fingerprint(prepared)
+            theirs = await self.store.claim_idempotency_key(prepared.notification_id, mine)
+            if theirs is not None and theirs != mine:
+                raise _reused(prepared.notification_id)
+            created = theirs is None
+        try:
+            await self._start_workflow(prepared, wf_id)
+        except WorkflowAlreadyStartedError:
+            # A run that finished earlier with the same key: the same notification.
+            created = False
+        return NotificationRef(
+            notification_id=prepared.notification_id, workflow_id=wf_id, created=created
+        )
+
+    async def _start_workflow(self, prepared: NotificationInput, wf_id: str) -> None:
+        req = prepared.request
+        await self.temporal.start_workflow(
+            NotificationWorkflow.run,
+            prepared,
+            id=wf_id,
+            task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.USER, req.user_id),
+                    SearchAttributePair(sa.TEMPLATE, req.template_id),
+                    SearchAttributePair(sa.PRIORITY, prepared.priority.value),
+                    SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
+                    SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
+                ]
+            ),
+            static_summary=(
+                f"{req.template_id} v{prepared.template_version} to {req.user_id}"
+                f" ({prepared.priority.value})"
+            ),
+        )
 
     def _handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationResult]:
         return self.temporal.get_workflow_handle_for(
@@ -317,9 +368,12 @@ class Tidings:
     async def reschedule(self, notification_id: str, at: datetime) -> NotificationResult:
         if at.tzinfo is None:
             raise InvalidRequest("at", "needs a timezone (e.g. 2026-12-01T09:00:00+00:00)")
-        if at <= datetime.now(UTC):
+        arg = _parse(RescheduleInput, {"at": at})  # the range check, before any arithmetic
+        now = datetime.now(UTC)
+        if arg.at <= now:
             raise InvalidRequest("at", f"{at.isoformat()} is in the past")
-        return await self._update(notification_id, "reschedule", RescheduleInput(at=at))
+        _check_horizon(arg.at, "at", now)
+        return await self._update(notification_id, "reschedule", arg)
 
     async def _update(self, notification_id: str, name: str, arg: BaseModel) -> NotificationResult:
         handle = self._handle(notification_id)

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
 from starter.dev.devserver import start_retrying
+from workflows.converter import DATA_CONVERTER
 from workflows.search_attributes import ALL
 
 BIN = Path(sys.executable).parent
@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_retrying(
         lambda: WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             test_server_existing_path=str(BIN / "temporal-test-server"),
         )
     )
@@ -38,7 +38,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     # The SDK picks the server's port, then the server binds it: retried when taken meanwhile.
     env = await start_retrying(
         lambda: WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             dev_server_existing_path=str(BIN / "temporal"),
             search_attributes=ALL,
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -25,6 +26,7 @@ from tidings.settings import Settings
 from tidings.store import Store
 from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows.io import NotificationInput
+from workflows.queues import URGENT_SUFFIX
 
 
 class RecordingTidings(Tidings):
@@ -101,3 +103,67 @@ async def running_stack(client: Client, tmp_path: Path, **overrides: Any) -> Asy
                 await task
                 await close_senders(senders)
                 await store.close()
+
+
+_TASK_ENDS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+}
+_TASK_FAILED = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+}
+
+
+async def _task_trouble(client: Client, workflow_id: str, run_id: str | None) -> str | None:
+    """Why this run's workflow task is failing, None if it is not, "" if its first workflow
+    task has not ended yet (a run that may still turn out to be stuck)."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    raw = (await handle.describe()).raw_description
+    pending = raw.pending_workflow_task if raw.HasField("pending_workflow_task") else None
+    if pending is not None and pending.attempt > 1:
+        return f"workflow task at attempt {pending.attempt}"
+    ends = [e for e in (await handle.fetch_history()).events if e.event_type in _TASK_ENDS]
+    if ends and ends[-1].event_type in _TASK_FAILED:
+        last = ends[-1]
+        failure = last.workflow_task_failed_event_attributes.failure.message
+        return f"last workflow task {EventType.Name(last.event_type)}: {failure}"[:500]
+    return "" if not ends else None
+
+
+async def assert_no_failing_workflow_tasks(
+    client: Client, query: str = "", *, within: float = 10.0, settle: float = 1.0
+) -> None:
+    """Fail if any open run matching `query` (a visibility query; "" for every open run) has a
+    workflow task that failed or timed out: such a run retries its task forever and never ends.
+    Runs whose first workflow task has not ended yet are waited for (up to `within` seconds),
+    and the runs are listed again for `settle` seconds, because visibility lags a start: a run
+    started by a batch of bad inputs just sent is judged once it is listed and the worker has
+    tried it. Needs a server with visibility (the dev server): the time-skipping server cannot
+    list workflows."""
+    running = 'ExecutionStatus = "Running"'
+    full = f"({query}) AND {running}" if query else running
+    loop = asyncio.get_running_loop()
+    settled, deadline = loop.time() + settle, loop.time() + within
+    while True:
+        troubles: dict[str, str] = {}
+        async for wf in client.list_workflows(full):
+            with contextlib.suppress(RPCError):  # it ended between the list and the look
+                trouble = await _task_trouble(client, wf.id, wf.run_id)
+                if trouble is not None:
+                    troubles[wf.id] = trouble
+        failing = {wf_id: why for wf_id, why in troubles.items() if why}
+        assert not failing, f"runs with failing workflow tasks: {failing}"
+        if not troubles and loop.time() >= settled:
+            return
+        assert loop.time() < deadline, (
+            f"runs whose first workflow task never ended: {sorted(troubles)}"
+        )
+        await asyncio.sleep(0.2)
+
+
+def task_queue_query(settings: Settings) -> str:
+    """The visibility query for the runs of one stack (normal and urgent workflow queues)."""
+    queue = settings.task_queue
+    return f'TaskQueue = "{queue}" OR TaskQueue = "{queue}{URGENT_SUFFIX}"'

@@ -84,7 +84,9 @@ async def send(
         template_id=request.template_id,
         version=request.template_version,
     )
-    message = rendering.render(template, request.channel, request.data, locale=user.locale)
+    message = await rendering.render_async(
+        template, request.channel, request.data, locale=user.locale
+    )
     devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
     acceptance = await sender.send(
         OutgoingMessage(

@@ -39,7 +39,13 @@ class NotFound(TidingsError):
 
 
 class Conflict(TidingsError):
-    """The request is well-formed but the notification's state does not allow it now."""
+    """The request is well-formed but the notification's state does not allow it now, or its
+    idempotency key was used for a different request (then `field` is "idempotency_key")."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
 
 
 class Unauthorized(TidingsError):

@@ -18,27 +18,46 @@ push title rather than the English push title):
     SLACK     subject                      text (required)         -
 
 A field set to "" is present (it renders to ""); only None means absent.
+
+The render budget (`tidings.render_limits`). Rendering one channel (all its fields) may take at
+most `MAX_RENDER_STEPS` (100,000) steps and `MAX_RENDER_SECONDS` (0.5 s); each field renders to at
+most `MAX_RENDERED_BYTES` (256 KiB). A step is one iteration of a `{% for %}` loop, one element
+of a `range()` (so `for i in range(n)` costs n, paid when the range is built), or one call
+(function, method, macro). Every `for` is rewritten at compile time to iterate through a counting
+wrapper, `range` is replaced, and the sandbox's call hook counts too; the clock is read at each
+step. One operation may build at most `MAX_GROWTH` (256 Ki) characters: repetition, padding
+(`center`, `indent`...), format widths and `replace` are checked before they run, and `lipsum`
+is gone. Exceeding any of it is a `TemplateError` naming the field and the reason (the channel
+too, for the budget): a template is refused at registration, and at send time the channel fails
+for good. Rendering is CPU work, so async code renders through `render_async` /
+`validate_template_async`, which run it on a small dedicated thread pool: an event loop that
+serves HTTP requests or workflow tasks never runs a template.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+import asyncio
+import functools
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import jinja2
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
+from tidings import render_limits as limits
 from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
 
 MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
-_MAX_REPEAT = MAX_RENDERED_BYTES  # bound on `"x" * n` before it is built
-_MAX_POWER_BITS = 4096  # bound on `a ** b` before it is computed
+_RENDER_THREADS = 4
+_LOOP_FILTER = "tidings_budgeted"  # a filter, not a global: template data cannot shadow it
+_CONCAT_FILTER = "tidings_concat"
 
 FIELDS = ("subject", "text", "html", "push_title", "push_body", "sms")
 
@@ -87,37 +106,55 @@ _SLOTS: dict[Channel, tuple[_Slot, ...]] = {
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on `*` and `**` so that `{{ "x" * 10**10 }}` is refused
-    before it allocates instead of after."""
+    """The immutable sandbox, plus the render budget on loops, ranges and calls, and bounds on
+    the operations that allocate in one go (`tidings.render_limits`), checked before they run."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = limits.budgeted_range
+        del self.globals["lipsum"]  # lipsum(n=10**6) is seconds of work in one call
+        self.filters[_LOOP_FILTER] = limits.budgeted
+        self.filters[_CONCAT_FILTER] = limits.bounded_concat
+        self.filters.update(limits.limited_filters(self.filters))
+
+    def call(
+        self,
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        limits.spend()  # macros recursing without a loop are stopped here
+        limits.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # `"{:>{w}}".format(...)` reaches here, not `call`, with the format string bound.
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt: str = value.__self__
+        format_: Callable[..., str] = wrapped
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            limits.check_format(fmt, args, kwargs)
+            return format_(*args, **kwargs)
+
+        return checked
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
     ) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > _MAX_REPEAT
-                ):
-                    raise SecurityError(f"repetition would build more than {_MAX_REPEAT} items")
-            return left * right
-        if (
-            operator == "**"
-            and isinstance(left, int)
-            and isinstance(right, int)
-            and abs(left) > 1
-            and right * math.log2(abs(left)) > _MAX_POWER_BITS
-        ):
-            raise SecurityError(f"power would exceed {_MAX_POWER_BITS} bits")
+        limits.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> _Sandbox:
-    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
+    # finalize sees every {{ value }} before it becomes text.
+    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=limits.check_size)
 
 
 def _check_ast(tree: nodes.Template) -> None:
@@ -132,11 +169,28 @@ def _check_ast(tree: nodes.Template) -> None:
             raise SecurityError(f"line {node.lineno}: access to {name!r} is not allowed")
 
 
+class _Instrument(NodeTransformer):
+    """Rewrites `{% for x in items %}` as `{% for x in items | tidings_budgeted %}`, and `a ~ b`
+    as `[a, b] | tidings_concat` (a join the sandbox has no hook for, bounded in size)."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.List(node.nodes, lineno=node.lineno)
+        return nodes.Filter(parts, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
+
+
 @lru_cache(maxsize=4096)
 def _compile(source: str, autoescape: bool) -> jinja2.Template:
     env = _environment(autoescape)
-    _check_ast(env.parse(source))
-    return env.from_string(source)
+    tree = env.parse(source)
+    _check_ast(tree)
+    _Instrument().visit(tree)
+    return env.from_string(tree)
 
 
 def _compile_field(source: str, field: str, *, html: bool) -> jinja2.Template:
@@ -159,7 +213,7 @@ def _render_field(source: str, field: str, data: dict[str, Any], *, html: bool) 
             if size > MAX_RENDERED_BYTES:
                 raise TemplateError(field, f"renders to more than {MAX_RENDERED_BYTES} bytes")
             parts.append(chunk)
-    except TemplateError:
+    except (TemplateError, limits.BudgetExceeded):
         raise
     except SecurityError as e:
         raise TemplateError(field, f"refused by the sandbox: {e}") from e
@@ -210,7 +264,15 @@ def render(
     locale: str | None = None,
 ) -> RenderedMessage:
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
-    to the default content). Raises TemplateError naming the field and the reason."""
+    to the default content), within the render budget. Raises TemplateError naming the field and
+    the reason. CPU-bound: from async code, use `render_async`."""
+    with limits.budget():
+        return _render(template, channel, data, locale)
+
+
+def _render(
+    template: TemplateDefinition, channel: Channel, data: dict[str, Any], locale: str | None
+) -> RenderedMessage:
     layers = _sources(template, _locale_key(template, locale))
     out: dict[str, str | None] = {"subject": "", "text": "", "html": None}
     for slot in _SLOTS[channel]:
@@ -223,7 +285,12 @@ def render(
                 )
             continue
         field, source = picked
-        value = _render_field(source, field, data, html=slot.name == "html")
+        try:
+            value = _render_field(source, field, data, html=slot.name == "html")
+        except limits.BudgetExceeded as e:
+            raise TemplateError(
+                field, f"exceeds the render budget of channel {channel.value}: {e}"
+            ) from e
         if slot.single_line:
             value = " ".join(value.split())
         if channel is Channel.SMS and len(value) > MAX_SMS_CHARS:
@@ -268,3 +335,35 @@ def required_variables(template: TemplateDefinition) -> set[str]:
             raise TemplateError(field, f"syntax error on line {e.lineno}: {e.message}") from e
         names |= meta.find_undeclared_variables(tree)
     return names - set(_environment(False).globals)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@lru_cache(maxsize=1)
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_RENDER_THREADS, thread_name_prefix="tidings-render")
+
+
+async def _off_loop(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    # A dedicated pool, not asyncio.to_thread: a burst of renders cannot starve the default
+    # executor that DNS lookups and file I/O share, and at most _RENDER_THREADS run at once.
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+
+
+async def render_async(
+    template: TemplateDefinition,
+    channel: Channel,
+    data: dict[str, Any],
+    *,
+    locale: str | None = None,
+) -> RenderedMessage:
+    """`render`, on the render threads, so the calling event loop keeps serving."""
+    return await _off_loop(render, template, channel, data, locale=locale)
+
+
+async def validate_template_async(template: TemplateDefinition) -> None:
+    """`validate_template`, on the render threads."""
+    await _off_loop(validate_template, template)

@@ -16,7 +16,6 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 
 from activities.notification import NotificationActivities
-from starter.connection import connect_temporal
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
 from tidings.channels.failover import FailoverSender
@@ -28,6 +27,7 @@ from tidings.models import Channel, Priority
 from tidings.settings import Settings
 from tidings.store import Store
 from worker.logs import install_log_filter
+from workflows.connect import connect as connect_temporal
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_queue
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from tidings.models import (
     AttributeValue,
@@ -10,6 +10,7 @@ from tidings.models import (
     EngagementType,
     NotificationRequest,
     Priority,
+    Timestamp,
     check_attributes,
 )
 
@@ -25,7 +26,7 @@ class NotificationInput(BaseModel):
 
 
 class RescheduleInput(BaseModel):
-    at: AwareDatetime
+    at: Timestamp
 
 
 class CancelInput(BaseModel):
@@ -35,7 +36,7 @@ class CancelInput(BaseModel):
 class EngagementSignal(BaseModel):
     type: EngagementType
     channel: Channel | None = None
-    at: AwareDatetime | None = None  # when the user acted; defaults to when the signal arrived
+    at: Timestamp | None = None  # when the user acted; defaults to when the signal arrived
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
 

@@ -30,11 +30,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client import Tidings
-from starter.connection import connect_temporal
 from starter.webui import workflow_url
 from tidings.errors import InvalidRequest, TidingsError
 from tidings.models import NotificationResult
 from tidings.settings import Settings
+from workflows.connect import connect as connect_temporal
 from workflows.queues import workflow_id
 
 T = TypeVar("T")
@@ -140,7 +140,10 @@ def parse_when(value: str, option: str) -> datetime:
     delay = _DELAY.match(text)
     if delay:
         amount, unit = float(delay.group(1)), _UNITS[delay.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: amount})
+        try:
+            return datetime.now(UTC) + timedelta(**{unit: amount})
+        except OverflowError:  # +99999999d is past year 9999
+            raise InvalidRequest(option, f"{value!r} is too far ahead") from None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

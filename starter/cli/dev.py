@@ -20,13 +20,13 @@ from rich.text import Text
 from starter.cli import _views as views
 from starter.cli._runtime import connect, err, out, run, ui_link, wait_all
 from starter.client import NotificationRef
-from starter.connection import connect_temporal
 from starter.dev import demo_data
 from starter.dev import emulator_control as emulators
 from starter.dev.demo_data import seed_demo_data
 from starter.dev.devserver import DevStackError, kill_all
 from tidings.models import Channel, NotificationStatus, Priority
 from tidings.settings import Settings
+from workflows.connect import connect as connect_temporal
 
 log = logging.getLogger("tidings.dev")
 

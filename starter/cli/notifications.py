@@ -134,7 +134,11 @@ async def _start_bulk(
 
 
 def _print_started(refs: list[NotificationRef], settings: Settings) -> None:
-    table = Table(title=f"{len(refs)} notification(s) started", title_justify="left")
+    # A key used again with the same request starts nothing: say so rather than "started".
+    existed = sum(not ref.created for ref in refs)
+    parts = [f"{len(refs) - existed} notification(s) started"] if existed < len(refs) else []
+    parts += [f"{existed} already existed (same idempotency key and request)"] if existed else []
+    table = Table(title=", ".join(parts), title_justify="left")
     table.add_column("notification", overflow="fold")
     table.add_column("Web UI", overflow="fold")
     for ref in refs:

@@ -34,7 +34,6 @@ from temporalio.service import RPCError
 
 from starter.admin import ensure_search_attributes
 from starter.client import Tidings
-from starter.connection import connect_temporal
 from starter.dev import emulator_control as dev_emulators
 from starter.dev.demo_data import seed_demo_data
 from starter.dev.devserver import (
@@ -50,6 +49,7 @@ from starter.dev.webhook_receiver import WebhookReceiver
 from starter.dev.worker_process import WorkerProcess
 from starter.webui import search_url
 from tidings.settings import Settings
+from workflows.connect import connect as connect_temporal
 from workflows.search_attributes import ALL
 
 log = logging.getLogger("tidings.dev")

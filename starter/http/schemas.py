@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from starter.client import MAX_BULK
@@ -22,6 +22,7 @@ from tidings.models import (
     NotificationRequest,
     NotificationStatus,
     Preferences,
+    Timestamp,
     User,
     check_attributes,
 )
@@ -52,6 +53,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Not allowed in the notification's current state"}
 }
+KEY_REUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The idempotency key was used for another request"}
+}
 
 
 class UserBody(User):
@@ -72,6 +76,11 @@ class Accepted(BaseModel):
     notification_id: str
     workflow_id: str
     status_url: str
+    created: bool = Field(
+        default=True,
+        description="false when the idempotency key was used before with the same request:"
+        " this is that notification, and nothing new was started",
+    )
 
 
 class BulkRequest(NotificationRequest):
@@ -103,7 +112,7 @@ class CancelBody(Model):
 
 
 class RescheduleBody(Model):
-    at: AwareDatetime
+    at: Timestamp
 
 
 class EngagementBody(Model):

@@ -62,12 +62,20 @@ async def test_sending_again_with_the_same_key_is_the_same_notification(
 ) -> None:
     data = ("-d", '{"app_name": "MyApp"}', "-d", 'user_name:="John"')
     args = ("send", "user_001", "welcome", *data, "--idempotency-key", "signup-42")
-    first = notification_id(ok(await cli(*args)))
-    second = notification_id(ok(await cli(*args)))
+    first_out = ok(await cli(*args))
+    second_out = ok(await cli(*args))
 
-    assert first == second == "signup-42"
+    assert notification_id(first_out) == notification_id(second_out) == "signup-42"
+    assert "1 notification(s) started" in first_out
+    assert "already existed" in second_out and "started" not in second_out
     await stack.tidings.wait_sent("signup-42")
     assert [m.subject for m in stack.sink.messages] == ["Welcome to MyApp, John!"]
+
+    other = ("send", "user_001", "welcome", *data, "--priority", "high")
+    error = one_line_error(
+        await cli(*other, "--idempotency-key", "signup-42"), "idempotency_key", "signup-42"
+    )
+    assert "different request" in error
 
 
 async def test_send_unknown_template(cli: Cli) -> None:
@@ -104,6 +112,11 @@ async def test_send_bad_data(cli: Cli, data: str, expected: str) -> None:
         ("--at", "2030-01-01T09:00:00", "--at: '2030-01-01T09:00:00' has no UTC offset"),
         ("--expires", "+5x", "--expires: '+5x' is not a time"),
         ("--expires", "2020-01-01T00:00:00Z", "expires_at: 2020-01-01T00:00:00+00:00 is in"),
+        ("--at", "+99999999d", "--at: '+99999999d' is too far ahead"),
+        ("--at", "+400d", "scheduled_at: "),
+        ("--at", "9999-12-31T23:00:00-12:00", "is out of range"),
+        ("--at", "0001-01-01T00:00:00+14:00", "is out of range"),
+        ("--expires", "+2y", "--expires: '+2y' is not a time"),
     ],
 )  # fmt: skip
 async def test_send_bad_dates(cli: Cli, option: str, value: str, expected: str) -> None:

@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.deploy import files
 from tidings.models import User
 from tidings.store import Store
+from workflows.converter import DATA_CONVERTER
 from workflows.search_attributes import ALL
 
 BIN = Path(sys.executable).parent
@@ -122,7 +123,9 @@ def compose_script(service: str) -> str:
 
 
 async def test_admin_tools_script_registers_the_search_attributes() -> None:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(BIN / "temporal"))
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=DATA_CONVERTER
+    )
     try:
         address = env.client.service_client.config.target_host
         shell_env = {

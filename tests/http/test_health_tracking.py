@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 from pydantic import SecretStr
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from starter.client import Tidings
 from starter.http import MAX_BODY_BYTES, make_open_pixel, make_tracking_link
@@ -16,6 +14,7 @@ from tests.ports import refused_port
 from tests.support import Stack
 from tidings.store import Store
 from tidings.store.engine import create_engine
+from workflows.connect import connect
 
 
 async def test_healthz_ok(client: httpx.AsyncClient) -> None:
@@ -30,9 +29,8 @@ async def test_temporal_down_is_503_naming_temporal(stack: Stack) -> None:
 
 
 async def temporal_down_is_503_naming_temporal(stack: Stack, port: int) -> None:
-    temporal = await Client.connect(
-        f"127.0.0.1:{port}", lazy=True, data_converter=pydantic_data_converter
-    )
+    settings = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    temporal = await connect(settings, lazy=True)
     async with api(Tidings(stack.settings, stack.store, temporal)) as client:
         r = await client.get("/healthz")
         error = error_of(r, 503, "unavailable")

@@ -29,9 +29,10 @@ async def test_start_returns_202_and_a_status_url(client: httpx.AsyncClient, sta
     assert accepted["notification_id"] == k
     assert accepted["workflow_id"] == f"notification/{k}"
     assert accepted["status_url"] == f"http://test/v1/notifications/{k}"
+    assert accepted["created"] is True
 
     again = await client.post("/v1/notifications", json=request, headers={"Idempotency-Key": k})
-    assert again.status_code == 202 and again.json() == accepted
+    assert again.status_code == 202 and again.json() == {**accepted, "created": False}
 
     await stack.tidings.wait_sent(k)
     status = (await client.get(accepted["status_url"])).json()

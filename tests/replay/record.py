@@ -16,13 +16,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
 from tests.conftest import BIN
 from tests.support import running_stack
 from tidings.models import Preferences, QuietHours
+from workflows.converter import DATA_CONVERTER
 from workflows.queues import workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -37,7 +37,7 @@ async def _save(handle: WorkflowHandle[object, object], name: str) -> None:
 
 async def record(version: str) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await ensure_search_attributes(env.client, env.client.namespace)

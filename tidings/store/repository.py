@@ -12,6 +12,7 @@ from typing import Any
 
 from tidings.store.engine import create_engine, migrate
 from tidings.store.frequency import FrequencyMixin
+from tidings.store.idempotency import IdempotencyMixin
 from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
@@ -32,6 +33,7 @@ class Store(
     InboxMixin,
     FrequencyMixin,
     ReceiptsMixin,
+    IdempotencyMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:

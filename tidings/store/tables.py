@@ -221,3 +221,14 @@ class InboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKeyRow(Base):
+    """Which request an idempotency key was first used for: a repeat with the same request is
+    the same notification, one with a different request is a conflict (`tidings.idempotency`)."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starter.http.deps import Api, IdempotencyKey, accepted, choose_key
 from starter.http.schemas import (
     CONFLICT_RESPONSE,
+    KEY_REUSED_RESPONSE,
     Accepted,
     BulkAccepted,
     BulkRequest,
@@ -25,7 +26,11 @@ router = APIRouter()
 
 
 @router.post(
-    "/notifications", summary="Send a notification", status_code=202, response_model=Accepted
+    "/notifications",
+    summary="Send a notification",
+    status_code=202,
+    response_model=Accepted,
+    responses=KEY_REUSED_RESPONSE,
 )
 async def notify(
     body: NotificationRequest,
@@ -43,6 +48,7 @@ async def notify(
     summary="Send one notification per user",
     status_code=202,
     response_model=BulkAccepted,
+    responses=KEY_REUSED_RESPONSE,
 )
 async def notify_bulk(
     body: BulkRequest,

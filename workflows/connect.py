@@ -1,13 +1,13 @@
-"""One way to connect to Temporal, used by the client, the CLI, the HTTP API and the worker, so
-they all share the same address, TLS and data converter."""
+"""The one way to connect to Temporal: the client, the CLI, the HTTP API, the worker, the dev
+stack and the benchmarks all share the same address, TLS, API key and data converter."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
 from tidings.settings import Settings
+from workflows.converter import DATA_CONVERTER
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -20,12 +20,14 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """`lazy` connects on first use (a health check that must answer while Temporal is down)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=tls_config(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
+        lazy=lazy,
     )

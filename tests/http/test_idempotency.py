@@ -1,0 +1,81 @@
+"""An idempotency key names one request: the same request again is the same notification, a
+different one is a 409 naming the key, and nothing is started or written for it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import httpx
+
+from tests.http.helpers import WELCOME, error_of
+from tests.support import Stack
+
+REQUEST = {"user_id": "user_001", "template_id": "welcome", "data": WELCOME}
+
+
+def key() -> str:
+    return f"idem-{uuid.uuid4().hex[:12]}"
+
+
+async def test_the_same_key_with_another_body_is_a_conflict_naming_the_key(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    k = key()
+    first = await client.post("/v1/notifications", json={**REQUEST, "idempotency_key": k})
+    assert first.status_code == 202 and first.json()["created"] is True
+
+    other = {**REQUEST, "data": {**WELCOME, "user_name": "Jane"}, "idempotency_key": k}
+    error = error_of(await client.post("/v1/notifications", json=other), 409, "conflict")
+    assert error["field"] == "idempotency_key"
+    assert k in error["reason"] and "different request" in error["reason"]
+
+    # Priority, channels or times count as a different request too.
+    for change in ({"priority": "high"}, {"channels": ["email"]}):
+        r = await client.post("/v1/notifications", json={**REQUEST, **change, "idempotency_key": k})
+        error_of(r, 409, "conflict")
+
+    await stack.tidings.wait_sent(k)
+    assert [m.subject for m in stack.sink.messages] == ["Welcome to MyApp, John!"]
+    assert stack.tidings.started.count(f"notification/{k}") == 1  # no second start attempted
+
+
+async def test_the_same_key_and_body_is_the_same_notification(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    k = key()
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    paris = expires.astimezone(timezone(timedelta(hours=1))).isoformat()
+    body = {**REQUEST, "expires_at": paris}
+    first = await client.post("/v1/notifications", json=body, headers={"Idempotency-Key": k})
+    assert first.status_code == 202, first.text
+    # The same instant spelled in UTC, the key in the body instead of the header.
+    again = {**REQUEST, "expires_at": expires.isoformat(), "idempotency_key": k}
+    r = await client.post("/v1/notifications", json=again)
+    assert r.status_code == 202, r.text
+    assert r.json() == {**first.json(), "created": False}
+    await stack.tidings.wait_sent(k)
+    assert len(stack.sink.messages) == 1
+
+
+async def test_bulk_checks_every_key_before_starting_any(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    k = key()
+    bulk = {"user_ids": ["user_001", "user_002"], "template_id": "welcome", "data": WELCOME}
+    # user_002 already has a notification under `<k>.user_002`, for a different request.
+    r = await client.post(
+        "/v1/notifications",
+        json={
+            **REQUEST,
+            "user_id": "user_002",
+            "priority": "high",
+            "idempotency_key": f"{k}.user_002",
+        },
+    )
+    assert r.status_code == 202, r.text
+    r = await client.post("/v1/notifications/bulk", json={**bulk, "idempotency_key": k})
+    error = error_of(r, 409, "conflict")
+    assert f"{k}.user_002" in error["reason"]
+    assert f"notification/{k}.user_001" not in stack.tidings.started  # nothing else started
+    assert await stack.store.idempotency_fingerprints([f"{k}.user_001"]) == {}

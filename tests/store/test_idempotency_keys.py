@@ -1,0 +1,48 @@
+"""Idempotency keys: the first claim wins, atomically; a repeat reads the winning fingerprint."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tidings.idempotency import fingerprint
+from tidings.models import NotificationRequest
+from tidings.store import Store
+
+
+async def test_the_first_claim_wins_and_a_repeat_reads_its_fingerprint(store: Store) -> None:
+    assert await store.claim_idempotency_key("k1", "a" * 64) is None
+    assert await store.claim_idempotency_key("k1", "a" * 64) == "a" * 64
+    assert await store.claim_idempotency_key("k1", "b" * 64) == "a" * 64  # nothing overwritten
+    assert await store.idempotency_fingerprints(["k1", "k2"]) == {"k1": "a" * 64}
+    assert await store.idempotency_fingerprints([]) == {}
+
+
+async def test_concurrent_claims_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.claim_idempotency_key("race", f"{i:064d}") for i in range(8))
+    )
+    winners = [r for r in results if r is None]
+    assert len(winners) == 1
+    assert len({r for r in results if r is not None}) == 1
+
+
+def test_the_fingerprint_ignores_spelling_but_not_meaning() -> None:
+    base = {"user_id": "u1", "template_id": "t", "data": {"a": 1, "b": [1, 2]}}
+    same = [
+        {**base, "data": {"b": [1, 2], "a": 1}},  # key order
+        {**base, "channels": None, "priority": None},  # defaults spelled out
+    ]
+    different = [
+        {**base, "data": {"a": 2, "b": [1, 2]}},
+        {**base, "channels": ["email"]},
+        {**base, "priority": "high"},
+        {**base, "scheduled_at": "2026-12-01T09:00:00Z"},
+    ]
+    fp = fingerprint(NotificationRequest.model_validate(base))
+    assert all(fingerprint(NotificationRequest.model_validate(v)) == fp for v in same)
+    assert all(fingerprint(NotificationRequest.model_validate(v)) != fp for v in different)
+    at = [
+        NotificationRequest.model_validate({**base, "scheduled_at": t})
+        for t in ("2026-12-01T10:00:00+01:00", "2026-12-01T09:00:00Z")
+    ]
+    assert fingerprint(at[0]) == fingerprint(at[1])  # the same instant
