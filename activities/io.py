@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from tidings.models import Channel, DeliveryResult, DeliveryStatus, NotificationStatus, Priority
+from tidings.models import Channel, ChannelResult, DeliveryStatus, NotificationStatus, Priority
 
 
 class RecordInput(BaseModel):
@@ -18,14 +18,14 @@ class RecordInput(BaseModel):
     status: NotificationStatus
     send_at: AwareDatetime | None = None
     reason: str | None = None
-    channels: list[DeliveryResult] = Field(default_factory=list)
+    channels: list[ChannelResult] = Field(default_factory=list)
 
 
 class RecordChannelInput(BaseModel):
     """One channel's result, recorded the moment it lands (the others may still be sending)."""
 
     notification_id: str
-    result: DeliveryResult
+    result: ChannelResult
 
 
 class PlanInput(BaseModel):

@@ -40,7 +40,7 @@ from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
     AttributeValue,
     Channel,
-    DeliveryResult,
+    ChannelResult,
     Device,
     EngagementType,
     InboxItem,
@@ -438,7 +438,7 @@ class Tidings:
         """The notification whose `channel` send a provider knows by this message id."""
         return await self.store.find_by_provider_id(channel, provider_message_id)
 
-    async def record_receipt(self, receipt: DeliveryReceipt) -> DeliveryResult | None:
+    async def record_receipt(self, receipt: DeliveryReceipt) -> ChannelResult | None:
         """Apply an authenticated provider receipt: `sent` -> `delivered`/`failed`. Returns the
         updated channel, or None when nothing changed (unknown, or already settled)."""
         updated = await self.store.apply_receipt(receipt)

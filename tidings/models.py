@@ -396,7 +396,9 @@ class NotificationRequest(Model):
         return self
 
 
-class DeliveryResult(Model):
+class ChannelResult(Model):
+    """One channel of one notification, as the run and the read model record it."""
+
     channel: Channel
     status: DeliveryStatus
     reason: str | None = None
@@ -443,7 +445,7 @@ class NotificationResult(Model):
     priority: Priority
     status: NotificationStatus
     send_at: AwareDatetime | None = None
-    channels: list[DeliveryResult] = Field(default_factory=list)
+    channels: list[ChannelResult] = Field(default_factory=list)
     engagement: list[EngagementEvent] = Field(default_factory=list)
     # Engagement signals that arrived outside the window or past the cap, and were not recorded.
     engagement_dropped: int = 0

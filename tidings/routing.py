@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from tidings.models import (
     Channel,
-    DeliveryResult,
+    ChannelResult,
     DeliveryStatus,
     NotificationStatus,
     Preferences,
@@ -199,7 +199,7 @@ def send_time(
     return end if end is not None else base
 
 
-def overall_status(results: list[DeliveryResult]) -> NotificationStatus:
+def overall_status(results: list[ChannelResult]) -> NotificationStatus:
     """A notification's status from its channels' results.
 
     SENT if any channel was sent or delivered; else SENDING while any channel is still

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities
     from tidings.models import (
         Channel,
-        DeliveryResult,
+        ChannelResult,
         DeliveryStatus,
         EngagementEvent,
         EngagementType,
@@ -71,7 +71,7 @@ class NotificationWorkflow:
         self._input = input
         self._status = NotificationStatus.SCHEDULED
         self._send_at: datetime | None = input.request.scheduled_at
-        self._channels: list[DeliveryResult] = []
+        self._channels: list[ChannelResult] = []
         self._engagement: list[EngagementEvent] = []
         self._reason: str | None = None
         self._cancel_reason: str | None = None
@@ -179,7 +179,7 @@ class NotificationWorkflow:
         self._reason = None  # a deferral's reason no longer applies
         self._set_status(NotificationStatus.SENDING)
         suppressed = [
-            DeliveryResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
+            ChannelResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
             for c, r in plan.suppressed.items()
         ]
         # Each channel's result is recorded the moment it lands, so a webhook retrying for a
@@ -188,13 +188,13 @@ class NotificationWorkflow:
         self._live = workflow.patched(LIVE_RECORDS_PATCH)
         if self._live:
             self._channels = suppressed + [
-                DeliveryResult(channel=c, status=DeliveryStatus.SENDING) for c in plan.channels
+                ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in plan.channels
             ]
             await self._record()
             await asyncio.gather(*(self._send(c) for c in plan.channels))
         else:
             self._channels = suppressed + [
-                DeliveryResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
+                ChannelResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
             ]
             sent = await asyncio.gather(*(self._deliver(c) for c in plan.channels))
             self._channels = suppressed + list(sent)
@@ -326,12 +326,12 @@ class NotificationWorkflow:
 
     async def _send(
         self, channel: Channel, note: str | None = None, *, always: bool = False
-    ) -> DeliveryResult:
+    ) -> ChannelResult:
         """Deliver on one channel and put its result in place: the channel shows `sending`
         meanwhile and, on runs with live records, its row is written as soon as it lands.
         `note` becomes the reason when the send succeeded, or in any case with `always`."""
         if self._live and not any(c.channel is channel for c in self._channels):
-            self._channels.append(DeliveryResult(channel=channel, status=DeliveryStatus.SENDING))
+            self._channels.append(ChannelResult(channel=channel, status=DeliveryStatus.SENDING))
         result = await self._deliver(channel)
         if note is not None and (always or result.status in _SUCCESS):
             result.reason = note
@@ -353,7 +353,7 @@ class NotificationWorkflow:
             )
         return result
 
-    async def _deliver(self, channel: Channel) -> DeliveryResult:
+    async def _deliver(self, channel: Channel) -> ChannelResult:
         req = self._req
         deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
         if req.request.expires_at is not None:
@@ -381,13 +381,13 @@ class NotificationWorkflow:
                 summary=f"deliver {channel.value}",
             )
         except ActivityError as e:
-            return DeliveryResult(
+            return ChannelResult(
                 channel=channel,
                 status=DeliveryStatus.FAILED,
                 reason=_reason(e),
                 at=workflow.now(),
             )
-        return DeliveryResult(
+        return ChannelResult(
             channel=channel,
             status=result.status,
             target=result.target,
@@ -411,7 +411,7 @@ class NotificationWorkflow:
         if self._status in (NotificationStatus.CANCELLED, NotificationStatus.EXPIRED):
             status = DeliveryStatus(self._status.value)
             self._channels = [
-                DeliveryResult(channel=c, status=status, reason=self._reason)
+                ChannelResult(channel=c, status=status, reason=self._reason)
                 for c in (self._req.request.channels or [])
             ]
         if self._unrecorded:
@@ -477,7 +477,7 @@ class NotificationWorkflow:
         )
 
 
-def _settle(result: DeliveryResult, receipt: DeliveryReceipt) -> DeliveryResult:
+def _settle(result: ChannelResult, receipt: DeliveryReceipt) -> ChannelResult:
     return result.model_copy(update={"status": receipt.status, "reason": receipt.reason})
 
 

@@ -17,7 +17,7 @@ from tests.support import Stack, running_stack
 from tidings.channels.webhook import sign
 from tidings.models import (
     Channel,
-    DeliveryResult,
+    ChannelResult,
     DeliveryStatus,
     NotificationStatus,
     Priority,
@@ -116,7 +116,7 @@ async def test_twilio_status_callback(stack: Stack, client: httpx.AsyncClient) -
         priority=Priority.HIGH,
         status=NotificationStatus.SENT,
         channels=[
-            DeliveryResult(
+            ChannelResult(
                 channel=Channel.SMS, status=DeliveryStatus.SENT, provider_message_id="SM" + "a" * 32
             )
         ],

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from tidings.frequency import CapPolicy, FrequencyCaps
 from tidings.models import (
     Channel,
-    DeliveryResult,
+    ChannelResult,
     DeliveryStatus,
     NotificationStatus,
     Priority,
@@ -36,7 +36,7 @@ async def _sent(
         template_version=1,
         priority=priority,
         status=NotificationStatus.SENT,
-        channels=[DeliveryResult(channel=Channel.EMAIL, status=status, at=at)],
+        channels=[ChannelResult(channel=Channel.EMAIL, status=status, at=at)],
     )
 
 

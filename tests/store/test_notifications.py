@@ -8,8 +8,8 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.models import (
     Channel,
+    ChannelResult,
     ChannelStats,
-    DeliveryResult,
     DeliveryStatus,
     EngagementEvent,
     EngagementType,
@@ -35,7 +35,7 @@ async def record(store: Store, notification_id: str, **fields: Any) -> None:
 
 async def test_notification_round_trip_with_channels(store: Store) -> None:
     send_at = datetime(2030, 5, 1, 9, 0, tzinfo=IST)
-    email = DeliveryResult(
+    email = ChannelResult(
         channel=Channel.EMAIL,
         status=DeliveryStatus.SENT,
         target="a***@example.com",
@@ -43,7 +43,7 @@ async def test_notification_round_trip_with_channels(store: Store) -> None:
         attempts=2,
         at=datetime(2030, 5, 1, 3, 31, tzinfo=UTC),
     )
-    sms = DeliveryResult(channel=Channel.SMS, status=DeliveryStatus.SUPPRESSED, reason="opted out")
+    sms = ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SUPPRESSED, reason="opted out")
     await record(
         store,
         "n-1",
@@ -78,10 +78,10 @@ async def test_update_replaces_status_and_keeps_known_send_at(store: Store) -> N
 
 
 async def test_delivery_rows_are_upserted_per_channel(store: Store) -> None:
-    await record(store, "n-1", channels=[DeliveryResult(channel=Channel.EMAIL, status="scheduled")])
-    sent = DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, attempts=1)
+    await record(store, "n-1", channels=[ChannelResult(channel=Channel.EMAIL, status="scheduled")])
+    sent = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, attempts=1)
     await store.upsert_delivery("n-1", sent)
-    push = DeliveryResult(channel=Channel.PUSH, status=DeliveryStatus.FAILED, reason="bad token")
+    push = ChannelResult(channel=Channel.PUSH, status=DeliveryStatus.FAILED, reason="bad token")
     await store.upsert_delivery("n-1", push)
     got = await store.get_notification("n-1")
     assert got is not None and got.channels == [sent, push]
@@ -90,12 +90,12 @@ async def test_delivery_rows_are_upserted_per_channel(store: Store) -> None:
 async def test_delivery_for_unknown_notification_is_refused(store: Store) -> None:
     with pytest.raises(LookupError, match="notification ghost not found"):
         await store.upsert_delivery(
-            "ghost", DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT)
+            "ghost", ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT)
         )
 
 
 async def test_a_failing_channel_row_leaves_no_notification_behind(store: Store) -> None:
-    broken = DeliveryResult.model_construct(
+    broken = ChannelResult.model_construct(
         channel=Channel.EMAIL,
         status=DeliveryStatus.SENT,
         attempts=None,  # type: ignore[arg-type]  # NOT NULL in the database
@@ -184,8 +184,8 @@ async def test_service_stats_counts(store: Store) -> None:
     assert (empty.notifications, empty.channels, empty.engagement) == ({}, {}, {})
     assert empty.success_rate is None
 
-    def d(channel: Channel, status: DeliveryStatus) -> DeliveryResult:
-        return DeliveryResult(channel=channel, status=status)
+    def d(channel: Channel, status: DeliveryStatus) -> ChannelResult:
+        return ChannelResult(channel=channel, status=status)
 
     await record(
         store,

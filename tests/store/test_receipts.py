@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tests.store.test_notifications import record
-from tidings.models import Channel, DeliveryResult, DeliveryStatus
+from tidings.models import Channel, ChannelResult, DeliveryStatus
 from tidings.receipts import DeliveryReceipt
 from tidings.store import LedgerEntry, Store
 
@@ -39,7 +39,7 @@ def _delivered(notification_id: str) -> DeliveryReceipt:
 async def test_a_receipt_before_the_workflow_recorded_the_send_settles_it(store: Store) -> None:
     await record(store, "n-1")
     await store.upsert_delivery(
-        "n-1", DeliveryResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
+        "n-1", ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
     )
     await _accepted(store, "n-1", "SM123")
 
@@ -49,7 +49,7 @@ async def test_a_receipt_before_the_workflow_recorded_the_send_settles_it(store:
     assert applied.provider_message_id == "SM123" and applied.target == "+1555***0100"
 
     # The workflow's own result lands afterwards: it must not move the channel back.
-    late = DeliveryResult(
+    late = ChannelResult(
         channel=Channel.SMS, status=DeliveryStatus.SENT, provider_message_id="SM123", attempts=1
     )
     await store.upsert_delivery("n-1", late)
@@ -73,7 +73,7 @@ async def test_a_receipt_with_no_channel_row_yet_creates_it_from_the_ledger(stor
 async def test_a_receipt_for_nothing_sent_changes_nothing(store: Store) -> None:
     await record(store, "n-3")
     await store.upsert_delivery(
-        "n-3", DeliveryResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
+        "n-3", ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
     )
     assert await store.find_by_provider_id(Channel.SMS, "SM-unknown") is None
     assert await store.apply_receipt(_delivered("n-3")) is None
@@ -85,10 +85,10 @@ async def test_a_receipt_for_nothing_sent_changes_nothing(store: Store) -> None:
 async def test_a_failed_send_is_not_revived_by_a_later_sending(store: Store) -> None:
     """Forward only in general: the row keeps the workflow's final word over a stale one."""
     await record(store, "n-4")
-    failed = DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.FAILED, reason="550")
+    failed = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.FAILED, reason="550")
     await store.upsert_delivery("n-4", failed)
     await store.upsert_delivery(
-        "n-4", DeliveryResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)
+        "n-4", ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)
     )
     got = await store.get_notification("n-4")
     assert got is not None and [c.status for c in got.channels] == [DeliveryStatus.FAILED]

@@ -11,7 +11,7 @@ import tidings.models
 def test_each_layer_names_its_send_types() -> None:
     assert {"OutgoingMessage", "ProviderAcceptance"} <= set(vars(tidings.channels.base))
     assert "DeliverOutput" in vars(activities.io)
-    assert "DeliveryResult" in vars(tidings.models)  # the recorded result, renamed at merge
+    assert "ChannelResult" in vars(tidings.models)  # the recorded result, renamed at merge
 
 
 def test_the_ambiguous_names_are_gone() -> None:

@@ -12,7 +12,7 @@ from tidings.errors import NotFound
 from tidings.frequency import CapPolicy, FrequencyCaps
 from tidings.models import (
     Channel,
-    DeliveryResult,
+    ChannelResult,
     DeliveryStatus,
     NotificationStatus,
     Preferences,
@@ -177,7 +177,7 @@ async def test_plan_from_store_counts_recent_sends_except_this_one(sqlite_store:
             priority=Priority.LOW,
             status=NotificationStatus.SENT,
             channels=[
-                DeliveryResult(
+                ChannelResult(
                     channel=Channel.EMAIL,
                     status=DeliveryStatus.SENT,
                     at=NOW - timedelta(minutes=30),

@@ -11,7 +11,7 @@ import pytest
 
 from tidings.models import (
     Channel,
-    DeliveryResult,
+    ChannelResult,
     DeliveryStatus,
     NotificationStatus,
     Preferences,
@@ -282,9 +282,9 @@ def test_send_time_refuses_naive_datetimes() -> None:
 # --- overall_status -----------------------------------------------------------------------------
 
 
-def results(*statuses: DeliveryStatus) -> list[DeliveryResult]:
+def results(*statuses: DeliveryStatus) -> list[ChannelResult]:
     channels = list(Channel)
-    return [DeliveryResult(channel=channels[i], status=s) for i, s in enumerate(statuses)]
+    return [ChannelResult(channel=channels[i], status=s) for i, s in enumerate(statuses)]
 
 
 S = DeliveryStatus

@@ -13,8 +13,8 @@ from sqlalchemy.orm import selectinload
 
 from tidings.models import (
     Channel,
+    ChannelResult,
     ChannelStats,
-    DeliveryResult,
     DeliveryStatus,
     EngagementEvent,
     EngagementType,
@@ -44,8 +44,8 @@ _NOT_YET_SETTLED = [
 ]
 
 
-def _delivery(row: DeliveryRow) -> DeliveryResult:
-    return DeliveryResult(
+def _delivery(row: DeliveryRow) -> ChannelResult:
+    return ChannelResult(
         channel=Channel(row.channel),
         status=DeliveryStatus(row.status),
         reason=row.reason,
@@ -100,7 +100,7 @@ class NotificationsMixin(StoreBase):
         status: NotificationStatus,
         send_at: datetime | None = None,
         reason: str | None = None,
-        channels: list[DeliveryResult] | None = None,
+        channels: list[ChannelResult] | None = None,
     ) -> None:
         """Insert or update the notification and, when `channels` is given, each channel's
         delivery row, all in one transaction. Every field is overwritten except `send_at`: None
@@ -130,13 +130,13 @@ class NotificationsMixin(StoreBase):
             for result in channels or []:
                 await self._put_delivery(session, notification_id, result)
 
-    async def upsert_delivery(self, notification_id: str, result: DeliveryResult) -> None:
+    async def upsert_delivery(self, notification_id: str, result: ChannelResult) -> None:
         async with self._write() as session:
             await self._require_notification(session, notification_id)
             await self._put_delivery(session, notification_id, result)
 
     async def _put_delivery(
-        self, session: AsyncSession, notification_id: str, result: DeliveryResult
+        self, session: AsyncSession, notification_id: str, result: ChannelResult
     ) -> None:
         values: dict[str, Any] = {
             "status": DeliveryStatus(result.status).value,

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tidings.models import Channel, DeliveryResult, DeliveryStatus
+from tidings.models import Channel, ChannelResult, DeliveryStatus
 from tidings.receipts import DeliveryReceipt
 from tidings.store.base import StoreBase, utcnow
 from tidings.store.tables import DeliveryRow, LedgerRow
@@ -32,7 +32,7 @@ class ReceiptsMixin(StoreBase):
         async with self._read() as session:
             return await session.scalar(stmt.limit(1))
 
-    async def apply_receipt(self, receipt: DeliveryReceipt) -> DeliveryResult | None:
+    async def apply_receipt(self, receipt: DeliveryReceipt) -> ChannelResult | None:
         """Move the channel from SENT to the receipt's status. None when nothing was sent on
         that channel or it is settled already (delivered, failed): nothing changes."""
         key = (receipt.notification_id, receipt.channel.value)
@@ -73,7 +73,7 @@ class ReceiptsMixin(StoreBase):
                     row.provider_message_id = row.provider_message_id or ledger.provider_message_id
                     row.at = row.at or ledger.sent_at
             await session.flush()
-            return DeliveryResult(
+            return ChannelResult(
                 channel=receipt.channel,
                 status=receipt.status,
                 reason=receipt.reason,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starter.http.deps import Api
 from tidings.channels.webhook import verify
 from tidings.errors import InvalidRequest, NotFound, Unauthorized
-from tidings.models import Channel, DeliveryResult
+from tidings.models import Channel, ChannelResult
 from tidings.receipts import TWILIO_FINAL_STATUS, DeliveryReceipt, verify_twilio
 
 router = APIRouter()
@@ -21,7 +21,7 @@ router = APIRouter()
 
 class ReceiptOutcome(BaseModel):
     applied: bool
-    channel: DeliveryResult | None = None
+    channel: ChannelResult | None = None
 
 
 @router.post(
