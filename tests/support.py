@@ -9,10 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from google.protobuf.empty_pb2 import Empty
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -35,6 +37,15 @@ class RecordingTidings(Tidings):
     stops skipping while such work is pending)."""
 
     started: list[str]
+
+    async def now(self) -> datetime:
+        """The time-skipping server's clock when there is one (it runs ahead of the wall clock
+        once a test skipped time), else the wall clock."""
+        try:
+            response = await self.temporal.test_service.get_current_time(Empty())
+        except RPCError:
+            return await super().now()  # a dev server: no test service, real time
+        return response.time.ToDatetime().replace(tzinfo=UTC)
 
     async def _start(self, prepared: NotificationInput) -> NotificationRef:
         ref = await super()._start(prepared)

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
-from tests.support import Stack, make_settings, running_stack
+from tests.support import RecordingTidings, Stack, make_settings, running_stack
 from tidings import frequency
 from tidings.models import Channel, DeliveryStatus, NotificationResult, NotificationStatus
 from tidings.store import Store
@@ -107,7 +108,8 @@ async def test_reschedule_and_cancel_sent_while_no_worker_polls(
     """The updates reach the run in its first workflow task, before run() has started."""
     settings = make_settings(tmp_path)
     store = await Store.open(settings.resolved_database_url)
-    tidings = Tidings(settings, store, time_env.client)
+    tidings = RecordingTidings(settings, store, time_env.client)
+    tidings.started = []
     try:
         await tidings.upsert_user({"id": "early", "email": "early@example.com"})
         await tidings.register_template(
@@ -126,8 +128,6 @@ async def test_reschedule_and_cancel_sent_while_no_worker_polls(
         cancelling = asyncio.create_task(tidings.cancel(dropped.notification_id, "changed mind"))
         await asyncio.sleep(1.0)
         assert not rescheduling.done() and not cancelling.done()
-
-        import httpx
 
         async with httpx.AsyncClient() as http:
             senders = build_senders(settings, store, http)
