@@ -19,6 +19,8 @@ class RecordInput(BaseModel):
     send_at: AwareDatetime | None = None
     reason: str | None = None
     channels: list[DeliveryResult] = Field(default_factory=list)
+    experiment_id: str | None = None  # the A/B test this notification is part of, if any
+    variant: str | None = None
 
 
 class RecordChannelInput(BaseModel):

@@ -54,6 +54,8 @@ class NotificationActivities:
             send_at=input.send_at,
             reason=input.reason,
             channels=input.channels,
+            experiment_id=input.experiment_id,
+            variant=input.variant,
         )
 
     @activity.defn(name="record_channel")

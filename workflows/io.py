@@ -22,6 +22,9 @@ class NotificationInput(BaseModel):
     engagement_window_hours: float = 72.0
     task_queue_base: str = "tidings"
     fallback: list[Channel] = Field(default_factory=list)  # resolved from request or template
+    # Set by ExperimentWorkflow on the notifications it starts: the test and the arm.
+    experiment_id: str | None = None
+    variant: str | None = None
 
 
 class RescheduleInput(BaseModel):

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from tidings.store.engine import create_engine, migrate
+from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
 from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
@@ -32,6 +33,7 @@ class Store(
     InboxMixin,
     FrequencyMixin,
     ReceiptsMixin,
+    ExperimentsMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
