@@ -42,6 +42,10 @@ class NotificationActivities:
         self._caps = caps or FrequencyCaps()
         self._heartbeat_every = heartbeat_every
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     @activity.defn(name="record_notification")
     async def record_notification(self, input: RecordInput) -> None:
         await self._store.upsert_notification(

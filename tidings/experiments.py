@@ -157,7 +157,8 @@ class Variant(_Config):
 
 
 class ExperimentConfig(_Config):
-    id: Identifier = Field(max_length=64)
+    # No '-': notification ids are exp-<experiment>-<user>, which must not be ambiguous.
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]{0,63}$")
     name: str = Field(default="", max_length=200)
     template_id: Identifier | None = None  # the default for variants that name none
     data: dict[str, Any] = Field(default_factory=dict)
@@ -251,6 +252,17 @@ def bucket(experiment_id: str, user_id: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+class Claim(BaseModel):
+    """A user's place in a test as the database holds it. `first` is False when the user had
+    been enrolled already and this is that first enrolment, returned again."""
+
+    experiment_id: str
+    user_id: str
+    variant: str
+    notification_id: str | None = None
+    first: bool = True
+
+
 def in_holdout(config: ExperimentConfig, user_id: str) -> bool:
     return bucket(config.id, user_id, "holdout") < config.holdout_percent / 100
 
@@ -311,8 +323,8 @@ class Comparison(BaseModel):
     rate: float
     control_rate: float
     difference: float
-    difference_low: float
-    difference_high: float
+    difference_low: float | None  # None while an arm has nothing delivered
+    difference_high: float | None
     lift: float | None  # relative, None while the control rate is 0
     lift_low: float | None
     lift_high: float | None
@@ -326,10 +338,9 @@ def compare(
     pc, pv = control.rate, variant.rate
     diff = pv - pc
     if control.delivered == 0 or variant.delivered == 0:
-        inf = math.inf
         return Comparison(
-            variant=name, rate=pv, control_rate=pc, difference=diff, difference_low=-inf,
-            difference_high=inf, lift=None, lift_low=None, lift_high=None, alpha=alpha,
+            variant=name, rate=pv, control_rate=pc, difference=diff, difference_low=None,
+            difference_high=None, lift=None, lift_low=None, lift_high=None, alpha=alpha,
         )  # fmt: skip
     wc, wv = control.delivered / n, variant.delivered / n
     sc, sv = _smoothed(control), _smoothed(variant)
@@ -376,7 +387,7 @@ def decide_sequential(config: ExperimentConfig, counts: dict[str, ArmCounts]) ->
     if not ready:
         decision.reason = f"waiting for {config.minimum_sample} delivered per variant"
         return decision
-    winners = [c for c in comparisons if c.difference_low > 0]
+    winners = [c for c in comparisons if c.difference_low is not None and c.difference_low > 0]
     if winners:
         best = max(winners, key=lambda c: c.rate)
         decision.ending, decision.winner = Ending.WINNER, best.variant
@@ -390,7 +401,7 @@ def decide_sequential(config: ExperimentConfig, counts: dict[str, ArmCounts]) ->
     below = [
         c for c in comparisons
         if (c.lift_high is not None and c.lift_high < config.minimum_lift)
-        or (c.lift_high is None and c.difference_high < 0)
+        or (c.lift_high is None and c.difference_high is not None and c.difference_high < 0)
     ]  # fmt: skip
     if len(below) == len(comparisons):
         decision.ending, decision.winner = Ending.FUTILITY, control.name

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tidings.experiments import ArmCounts
+from tidings.experiments import ArmCounts, Claim
 from tidings.models import DeliveryStatus
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.tables import (
@@ -36,17 +36,6 @@ class ExperimentRecord(BaseModel):
     outcome: dict[str, Any] | None = None
     created_at: datetime
     finished_at: datetime | None = None
-
-
-class Enrolment(BaseModel):
-    """A user's place in a test. `first` is False when the user had been enrolled already
-    and this is that first enrolment, returned again."""
-
-    experiment_id: str
-    user_id: str
-    variant: str
-    notification_id: str | None = None
-    first: bool = True
 
 
 def _record(row: ExperimentRow) -> ExperimentRecord:
@@ -117,7 +106,7 @@ class ExperimentsMixin(StoreBase):
         variant: str,
         notification_id: str | None,
         claim_id: str,
-    ) -> Enrolment:
+    ) -> Claim:
         """Enrol the user unless enrolled already, atomically. The same `claim_id` (a retry of
         the same enrolment) gets `first=True` back, so a retried step still sends once."""
         stmt = self._insert(EnrolmentRow).values(
@@ -136,7 +125,7 @@ class ExperimentsMixin(StoreBase):
                 raise LookupError(f"experiment {experiment_id} not found") from e
             row = await session.get(EnrolmentRow, (experiment_id, user_id))
             assert row is not None
-            return Enrolment(
+            return Claim(
                 experiment_id=experiment_id,
                 user_id=user_id,
                 variant=row.variant,
@@ -144,12 +133,12 @@ class ExperimentsMixin(StoreBase):
                 first=row.claim_id == claim_id,
             )
 
-    async def get_enrolment(self, experiment_id: str, user_id: str) -> Enrolment | None:
+    async def get_enrolment(self, experiment_id: str, user_id: str) -> Claim | None:
         async with self._read() as session:
             row = await session.get(EnrolmentRow, (experiment_id, user_id))
             if row is None:
                 return None
-            return Enrolment(
+            return Claim(
                 experiment_id=experiment_id,
                 user_id=user_id,
                 variant=row.variant,
