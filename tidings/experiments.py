@@ -58,6 +58,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -125,7 +126,7 @@ class _Config(BaseModel):
         if isinstance(data, dict) and info.context and info.context.get("edge"):
             unknown = sorted(set(data) - set(cls.model_fields))
             if unknown:
-                raise ValueError(f"unknown field {unknown[0]!r}")
+                raise ValueError(f"{unknown[0]}: unknown field")
         return data
 
 
@@ -241,6 +242,21 @@ class ExperimentConfig(_Config):
 def parse_config(data: Any) -> ExperimentConfig:
     """Validate at the edge: unknown fields are refused (pydantic ValidationError)."""
     return ExperimentConfig.model_validate(data, context={"edge": True})
+
+
+_FIELD = re.compile(r"^[A-Za-z_][\w.\[\]]*$")
+
+
+def config_error(error: ValidationError) -> tuple[str, str]:
+    """(field, reason) of a config's first problem. Checks across fields say which field in
+    their message ("split: ..."), since pydantic locates them at the model itself."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    head, sep, rest = message.partition(": ")
+    if sep and _FIELD.match(head):
+        return (f"{loc}.{head}" if loc else head), rest
+    return loc or "config", message
 
 
 # --- assignment ----------------------------------------------------------------------------------

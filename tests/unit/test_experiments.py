@@ -20,6 +20,7 @@ from tidings.experiments import (
     ExperimentConfig,
     assign,
     comparison_alpha,
+    config_error,
     decide_bandit,
     decide_sequential,
     halfwidth,
@@ -62,7 +63,7 @@ def binomial(rng: random.Random, n: int, p: float) -> int:
         ({"metric": "bought"}, "metric"),
         ({"variants": [{"name": "a", "control": True}, {"name": "holdout"}]}, "reserved"),
         ({"template_id": None}, "variants[0].template_id"),
-        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"colour": "red"}, "colour: unknown field"),
         ({"holdout_percent": 60}, "holdout_percent"),
         ({"max_duration": "1m", "check_every": "5m"}, "max_duration"),
     ],
@@ -71,6 +72,24 @@ def test_bad_config_names_the_field(overrides: dict[str, Any], field: str) -> No
     with pytest.raises(ValidationError) as raised:
         config(**overrides)
     assert field in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"split": [60, 30]}, "split"),
+        (
+            {"variants": [{"name": "a", "control": True}, {"name": "b", "tone": 1}]},
+            "variants.1.tone",
+        ),
+        ({"holdout_percent": 90}, "holdout_percent"),
+        ({"template_id": None}, "variants[0].template_id"),
+    ],
+)
+def test_config_error_names_the_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        config(**overrides)
+    assert config_error(raised.value)[0] == field
 
 
 def test_unknown_fields_are_ignored_off_the_edge() -> None:
