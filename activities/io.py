@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from tidings.experiments import ArmCounts
 from tidings.models import Channel, ChannelResult, DeliveryStatus, NotificationStatus, Priority
 
 
@@ -19,6 +20,8 @@ class RecordInput(BaseModel):
     send_at: AwareDatetime | None = None
     reason: str | None = None
     channels: list[ChannelResult] = Field(default_factory=list)
+    experiment_id: str | None = None  # the A/B test this notification is part of, if any
+    variant: str | None = None
 
 
 class RecordChannelInput(BaseModel):
@@ -66,3 +69,29 @@ class DeliverOutput(BaseModel):
     provider_message_id: str | None = None
     duplicate: bool = False  # the send ledger already had this send: nothing was sent again
     attempt: int = 0  # which attempt of the activity succeeded (1 = the first)
+
+
+class ClaimInput(BaseModel):
+    experiment_id: str
+    user_id: str
+    variant: str
+    notification_id: str | None = None
+    claim_id: str  # the enrolment's update id: a retry of the same enrolment is still first
+
+
+class CountsInput(BaseModel):
+    experiment_id: str
+    engagement_types: list[str]
+    window_seconds: float
+
+
+class CountsOutput(BaseModel):
+    counts: dict[str, ArmCounts] = Field(default_factory=dict)
+
+
+class FinishInput(BaseModel):
+    experiment_id: str
+    ending: str
+    winner: str | None = None
+    reason: str
+    outcome: dict[str, Any] = Field(default_factory=dict)

@@ -42,6 +42,10 @@ class NotificationActivities:
         self._caps = caps or FrequencyCaps()
         self._heartbeat_every = heartbeat_every
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     @activity.defn(name="record_notification")
     async def record_notification(self, input: RecordInput) -> None:
         await self._store.upsert_notification(
@@ -54,6 +58,8 @@ class NotificationActivities:
             send_at=input.send_at,
             reason=input.reason,
             channels=input.channels,
+            experiment_id=input.experiment_id,
+            variant=input.variant,
         )
 
     @activity.defn(name="record_channel")

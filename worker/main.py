@@ -15,6 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 
+from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
@@ -28,6 +29,7 @@ from tidings.settings import Settings
 from tidings.store import Store
 from worker.logs import install_log_filter
 from workflows.connect import connect as connect_temporal
+from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_queue
 
@@ -83,6 +85,7 @@ def build_workers(
     max_concurrent_activities: int | None = None,
     max_concurrent_local_activities: int | None = None,
     rate_limits: Mapping[Channel, float] | None = None,
+    experiments: ExperimentActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -97,21 +100,33 @@ def build_workers(
     `rate_limits` caps each channel's deliveries per second. The server enforces it per task
     queue across every worker, and the normal and `-urgent` queues each get the full limit, so a
     provider sees at most twice the figure while both queues are busy: urgent traffic is never
-    held back by a normal backlog's share of the limit."""
+    held back by a normal backlog's share of the limit.
+
+    ExperimentWorkflow runs on the normal workflow queue with its activities (`experiments`,
+    built from `activities`' store when not given)."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
         activities.record_channel,
         activities.record_engagement,
     ]
+    experiments = experiments or ExperimentActivities(activities.store)
+    experiment_activities: list[Callable[..., Any]] = [
+        experiments.claim_enrolment,
+        experiments.experiment_counts,
+        experiments.finish_experiment,
+    ]
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
+        urgent = priority.urgent
         workers.append(
             Worker(
                 client,
                 task_queue=workflow_queue(task_queue, priority),
-                workflows=[NotificationWorkflow],
-                activities=local,
+                workflows=[NotificationWorkflow]
+                if urgent
+                else [NotificationWorkflow, ExperimentWorkflow],
+                activities=local if urgent else local + experiment_activities,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,

@@ -455,6 +455,8 @@ class NotificationWorkflow:
                 send_at=self._send_at,
                 reason=self._reason,
                 channels=self._channels,
+                experiment_id=req.experiment_id,
+                variant=req.variant,
             ),
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,

@@ -23,3 +23,12 @@ def channel_queue(base: str, channel: Channel, priority: Priority) -> str:
 
 def workflow_id(notification_id: str) -> str:
     return f"notification/{notification_id}"
+
+
+def experiment_workflow_id(experiment_id: str) -> str:
+    return f"experiment/{experiment_id}"
+
+
+def experiment_notification_id(experiment_id: str, user_id: str) -> str:
+    """The notification an A/B test sends a user: one per user per test, by construction."""
+    return f"exp-{experiment_id}-{user_id}"

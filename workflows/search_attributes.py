@@ -7,5 +7,8 @@ TEMPLATE = SearchAttributeKey.for_keyword("TidingsTemplate")
 CHANNELS = SearchAttributeKey.for_keyword_list("TidingsChannels")
 STATUS = SearchAttributeKey.for_keyword("TidingsStatus")
 PRIORITY = SearchAttributeKey.for_keyword("TidingsPriority")
+# An A/B test's parent workflow and every notification it starts; the arm on the notifications.
+EXPERIMENT = SearchAttributeKey.for_keyword("TidingsExperiment")
+VARIANT = SearchAttributeKey.for_keyword("TidingsVariant")
 
-ALL = (USER, TEMPLATE, CHANNELS, STATUS, PRIORITY)
+ALL = (USER, TEMPLATE, CHANNELS, STATUS, PRIORITY, EXPERIMENT, VARIANT)

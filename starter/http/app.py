@@ -20,6 +20,7 @@ from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
     devices,
+    experiments,
     health,
     inbox,
     notifications,
@@ -105,6 +106,6 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
-    for routes in (users, devices, templates, notifications, inbox, stats, receipts):
+    for routes in (users, devices, templates, notifications, inbox, stats, receipts, experiments):
         app.include_router(routes.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app

@@ -1,6 +1,7 @@
-"""Record NotificationWorkflow histories for the replay test.
+"""Record NotificationWorkflow and ExperimentWorkflow histories for the replay test.
 
-    .venv/bin/python -m tests.replay.record
+    .venv/bin/python -m tests.replay.record              # notifications, v3
+    .venv/bin/python -m tests.replay.record experiment   # an A/B test, v1
 
 Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
 test must go on replaying every history ever recorded, which is what proves that a change (behind
@@ -10,12 +11,14 @@ test must go on replaying every history ever recorded, which is what proves that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
@@ -23,6 +26,7 @@ from tests.conftest import BIN
 from tests.support import running_stack
 from tidings.models import Preferences, QuietHours
 from workflows.converter import DATA_CONVERTER
+from workflows.io import ExperimentResults
 from workflows.queues import workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -142,7 +146,71 @@ async def record(version: str) -> None:
         await env.shutdown()
 
 
+async def record_experiment(version: str) -> None:
+    """An A/B test with a holdout, a duplicate enrolment, a continue-as-new (tiny event budget),
+    real in-app deliveries and conversions, and the decision: its first and its last run."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp)) as stack:
+                await stack.seed()
+                t = stack.tidings
+                ref = await t.create_experiment(
+                    {
+                        "id": f"replay_{version}",
+                        "template_id": "welcome",
+                        "data": WELCOME,
+                        "variants": [
+                            {"name": "plain", "control": True, "channels": ["in_app"]},
+                            {"name": "warm", "channels": ["in_app"], "data": {"user_name": "J"}},
+                        ],
+                        "holdout_percent": 10,
+                        "attribution_window": "1h",
+                        "minimum_sample": 10,
+                        "check_every": "10m",
+                        "max_duration": "1d",
+                    },
+                    event_budget=150,
+                )
+                handle = env.client.get_workflow_handle(
+                    ref.workflow_id, result_type=ExperimentResults
+                )
+                first_run = (await handle.describe()).run_id
+                for i in range(36):
+                    await stack.add_user(f"r{i}")
+                    enrolment = await t.enroll(ref.experiment_id, f"r{i}")
+                    if enrolment.notification_id is None:
+                        continue
+                    await t.wait_sent(enrolment.notification_id)
+                    if enrolment.variant == "warm":
+                        await t.engage(enrolment.notification_id, "converted")
+                await t.enroll(ref.experiment_id, "r0")
+                await env.sleep(timedelta(minutes=11))
+                result = await handle.result()
+                print(f"ended {result.ending} ({result.winner}) after {result.runs} runs")
+                await _save(
+                    env.client.get_workflow_handle(ref.workflow_id, run_id=first_run),
+                    f"experiment_{version}_first_run",
+                )
+                await _save(handle, f"experiment_{version}_decided")
+                for i in range(36):
+                    with contextlib.suppress(RPCError):
+                        await env.client.get_workflow_handle(
+                            workflow_id(f"exp-{ref.experiment_id}-r{i}")
+                        ).terminate("recorded")
+    finally:
+        await env.shutdown()
+
+
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v3"))
+    which = sys.argv[1] if len(sys.argv) > 1 else "v3"
+    if which == "experiment":
+        asyncio.run(record_experiment(sys.argv[2] if len(sys.argv) > 2 else "v1"))
+    else:
+        asyncio.run(record(which))

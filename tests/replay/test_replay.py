@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.converter import DATA_CONVERTER
+from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -25,12 +26,15 @@ def test_histories_are_checked_in() -> None:
     v2 = {f"notification_v2_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v3 = {f"notification_v3_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v3.add("notification_v3_split")
-    assert v1 | v2 | v3 <= names
+    experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
+    assert v1 | v2 | v3 | experiments <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[NotificationWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[NotificationWorkflow, ExperimentWorkflow], data_converter=DATA_CONVERTER
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

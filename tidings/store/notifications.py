@@ -101,10 +101,13 @@ class NotificationsMixin(StoreBase):
         send_at: datetime | None = None,
         reason: str | None = None,
         channels: list[ChannelResult] | None = None,
+        experiment_id: str | None = None,
+        variant: str | None = None,
     ) -> None:
         """Insert or update the notification and, when `channels` is given, each channel's
         delivery row, all in one transaction. Every field is overwritten except `send_at`: None
-        keeps the send time already recorded, since once known it stays a fact."""
+        keeps the send time already recorded, since once known it stays a fact; and the A/B
+        test and arm, which are set once, when the row is first written."""
         now = utcnow()
         values: dict[str, Any] = {
             "user_id": user_id,
@@ -116,7 +119,12 @@ class NotificationsMixin(StoreBase):
             "updated_at": now,
         }
         stmt = self._insert(NotificationRow).values(
-            id=notification_id, send_at=send_at, created_at=now, **values
+            id=notification_id,
+            send_at=send_at,
+            created_at=now,
+            experiment_id=experiment_id,
+            variant=variant,
+            **values,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"],

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from tidings.store.engine import create_engine, migrate
+from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
 from tidings.store.idempotency import IdempotencyMixin
 from tidings.store.inbox import InboxMixin
@@ -34,6 +35,7 @@ class Store(
     FrequencyMixin,
     ReceiptsMixin,
     IdempotencyMixin,
+    ExperimentsMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:

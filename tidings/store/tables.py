@@ -140,7 +140,11 @@ class NotificationRow(Base):
     for a user who vanished must still be recordable, with its failure reason."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "created_at"))
+    __table_args__ = (
+        Index(None, "user_id", "created_at"),
+        Index(None, "created_at"),
+        Index(None, "experiment_id", "variant"),
+    )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128))
@@ -152,6 +156,9 @@ class NotificationRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the notification is an A/B test's: which test and which arm (never changed).
+    experiment_id: Mapped[str | None] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(128))
 
     # Loaded explicitly with selectinload; lazy="raise" turns an accidental lazy load (which
     # cannot work under asyncio) into an immediate error.
@@ -232,3 +239,36 @@ class IdempotencyKeyRow(Base):
     key: Mapped[str] = mapped_column(String, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExperimentRow(Base):
+    """One A/B test: its configuration as created, and its outcome once the workflow ends
+    (so results and the list outlive the workflow's retention)."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    status: Mapped[str] = mapped_column(String(16))  # running | finished
+    ending: Mapped[str | None] = mapped_column(String(16))
+    winner: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)  # the figures decided on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EnrolmentRow(Base):
+    """The first enrolment of a user in a test wins: the primary key makes a repeat return
+    the first (holdout users included, who have no notification)."""
+
+    __tablename__ = "experiment_enrolments"
+
+    experiment_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(128))
+    notification_id: Mapped[str | None] = mapped_column(String)
+    claim_id: Mapped[str] = mapped_column(String(128))  # the update that enrolled the user
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
