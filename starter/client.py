@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -35,7 +35,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings import idempotency, rendering
+from tidings import api_keys, idempotency, inbox_tokens, rendering
+from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
     AttributeValue,
@@ -76,6 +77,12 @@ class NotificationRef(BaseModel):
     # False when an idempotency key was used again with the same request: this is the
     # notification the first request started, and nothing new was started.
     created: bool = True
+
+
+class InboxToken(BaseModel):
+    token: str
+    user_id: str
+    expires_at: datetime
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -450,7 +457,66 @@ class Tidings:
             )
         return updated
 
+    # --- API keys -------------------------------------------------------------------------------
+
+    async def create_api_key(self, name: str, scopes: Sequence[Scope | str]) -> CreatedApiKey:
+        """A new key with these scopes. The key is in the result once and never stored."""
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise InvalidRequest("name", "give a name of 1 to 128 characters")
+        try:
+            chosen = api_keys.normalise_scopes(scopes)
+        except ValueError as e:
+            raise InvalidRequest("scopes", str(e)) from e
+        new = api_keys.generate()
+        stored = await self.store.add_api_key(new, name, chosen)
+        return CreatedApiKey(api_key=stored, key=new.key)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await self.store.list_api_keys()
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key: every API process refuses it from its next request (keys are read from
+        the database on every request). Revoking a revoked key is not an error."""
+        if await self.store.api_key_with_digest(key_id) is None:
+            raise NotFound("API key", key_id)
+        await self.store.revoke_api_key(key_id)
+
+    async def authenticate(self, key: str) -> ApiKey | None:
+        """The live key this is, else None (unknown, malformed, revoked: the caller cannot tell
+        which)."""
+        found_id = api_keys.key_id(key)
+        if found_id is None:
+            return None
+        found = await self.store.api_key_with_digest(found_id)
+        if found is None:
+            return None
+        record, stored_digest = found
+        if not api_keys.matches(key, stored_digest) or record.revoked_at is not None:
+            return None
+        return record
+
     # --- inbox and stats -------------------------------------------------------------------------
+
+    async def inbox_token(
+        self, user_id: str, *, ttl: timedelta = inbox_tokens.DEFAULT_TTL
+    ) -> InboxToken:
+        """A token a browser can hold to read and mark `user_id`'s inbox (and nobody else's)
+        until it expires, at most `inbox_tokens.MAX_TTL` from now."""
+        if not timedelta(0) < ttl <= inbox_tokens.MAX_TTL:
+            raise InvalidRequest("ttl", f"must be positive and at most {inbox_tokens.MAX_TTL}")
+        await self.get_user(user_id)
+        expires_at = datetime.now(UTC).replace(microsecond=0) + ttl
+        secret = self.settings.inbox_secret.get_secret_value()
+        token = inbox_tokens.mint(secret, user_id, expires_at)
+        return InboxToken(token=token, user_id=user_id, expires_at=expires_at)
+
+    def inbox_grant(self, token: str) -> inbox_tokens.InboxGrant | None:
+        """Whose inbox `token` opens, or None if it is not a valid, unexpired inbox token."""
+        try:
+            return inbox_tokens.verify(self.settings.inbox_secret.get_secret_value(), token)
+        except inbox_tokens.InvalidInboxToken:
+            return None
 
     async def inbox(
         self, user_id: str, *, unread_only: bool = False, limit: int = 50
@@ -470,4 +536,4 @@ class Tidings:
         return await self.store.service_stats()
 
 
-__all__ = ["NotificationRef", "Priority", "Tidings"]
+__all__ = ["InboxToken", "NotificationRef", "Priority", "Tidings"]

@@ -17,6 +17,7 @@ from tidings.models import Channel
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
 DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
+DEV_INBOX_SECRET = "tidings-development-inbox-secret-only"
 
 
 class SmtpRelay(BaseModel):
@@ -131,6 +132,9 @@ class Settings(BaseSettings):
     # Tracking links (/t/<token>): HMAC key that signs notification id, event and target URL
     tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
 
+    # Inbox tokens (browsers reading one user's inbox): HMAC key that signs user id and expiry
+    inbox_secret: SecretStr = SecretStr(DEV_INBOX_SECRET)
+
     # Worker slots per task queue. Small bounds keep excess work waiting in Temporal's queues,
     # where the -urgent queues overtake it, instead of inside one process where every queue
     # shares the event loop and the database pool (bench: a CRITICAL notification behind 5,000
@@ -168,6 +172,8 @@ class Settings(BaseSettings):
                 raise ValueError("TIDINGS_TRACKING_SECRET must be set in production")
             if self.receipt_secret.get_secret_value() == DEV_RECEIPT_SECRET:
                 raise ValueError("TIDINGS_RECEIPT_SECRET must be set in production")
+            if self.inbox_secret.get_secret_value() == DEV_INBOX_SECRET:
+                raise ValueError("TIDINGS_INBOX_SECRET must be set in production")
         return self
 
     @model_validator(mode="after")

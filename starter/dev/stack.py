@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
@@ -48,6 +49,7 @@ from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
 from starter.dev.worker_process import WorkerProcess
 from starter.webui import search_url
+from tidings.api_keys import Scope
 from tidings.settings import Settings
 from workflows.connect import connect as connect_temporal
 from workflows.search_attributes import ALL
@@ -58,6 +60,7 @@ LOCAL_IP = "127.0.0.1"
 LOCK_FILE = "dev.lock"
 TEMPORAL_DB = "temporal.db"
 TEMPORAL_LOG = "temporal.log"
+DEV_KEY_FILE = "dev-api-key"
 READY_TIMEOUT_SECONDS = 60.0
 START_ATTEMPTS = 5
 # How a stop stays within STOP_BUDGET_SECONDS (the promise of `tidings dev` on SIGTERM): the
@@ -139,11 +142,12 @@ async def run_dev(
             worker = WorkerProcess(worker_settings)
             stack.push_async_callback(worker.stop)
             await worker.start()
-            if seed:
-                async with await Tidings.connect(local, temporal=client) as tidings:
+            async with await Tidings.connect(local, temporal=client) as tidings:
+                if seed:
                     await seed_demo_data(tidings, webhook_base=receiver.url)
+                api_key = await development_key(tidings, data_dir)
             if banner:
-                _print_banner(settings, local, server, sink, receiver, emulators, emulated)
+                _print_banner(settings, local, server, sink, receiver, emulators, emulated, api_key)
             log.info("dev stack ready on %s", server.address)
             if running is not None:
                 running(local)
@@ -151,6 +155,22 @@ async def run_dev(
                 ready.set()
             await _until_stopped(stop, worker, server)
             log.info("stopping the dev stack")
+
+
+async def development_key(tidings: Tidings, data_dir: Path) -> str:
+    """The stack's API key (every scope), kept in `data_dir/DEV_KEY_FILE` (mode 0600) so that a
+    restart prints the same key; a new one is created when the file is missing or its key has
+    been revoked."""
+    path = data_dir / DEV_KEY_FILE
+    if path.exists():
+        kept = path.read_text(encoding="utf-8").strip()
+        if await tidings.authenticate(kept) is not None:
+            return kept
+    created = await tidings.create_api_key("development (tidings dev)", list(Scope))
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(created.key + "\n", encoding="utf-8")
+    return created.key
 
 
 def _bound(
@@ -264,6 +284,7 @@ def _print_banner(
     receiver: WebhookReceiver,
     emulators: DevEmulators,
     emulated: list[str],
+    api_key: str,
 ) -> None:
     ui = f"http://localhost:{server.ui_port}"
     data_dir = settings.data_dir
@@ -289,6 +310,11 @@ def _print_banner(
                  f" curl {twilio}/_emulator/received")  # fmt: skip
     curl = f"""curl -X POST {twilio}/_emulator/faults -d '{{"mode":"5xx","count":3}}'"""
     rows.add_row("", f"inject a fault: tidings emulator faults twilio 5xx --count 3, or {curl}")
+    rows.add_row(
+        "API key",
+        f"{api_key}  (every scope; also in {data_dir / DEV_KEY_FILE}; send it as"
+        " Authorization: Bearer <key> to `uvicorn starter.http:app`)",
+    )
     rows.add_row("Worker", f"task queue {settings.task_queue}, a child process (python -m worker)")
     database = make_url(local.resolved_database_url).render_as_string(hide_password=True)
     rows.add_row("Database", database)

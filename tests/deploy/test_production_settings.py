@@ -11,6 +11,7 @@ from tidings.settings import Settings
 
 RECEIPTS = "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM="
 TRACKING = "a-long-random-tracking-secret-for-tests"
+INBOX = "a-long-random-inbox-secret-for-tests"
 SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
 
 
@@ -53,9 +54,22 @@ def test_production_accepts_a_real_secret_without_private_targets() -> None:
         webhook_secret=SECRET,
         tracking_secret=TRACKING,
         receipt_secret=RECEIPTS,
+        inbox_secret=INBOX,
         webhook_allow_private=False,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET
+
+
+def test_production_refuses_the_default_inbox_secret() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_INBOX_SECRET must be set"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            tracking_secret=TRACKING,
+            receipt_secret=RECEIPTS,
+            webhook_allow_private=False,
+        )
 
 
 def test_development_keeps_its_defaults() -> None:

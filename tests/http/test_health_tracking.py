@@ -55,7 +55,9 @@ async def database_down_is_503_naming_the_database(stack: Stack, port: int) -> N
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
     store = Store(create_engine(url))
     try:
-        async with api(Tidings(stack.settings, store, stack.tidings.temporal)) as client:
+        async with api(
+            Tidings(stack.settings, store, stack.tidings.temporal), issuer=stack.tidings
+        ) as client:
             r = await client.get("/healthz")
             assert error_of(r, 503, "unavailable")["field"] == "database"
             assert r.json()["checks"]["temporal"] == "ok"

@@ -45,6 +45,7 @@ def test_production_refuses_the_development_tracking_secret(
         "webhook_secret": "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw==",
         "webhook_allow_private": False,
         "receipt_secret": "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM=",
+        "inbox_secret": "a-real-inbox-secret",
     }
     with pytest.raises(ValidationError, match="TIDINGS_TRACKING_SECRET must be set"):
         Settings(_env_file=None, **real)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tidings.store.api_keys import ApiKeysMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.frequency import FrequencyMixin
 from tidings.store.idempotency import IdempotencyMixin
@@ -34,6 +35,7 @@ class Store(
     FrequencyMixin,
     ReceiptsMixin,
     IdempotencyMixin,
+    ApiKeysMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
