@@ -35,7 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings import api_keys, idempotency, inbox_tokens, rendering
+from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.models import (
@@ -151,7 +151,24 @@ class Tidings:
     # --- users, devices, preferences, templates --------------------------------------------------
 
     async def upsert_user(self, user: User | dict[str, Any]) -> User:
-        return await self.store.upsert_user(_parse(User, user))
+        parsed = _parse(User, user)
+        self._check_targets(parsed)
+        return await self.store.upsert_user(parsed)
+
+    def _check_targets(self, user: User) -> None:
+        """Webhook and Slack URLs must reach public addresses (`tidings.targets`); the worker
+        checks again after resolving the name, when it sends."""
+        policy = self.settings.webhook_target_policy
+        named = [("webhook_url", user.webhook_url)]
+        named += [(f"webhook_urls[{i}]", u) for i, u in enumerate(user.webhook_urls)]
+        named += [("slack_webhook_url", user.slack_webhook_url)]
+        for field, url in named:
+            if url is None:
+                continue
+            try:
+                targets.check_url(str(url), policy)
+            except targets.TargetRefused as e:
+                raise InvalidRequest(field, str(e)) from e
 
     async def get_user(self, user_id: str) -> User:
         user = await self.store.get_user(user_id)

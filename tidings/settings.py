@@ -6,13 +6,16 @@ The defaults describe the embedded stack that `make run` starts on one machine.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tidings.frequency import CapPolicy
 from tidings.models import Channel
+from tidings.targets import TargetPolicy
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
@@ -90,7 +93,10 @@ class Settings(BaseSettings):
     # Webhooks (Standard Webhooks signing secret, "whsec_" + base64)
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     webhook_timeout_seconds: float = 10.0
-    webhook_allow_private: bool = True
+    # Webhook and Slack incoming-webhook targets must be https:// to public addresses; these
+    # networks (CIDR) and host names are allowed too, over http:// as well. Comma-separated or
+    # JSON: "127.0.0.0/8,::1" (what `tidings dev` adds), "10.20.0.0/16,hooks.internal".
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Push, SMS and Slack providers. Base URLs default to the local emulators
     # (starter.dev.emulators); production points them at the real hosts. A sender is built only
@@ -152,6 +158,26 @@ class Settings(BaseSettings):
     frequency_caps: dict[str, int] = Field(default_factory=dict)
     frequency_cap_policy: CapPolicy = CapPolicy.DEFER
 
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        TargetPolicy.from_entries(value)  # ValueError naming the bad entry
+        return value
+
+    @property
+    def webhook_target_policy(self) -> TargetPolicy:
+        return TargetPolicy.from_entries(self.webhook_allowed_networks)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -163,11 +189,6 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ValueError("TIDINGS_WEBHOOK_SECRET must be set in production")
-            if self.webhook_allow_private:
-                raise ValueError(
-                    "TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false in production"
-                    " (webhook targets in private ranges are a server-side request forgery risk)"
-                )
             if self.tracking_secret.get_secret_value() == DEV_TRACKING_SECRET:
                 raise ValueError("TIDINGS_TRACKING_SECRET must be set in production")
             if self.receipt_secret.get_secret_value() == DEV_RECEIPT_SECRET:

@@ -51,6 +51,7 @@ from starter.dev.worker_process import WorkerProcess
 from starter.webui import search_url
 from tidings.api_keys import Scope
 from tidings.settings import Settings
+from tidings.targets import LOOPBACK
 from workflows.connect import connect as connect_temporal
 from workflows.search_attributes import ALL
 
@@ -82,10 +83,13 @@ def stack_settings(settings: Settings) -> Settings:
     """The settings the stack's own clients use: the dev server on `dev_temporal_port` and its
     Web UI on `dev_ui_port`, whatever `temporal_address` and `temporal_ui_url` say (those are for
     clients, which may sit elsewhere)."""
+    # The webhook receiver and the emulators listen on loopback: allow it for this stack only.
+    allowed = list(dict.fromkeys([*settings.webhook_allowed_networks, *LOOPBACK]))
     return settings.model_copy(
         update={
             "temporal_address": f"{LOCAL_IP}:{settings.dev_temporal_port}",
             "temporal_ui_url": f"http://localhost:{settings.dev_ui_port}",
+            "webhook_allowed_networks": allowed,
         }
     )
 

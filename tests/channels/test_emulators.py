@@ -283,7 +283,7 @@ def production_settings(**overrides: Any) -> Settings:
         webhook_secret=secret,
         tracking_secret=secret,
         receipt_secret=secret,
-        webhook_allow_private=False,
+        inbox_secret=secret,
         **overrides,
     )
 

@@ -24,17 +24,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_refuses_the_default_webhook_secret() -> None:
     with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_SECRET must be set in production"):
-        Settings(_env_file=None, environment="production", webhook_allow_private=False)
-
-
-def test_production_refuses_private_webhook_targets() -> None:
-    with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false"):
-        Settings(
-            _env_file=None,
-            environment="production",
-            webhook_secret=SECRET,
-            tracking_secret=TRACKING,
-        )
+        Settings(_env_file=None, environment="production")
 
 
 def test_production_refuses_the_default_tracking_secret() -> None:
@@ -43,7 +33,6 @@ def test_production_refuses_the_default_tracking_secret() -> None:
             _env_file=None,
             environment="production",
             webhook_secret=SECRET,
-            webhook_allow_private=False,
         )
 
 
@@ -55,7 +44,6 @@ def test_production_accepts_a_real_secret_without_private_targets() -> None:
         tracking_secret=TRACKING,
         receipt_secret=RECEIPTS,
         inbox_secret=INBOX,
-        webhook_allow_private=False,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET
 
@@ -68,10 +56,23 @@ def test_production_refuses_the_default_inbox_secret() -> None:
             webhook_secret=SECRET,
             tracking_secret=TRACKING,
             receipt_secret=RECEIPTS,
-            webhook_allow_private=False,
         )
 
 
 def test_development_keeps_its_defaults() -> None:
     settings = Settings(_env_file=None)
-    assert settings.environment == "development" and settings.webhook_allow_private is True
+    assert settings.environment == "development" and settings.webhook_allowed_networks == []
+
+
+def test_allowed_networks_read_comma_separated_and_refuse_nonsense(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDINGS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8, ::1,hooks.internal")
+    assert Settings(_env_file=None).webhook_allowed_networks == [
+        "127.0.0.0/8",
+        "::1",
+        "hooks.internal",
+    ]
+    monkeypatch.setenv("TIDINGS_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/33")
+    with pytest.raises(ValidationError, match="neither a network"):
+        Settings(_env_file=None)

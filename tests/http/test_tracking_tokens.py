@@ -43,7 +43,6 @@ def test_production_refuses_the_development_tracking_secret(
     real: dict[str, Any] = {
         "environment": "production",
         "webhook_secret": "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw==",
-        "webhook_allow_private": False,
         "receipt_secret": "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM=",
         "inbox_secret": "a-real-inbox-secret",
     }
