@@ -137,6 +137,8 @@ class Settings(BaseSettings):
 
     # Tracking links (/t/<token>): HMAC key that signs notification id, event and target URL
     tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
+    # Tracking links expire this long after the engagement window (for messages opened late).
+    tracking_grace_hours: float = Field(default=168.0, ge=0, le=24 * 366)
 
     # Inbox tokens (browsers reading one user's inbox): HMAC key that signs user id and expiry
     inbox_secret: SecretStr = SecretStr(DEV_INBOX_SECRET)
