@@ -15,12 +15,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tidings.frequency import CapPolicy
 from tidings.models import Channel
+from tidings.payload_keys import parse_keys
 from tidings.targets import TargetPolicy
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
 DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
 DEV_INBOX_SECRET = "tidings-development-inbox-secret-only"
+# Written by `tidings dev` under data_dir; read by clients in development when no keys are set.
+DEV_PAYLOAD_KEY_FILE = "payload-keys"
 
 
 class SmtpRelay(BaseModel):
@@ -143,6 +146,13 @@ class Settings(BaseSettings):
     # Inbox tokens (browsers reading one user's inbox): HMAC key that signs user id and expiry
     inbox_secret: SecretStr = SecretStr(DEV_INBOX_SECRET)
 
+    # Payload encryption (workflows.codec): "id:base64key[,id:base64key...]", 32-byte AES keys;
+    # the first encrypts, all decrypt (rotation). Required in production; `tidings dev` makes one.
+    payload_keys: SecretStr | None = None
+    # Origins allowed to call the codec endpoint from a browser (the Temporal Web UI); empty:
+    # temporal_ui_url's origin.
+    codec_cors_origins: list[str] = Field(default_factory=list)
+
     # Worker slots per task queue. Small bounds keep excess work waiting in Temporal's queues,
     # where the -urgent queues overtake it, instead of inside one process where every queue
     # shares the event loop and the database pool (bench: a CRITICAL notification behind 5,000
@@ -176,6 +186,13 @@ class Settings(BaseSettings):
         TargetPolicy.from_entries(value)  # ValueError naming the bad entry
         return value
 
+    @field_validator("payload_keys")
+    @classmethod
+    def _valid_payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keys(value.get_secret_value())  # PayloadKeyError (a ValueError) says what
+        return value
+
     @property
     def webhook_target_policy(self) -> TargetPolicy:
         return TargetPolicy.from_entries(self.webhook_allowed_networks)
@@ -197,6 +214,12 @@ class Settings(BaseSettings):
                 raise ValueError("TIDINGS_RECEIPT_SECRET must be set in production")
             if self.inbox_secret.get_secret_value() == DEV_INBOX_SECRET:
                 raise ValueError("TIDINGS_INBOX_SECRET must be set in production")
+            if self.payload_keys is None:
+                raise ValueError(
+                    "TIDINGS_PAYLOAD_KEYS must be set in production (personal data in workflow"
+                    ' history is encrypted); make one with: python -c "import base64, os;'
+                    " print('k1:' + base64.b64encode(os.urandom(32)).decode())\""
+                )
         return self
 
     @model_validator(mode="after")

@@ -284,6 +284,7 @@ def production_settings(**overrides: Any) -> Settings:
         tracking_secret=secret,
         receipt_secret=secret,
         inbox_secret=secret,
+        payload_keys=SecretStr("k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU="),
         **overrides,
     )
 

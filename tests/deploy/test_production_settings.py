@@ -12,6 +12,7 @@ from tidings.settings import Settings
 RECEIPTS = "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM="
 TRACKING = "a-long-random-tracking-secret-for-tests"
 INBOX = "a-long-random-inbox-secret-for-tests"
+PAYLOAD_KEYS = "k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU="
 SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
 
 
@@ -44,6 +45,7 @@ def test_production_accepts_a_real_secret_without_private_targets() -> None:
         tracking_secret=TRACKING,
         receipt_secret=RECEIPTS,
         inbox_secret=INBOX,
+        payload_keys=PAYLOAD_KEYS,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET
 
@@ -57,6 +59,32 @@ def test_production_refuses_the_default_inbox_secret() -> None:
             tracking_secret=TRACKING,
             receipt_secret=RECEIPTS,
         )
+
+
+def test_production_refuses_to_run_without_payload_keys() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_PAYLOAD_KEYS must be set"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            tracking_secret=TRACKING,
+            receipt_secret=RECEIPTS,
+            inbox_secret=INBOX,
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("k1", "expected id:base64key"),
+        ("k1:not base64!", "not base64"),
+        ("k1:c2hvcnQ=", "AES-256 needs 32"),
+        (f"{PAYLOAD_KEYS},{PAYLOAD_KEYS}", "appears twice"),
+    ],
+)
+def test_malformed_payload_keys_are_refused(value: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings(_env_file=None, payload_keys=value)
 
 
 def test_development_keeps_its_defaults() -> None:

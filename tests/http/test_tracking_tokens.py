@@ -48,6 +48,7 @@ def test_production_refuses_the_development_tracking_secret(
         "webhook_secret": "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw==",
         "receipt_secret": "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM=",
         "inbox_secret": "a-real-inbox-secret",
+        "payload_keys": "k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU=",
     }
     with pytest.raises(ValidationError, match="TIDINGS_TRACKING_SECRET must be set"):
         Settings(_env_file=None, **real)
