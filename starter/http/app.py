@@ -20,6 +20,7 @@ from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
     api_keys,
+    codec,
     devices,
     health,
     inbox,
@@ -108,6 +109,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
+    app.include_router(codec.router, responses=ERROR_RESPONSES)
     for routes in V1_MODULES:
         app.include_router(routes.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app

@@ -53,6 +53,13 @@ async def _api_key(request: Request, credential: str, scope: Scope) -> ApiKey:
     return key
 
 
+async def api_key_with_scope(request: Request, credential: str | None, scope: Scope) -> ApiKey:
+    """For routes that take the key elsewhere than the header (the codec endpoint's path)."""
+    if not credential:
+        raise Unauthorized(UNAUTHENTICATED)
+    return await _api_key(request, credential, scope)
+
+
 class _ScopeCheck:
     """An API key with `scope` (or admin)."""
 
