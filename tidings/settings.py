@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     dev_temporal_port: int = Field(default=7233, ge=0, le=65535)
     dev_ui_port: int = Field(default=8233, ge=0, le=65535)
     dev_webhook_port: int = Field(default=8026, ge=0, le=65535)
+    # The HTTP API (and the Web UI's codec endpoint) that the stack serves.
+    dev_api_port: int = Field(default=8000, ge=0, le=65535)
     # Its provider emulators (starter.dev.emulators), matching the *_base_url defaults below. The
     # dev stack points its own worker at them; other processes keep the base URLs they are given.
     dev_fcm_port: int = Field(default=8031, ge=0, le=65535)

@@ -1,6 +1,6 @@
 """The one data converter: every client, worker, test environment, replayer and benchmark uses
 `DATA_CONVERTER`, or `data_converter(settings)` which is the same converter with the payload
-encryption codec (`workflows.codec`) when TIDINGS_PAYLOAD_KEYS (or, in development, the key file
+encryption codec (`workflows.codec`) when TIDINGS_PAYLOAD_KEYS (or, outside production, the key file
 `tidings dev` writes) provides keys. `workflows.connect.connect` uses the latter, so every client
 and worker built from settings encrypts; test environments and the replayer without keys see
 plaintext, and a converter with keys still reads plaintext payloads.
@@ -114,12 +114,12 @@ def with_keys(keys: Sequence[PayloadKey]) -> DataConverter:
 
 
 def payload_keys(settings: Settings) -> list[PayloadKey] | None:
-    """The configured keys: TIDINGS_PAYLOAD_KEYS, else in development the file that `tidings
-    dev` keeps under the data directory, else None (no encryption)."""
+    """The configured keys: TIDINGS_PAYLOAD_KEYS, else (outside production, which requires the
+    setting) the file that `tidings dev` keeps under the data directory, else None."""
     if settings.payload_keys is not None:
         return parse_keys(settings.payload_keys.get_secret_value())
     path = settings.data_dir / DEV_PAYLOAD_KEY_FILE
-    if settings.environment == "development" and path.exists():
+    if settings.environment != "production" and path.exists():
         return parse_keys(path.read_text(encoding="utf-8"))
     return None
 
