@@ -79,6 +79,11 @@ class NotificationRef(BaseModel):
     created: bool = True
 
 
+class UserDeleted(BaseModel):
+    user_id: str
+    cancelled: list[str]  # the notifications that were pending and are now cancelled
+
+
 class InboxToken(BaseModel):
     token: str
     user_id: str
@@ -175,6 +180,26 @@ class Tidings:
         if user is None:
             raise NotFound("user", user_id)
         return user
+
+    async def delete_user(self, user_id: str) -> UserDeleted:
+        """Cancel the user's notifications that have not been sent, then remove their personal
+        data (tidings.store.users.ErasureMixin.erase_user). Runs still inside their engagement
+        window keep only the encrypted payloads they were started with."""
+        await self.get_user(user_id)
+        pending = set(await self.store.pending_notification_ids(user_id))
+        with contextlib.suppress(RPCError):  # visibility: servers without it have the store
+            query = f'{sa.USER.name} = "{user_id}" AND ExecutionStatus = "Running"'
+            async for run in self.temporal.list_workflows(query):
+                pending.add(run.id.removeprefix("notification/"))
+        cancelled = []
+        for notification_id in sorted(pending):
+            try:
+                await self.cancel(notification_id, "the user was deleted")
+                cancelled.append(notification_id)
+            except (Conflict, NotFound):
+                pass  # sent or finished meanwhile: nothing to cancel
+        await self.store.erase_user(user_id)
+        return UserDeleted(user_id=user_id, cancelled=cancelled)
 
     async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         return await self.store.list_users(limit=limit, offset=offset)
@@ -553,4 +578,4 @@ class Tidings:
         return await self.store.service_stats()
 
 
-__all__ = ["InboxToken", "NotificationRef", "Priority", "Tidings"]
+__all__ = ["InboxToken", "NotificationRef", "Priority", "Tidings", "UserDeleted"]

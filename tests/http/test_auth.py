@@ -63,6 +63,7 @@ V1 = [(m, p) for m, p in OPERATIONS if p.startswith("/v1") and p not in SIGNED_E
 # The scope each route needs: a new /v1 route fails below until it is listed here.
 SCOPES = {
     ("PUT", "/v1/users/{user_id}"): Scope.ADMIN,
+    ("DELETE", "/v1/users/{user_id}"): Scope.ADMIN,
     ("GET", "/v1/users/{user_id}"): Scope.READ,
     ("GET", "/v1/users"): Scope.READ,
     ("PUT", "/v1/users/{user_id}/preferences"): Scope.ADMIN,

@@ -19,7 +19,7 @@ from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.receipts import ReceiptsMixin
 from tidings.store.templates import TemplatesMixin
-from tidings.store.users import UsersMixin
+from tidings.store.users import ErasureMixin, UsersMixin
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Store(
     ReceiptsMixin,
     IdempotencyMixin,
     ApiKeysMixin,
+    ErasureMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:

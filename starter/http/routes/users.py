@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from starter.client import InboxToken
+from starter.client import InboxToken, UserDeleted
 from starter.http.auth import Requires
 from starter.http.deps import Api, UserId, same
 from starter.http.schemas import InboxTokenBody, PreferencesBody, UserBody
@@ -83,3 +83,13 @@ async def inbox_token(
 ) -> InboxToken:
     ttl = timedelta(seconds=(body or InboxTokenBody()).ttl_seconds)
     return await tidings.inbox_token(user_id, ttl=ttl)
+
+
+@router.delete(
+    "/users/{user_id}",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Delete a user: cancel their pending notifications and remove their personal data",
+    response_model=UserDeleted,
+)
+async def delete_user(user_id: UserId, tidings: Api) -> UserDeleted:
+    return await tidings.delete_user(user_id)
