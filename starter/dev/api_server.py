@@ -21,8 +21,9 @@ class _Server(uvicorn.Server):
 
 
 class DevApi:
-    def __init__(self, tidings: Tidings, host: str, port: int) -> None:
+    def __init__(self, tidings: Tidings, host: str, port: int, *, owns_client: bool = True) -> None:
         self.tidings = tidings
+        self.owns_client = owns_client
         self.host = host
         self.port = port
         config = uvicorn.Config(
@@ -47,4 +48,5 @@ class DevApi:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
-        await self.tidings.close()
+        if self.owns_client:
+            await self.tidings.close()

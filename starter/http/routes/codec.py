@@ -15,7 +15,6 @@ read-and-admin key of its own). Keys in paths can reach access logs: use a dedic
 from __future__ import annotations
 
 import base64
-import binascii
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
@@ -73,7 +72,7 @@ def _to_protos(body: CodecPayloads) -> list[Payload]:
             )
             for p in body.payloads
         ]
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or characters outside ASCII
         raise InvalidRequest("payloads", "metadata values and data must be base64") from e
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from starter.http.auth import InboxAccess
-from starter.http.deps import Api
+from starter.http.deps import Api, ItemId
 from starter.http.schemas import MarkedRead
 from tidings.api_keys import Scope
 from tidings.models import InboxItem
@@ -36,7 +36,7 @@ async def inbox(
     summary="Mark one inbox item read",
     status_code=204,
 )
-async def mark_read(user_id: str, item_id: int, tidings: Api) -> Response:
+async def mark_read(user_id: str, item_id: ItemId, tidings: Api) -> Response:
     await tidings.mark_read(user_id, item_id)
     return Response(status_code=204)
 

@@ -50,6 +50,6 @@ async def list_templates(tidings: Api) -> list[Template]:
     response_model=Template,
 )
 async def get_template(
-    template_id: str, tidings: Api, version: Annotated[int | None, Query(ge=1)] = None
+    template_id: str, tidings: Api, version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
 ) -> Template:
     return await tidings.get_template(template_id, version)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from starter.client import InboxToken, UserDeleted
 from starter.http.auth import Requires
-from starter.http.deps import Api, UserId, same
+from starter.http.deps import MAX_OFFSET, Api, UserId, same
 from starter.http.schemas import InboxTokenBody, PreferencesBody, UserBody
 from tidings.api_keys import Scope
 from tidings.models import Preferences, User
@@ -44,7 +44,7 @@ async def get_user(user_id: str, tidings: Api) -> User:
 async def list_users(
     tidings: Api,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[User]:
     return await tidings.list_users(limit=limit, offset=offset)
 
