@@ -35,6 +35,7 @@ from tidings.models import Channel, TemplateContent, TemplateDefinition, User
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.tables import DeliveryRow, InboxRow, NotificationRow
+from tidings.targets import LOOPBACK
 from worker.main import (
     DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
     DEFAULT_POLLERS,
@@ -261,6 +262,7 @@ async def bench_stack(
                     database_url=store.engine.url.render_as_string(hide_password=False),
                     task_queue=f"bench-{uuid.uuid4().hex[:8]}",
                     smtp_port=sink.port,
+                    webhook_allowed_networks=list(LOOPBACK),  # the receiver is on loopback
                 )
                 if engagement_window_hours is not None:
                     settings = settings.model_copy(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -35,7 +35,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings import idempotency, rendering
+from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
+from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
 from tidings.models import (
@@ -94,6 +95,17 @@ class NotificationRef(BaseModel):
 class ExperimentRef(BaseModel):
     experiment_id: str
     workflow_id: str
+
+
+class UserDeleted(BaseModel):
+    user_id: str
+    cancelled: list[str]  # the notifications that were pending and are now cancelled
+
+
+class InboxToken(BaseModel):
+    token: str
+    user_id: str
+    expires_at: datetime
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -162,13 +174,50 @@ class Tidings:
     # --- users, devices, preferences, templates --------------------------------------------------
 
     async def upsert_user(self, user: User | dict[str, Any]) -> User:
-        return await self.store.upsert_user(_parse(User, user))
+        parsed = _parse(User, user)
+        self._check_targets(parsed)
+        return await self.store.upsert_user(parsed)
+
+    def _check_targets(self, user: User) -> None:
+        """Webhook and Slack URLs must reach public addresses (`tidings.targets`); the worker
+        checks again after resolving the name, when it sends."""
+        policy = self.settings.webhook_target_policy
+        named = [("webhook_url", user.webhook_url)]
+        named += [(f"webhook_urls[{i}]", u) for i, u in enumerate(user.webhook_urls)]
+        named += [("slack_webhook_url", user.slack_webhook_url)]
+        for field, url in named:
+            if url is None:
+                continue
+            try:
+                targets.check_url(str(url), policy)
+            except targets.TargetRefused as e:
+                raise InvalidRequest(field, str(e)) from e
 
     async def get_user(self, user_id: str) -> User:
         user = await self.store.get_user(user_id)
         if user is None:
             raise NotFound("user", user_id)
         return user
+
+    async def delete_user(self, user_id: str) -> UserDeleted:
+        """Cancel the user's notifications that have not been sent, then remove their personal
+        data (tidings.store.users.ErasureMixin.erase_user). Runs still inside their engagement
+        window keep only the encrypted payloads they were started with."""
+        await self.get_user(user_id)
+        pending = set(await self.store.pending_notification_ids(user_id))
+        with contextlib.suppress(RPCError):  # visibility: servers without it have the store
+            query = f'{sa.USER.name} = "{user_id}" AND ExecutionStatus = "Running"'
+            async for run in self.temporal.list_workflows(query):
+                pending.add(run.id.removeprefix("notification/"))
+        cancelled = []
+        for notification_id in sorted(pending):
+            try:
+                await self.cancel(notification_id, "the user was deleted")
+                cancelled.append(notification_id)
+            except (Conflict, NotFound):
+                pass  # sent or finished meanwhile: nothing to cancel
+        await self.store.erase_user(user_id)
+        return UserDeleted(user_id=user_id, cancelled=cancelled)
 
     async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         return await self.store.list_users(limit=limit, offset=offset)
@@ -474,7 +523,66 @@ class Tidings:
             )
         return updated
 
+    # --- API keys -------------------------------------------------------------------------------
+
+    async def create_api_key(self, name: str, scopes: Sequence[Scope | str]) -> CreatedApiKey:
+        """A new key with these scopes. The key is in the result once and never stored."""
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise InvalidRequest("name", "give a name of 1 to 128 characters")
+        try:
+            chosen = api_keys.normalise_scopes(scopes)
+        except ValueError as e:
+            raise InvalidRequest("scopes", str(e)) from e
+        new = api_keys.generate()
+        stored = await self.store.add_api_key(new, name, chosen)
+        return CreatedApiKey(api_key=stored, key=new.key)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await self.store.list_api_keys()
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key: every API process refuses it from its next request (keys are read from
+        the database on every request). Revoking a revoked key is not an error."""
+        if await self.store.api_key_with_digest(key_id) is None:
+            raise NotFound("API key", key_id)
+        await self.store.revoke_api_key(key_id)
+
+    async def authenticate(self, key: str) -> ApiKey | None:
+        """The live key this is, else None (unknown, malformed, revoked: the caller cannot tell
+        which)."""
+        found_id = api_keys.key_id(key)
+        if found_id is None:
+            return None
+        found = await self.store.api_key_with_digest(found_id)
+        if found is None:
+            return None
+        record, stored_digest = found
+        if not api_keys.matches(key, stored_digest) or record.revoked_at is not None:
+            return None
+        return record
+
     # --- inbox and stats -------------------------------------------------------------------------
+
+    async def inbox_token(
+        self, user_id: str, *, ttl: timedelta = inbox_tokens.DEFAULT_TTL
+    ) -> InboxToken:
+        """A token a browser can hold to read and mark `user_id`'s inbox (and nobody else's)
+        until it expires, at most `inbox_tokens.MAX_TTL` from now."""
+        if not timedelta(0) < ttl <= inbox_tokens.MAX_TTL:
+            raise InvalidRequest("ttl", f"must be positive and at most {inbox_tokens.MAX_TTL}")
+        await self.get_user(user_id)
+        expires_at = datetime.now(UTC).replace(microsecond=0) + ttl
+        secret = self.settings.inbox_secret.get_secret_value()
+        token = inbox_tokens.mint(secret, user_id, expires_at)
+        return InboxToken(token=token, user_id=user_id, expires_at=expires_at)
+
+    def inbox_grant(self, token: str) -> inbox_tokens.InboxGrant | None:
+        """Whose inbox `token` opens, or None if it is not a valid, unexpired inbox token."""
+        try:
+            return inbox_tokens.verify(self.settings.inbox_secret.get_secret_value(), token)
+        except inbox_tokens.InvalidInboxToken:
+            return None
 
     async def inbox(
         self, user_id: str, *, unread_only: bool = False, limit: int = 50
@@ -705,7 +813,9 @@ __all__ = [
     "Enrollment",
     "ExperimentRef",
     "ExperimentResults",
+    "InboxToken",
     "NotificationRef",
     "Priority",
     "Tidings",
+    "UserDeleted",
 ]

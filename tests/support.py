@@ -26,6 +26,7 @@ from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import User
 from tidings.settings import Settings
 from tidings.store import Store
+from tidings.targets import LOOPBACK
 from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows.io import NotificationInput
 from workflows.queues import URGENT_SUFFIX
@@ -89,6 +90,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": tmp_path,
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}",
         "task_queue": f"tidings-{uuid.uuid4().hex[:8]}",
+        # The SMTP sink, webhook receiver and emulators listen on loopback.
+        "webhook_allowed_networks": list(LOOPBACK),
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -49,4 +49,9 @@ class Conflict(TidingsError):
 
 
 class Unauthorized(TidingsError):
-    """A signed request (receipt, tracking link) whose signature is missing or wrong."""
+    """A request whose credentials (API key, inbox token, receipt signature) are missing or wrong.
+    The message never says whether a key exists."""
+
+
+class Forbidden(TidingsError):
+    """An authenticated caller whose key or token does not cover this request."""

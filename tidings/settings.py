@@ -6,17 +6,24 @@ The defaults describe the embedded stack that `make run` starts on one machine.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tidings.frequency import CapPolicy
 from tidings.models import Channel
+from tidings.payload_keys import parse_keys
+from tidings.targets import TargetPolicy
 
 DEV_WEBHOOK_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQtb25seQ=="
 DEV_RECEIPT_SECRET = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1yZWNlaXB0cy1vbmx5"
 DEV_TRACKING_SECRET = "tidings-development-tracking-secret-only"
+DEV_INBOX_SECRET = "tidings-development-inbox-secret-only"
+# Written by `tidings dev` under data_dir; read by clients in development when no keys are set.
+DEV_PAYLOAD_KEY_FILE = "payload-keys"
 
 
 class SmtpRelay(BaseModel):
@@ -65,6 +72,8 @@ class Settings(BaseSettings):
     dev_temporal_port: int = Field(default=7233, ge=0, le=65535)
     dev_ui_port: int = Field(default=8233, ge=0, le=65535)
     dev_webhook_port: int = Field(default=8026, ge=0, le=65535)
+    # The HTTP API (and the Web UI's codec endpoint) that the stack serves.
+    dev_api_port: int = Field(default=8000, ge=0, le=65535)
     # Its provider emulators (starter.dev.emulators), matching the *_base_url defaults below. The
     # dev stack points its own worker at them; other processes keep the base URLs they are given.
     dev_fcm_port: int = Field(default=8031, ge=0, le=65535)
@@ -89,7 +98,10 @@ class Settings(BaseSettings):
     # Webhooks (Standard Webhooks signing secret, "whsec_" + base64)
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     webhook_timeout_seconds: float = 10.0
-    webhook_allow_private: bool = True
+    # Webhook and Slack incoming-webhook targets must be https:// to public addresses; these
+    # networks (CIDR) and host names are allowed too, over http:// as well. Comma-separated or
+    # JSON: "127.0.0.0/8,::1" (what `tidings dev` adds), "10.20.0.0/16,hooks.internal".
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Push, SMS and Slack providers. Base URLs default to the local emulators
     # (starter.dev.emulators); production points them at the real hosts. A sender is built only
@@ -130,6 +142,18 @@ class Settings(BaseSettings):
 
     # Tracking links (/t/<token>): HMAC key that signs notification id, event and target URL
     tracking_secret: SecretStr = SecretStr(DEV_TRACKING_SECRET)
+    # Tracking links expire this long after the engagement window (for messages opened late).
+    tracking_grace_hours: float = Field(default=168.0, ge=0, le=24 * 366)
+
+    # Inbox tokens (browsers reading one user's inbox): HMAC key that signs user id and expiry
+    inbox_secret: SecretStr = SecretStr(DEV_INBOX_SECRET)
+
+    # Payload encryption (workflows.codec): "id:base64key[,id:base64key...]", 32-byte AES keys;
+    # the first encrypts, all decrypt (rotation). Required in production; `tidings dev` makes one.
+    payload_keys: SecretStr | None = None
+    # Origins allowed to call the codec endpoint from a browser (the Temporal Web UI); empty:
+    # temporal_ui_url's origin.
+    codec_cors_origins: list[str] = Field(default_factory=list)
 
     # Worker slots per task queue. Small bounds keep excess work waiting in Temporal's queues,
     # where the -urgent queues overtake it, instead of inside one process where every queue
@@ -148,6 +172,33 @@ class Settings(BaseSettings):
     frequency_caps: dict[str, int] = Field(default_factory=dict)
     frequency_cap_policy: CapPolicy = CapPolicy.DEFER
 
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        TargetPolicy.from_entries(value)  # ValueError naming the bad entry
+        return value
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _valid_payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keys(value.get_secret_value())  # PayloadKeyError (a ValueError) says what
+        return value
+
+    @property
+    def webhook_target_policy(self) -> TargetPolicy:
+        return TargetPolicy.from_entries(self.webhook_allowed_networks)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -159,15 +210,18 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ValueError("TIDINGS_WEBHOOK_SECRET must be set in production")
-            if self.webhook_allow_private:
-                raise ValueError(
-                    "TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false in production"
-                    " (webhook targets in private ranges are a server-side request forgery risk)"
-                )
             if self.tracking_secret.get_secret_value() == DEV_TRACKING_SECRET:
                 raise ValueError("TIDINGS_TRACKING_SECRET must be set in production")
             if self.receipt_secret.get_secret_value() == DEV_RECEIPT_SECRET:
                 raise ValueError("TIDINGS_RECEIPT_SECRET must be set in production")
+            if self.inbox_secret.get_secret_value() == DEV_INBOX_SECRET:
+                raise ValueError("TIDINGS_INBOX_SECRET must be set in production")
+            if self.payload_keys is None:
+                raise ValueError(
+                    "TIDINGS_PAYLOAD_KEYS must be set in production (personal data in workflow"
+                    ' history is encrypted); make one with: python -c "import base64, os;'
+                    " print('k1:' + base64.b64encode(os.urandom(32)).decode())\""
+                )
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from temporalio.client import Client
 from temporalio.service import TLSConfig
 
 from tidings.settings import Settings
-from workflows.converter import DATA_CONVERTER
+from workflows.converter import data_converter
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -28,6 +28,6 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=tls_config(settings),
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         lazy=lazy,
     )

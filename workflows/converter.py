@@ -1,6 +1,9 @@
 """The one data converter: every client, worker, test environment, replayer and benchmark uses
-`DATA_CONVERTER` (through `workflows.connect.connect` where it connects), so the encryption codec
-of a later issue is added here and nowhere else.
+`DATA_CONVERTER`, or `data_converter(settings)` which is the same converter with the payload
+encryption codec (`workflows.codec`) when TIDINGS_PAYLOAD_KEYS (or, outside production, the key file
+`tidings dev` writes) provides keys. `workflows.connect.connect` uses the latter, so every client
+and worker built from settings encrypts; test environments and the replayer without keys see
+plaintext, and a converter with keys still reads plaintext payloads.
 
 It is temporalio's pydantic converter with two changes. Payloads are validated with the context
 that tells `tidings.models.Model` it is reading a Temporal payload, so a field it does not know
@@ -12,7 +15,9 @@ the run as failed with the reason, instead of a workflow task that retries forev
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -21,12 +26,16 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, Pydan
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
 from temporalio.exceptions import ApplicationError
 
 from tidings.models import PAYLOAD_CONTEXT
+from tidings.payload_keys import PayloadKey, parse_keys
+from tidings.settings import DEV_PAYLOAD_KEY_FILE, Settings
+from workflows.codec import EncryptionCodec
 
 _CONTEXT = {PAYLOAD_CONTEXT: True}
 UNDECODABLE = "UndecodablePayload"
@@ -92,3 +101,29 @@ class PayloadConverter(PydanticPayloadConverter):
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
+
+
+def with_keys(keys: Sequence[PayloadKey]) -> DataConverter:
+    """DATA_CONVERTER with payloads encrypted under `keys` (the first encrypts). Failure messages
+    and stack traces move into an encoded attribute too: they can quote personal data."""
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def payload_keys(settings: Settings) -> list[PayloadKey] | None:
+    """The configured keys: TIDINGS_PAYLOAD_KEYS, else (outside production, which requires the
+    setting) the file that `tidings dev` keeps under the data directory, else None."""
+    if settings.payload_keys is not None:
+        return parse_keys(settings.payload_keys.get_secret_value())
+    path = settings.data_dir / DEV_PAYLOAD_KEY_FILE
+    if settings.environment != "production" and path.exists():
+        return parse_keys(path.read_text(encoding="utf-8"))
+    return None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    keys = payload_keys(settings)
+    return DATA_CONVERTER if keys is None else with_keys(keys)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from starter.cli import dev, directory, emulator, experiments, notifications, reading
+from starter.cli import dev, directory, emulator, experiments, keys, notifications, reading
 from starter.cli._prose import as_prose
 
 
@@ -64,6 +64,7 @@ app.command("stats")(reading.stats)
 app.add_typer(reading.mail_app, name="mail")
 app.add_typer(emulator.emulator_app, name="emulator")
 app.add_typer(experiments.experiment_app, name="experiment")
+app.add_typer(keys.api_key_app, name="api-key")
 as_prose(app)
 
 __all__ = ["app"]

@@ -195,6 +195,7 @@ class TemporalDevServer:
         search_attributes: Sequence[SearchAttributeKey[Any]],
         ip: str = "127.0.0.1",
         binary: Path = TEMPORAL_BIN,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = db_file
         self.log_file = log_file
@@ -206,6 +207,7 @@ class TemporalDevServer:
         self.search_attributes = search_attributes
         self.ip = ip
         self.binary = binary
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -233,6 +235,10 @@ class TemporalDevServer:
             cmd += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
         if self.namespace != "default":
             cmd += ["--namespace", self.namespace]
+        if self.ui_codec_endpoint:
+            # The Web UI decodes payloads through it (its URL carries a key: see
+            # starter/http/routes/codec.py).
+            cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         return cmd
 
     async def start(self) -> None:

@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -35,6 +37,7 @@ from temporalio.service import RPCError
 from starter.admin import ensure_search_attributes
 from starter.client import Tidings
 from starter.dev import emulator_control as dev_emulators
+from starter.dev.api_server import DevApi
 from starter.dev.demo_data import seed_demo_data
 from starter.dev.devserver import (
     AlreadyRunning,
@@ -42,13 +45,19 @@ from starter.dev.devserver import (
     DevStackError,
     TemporalDevServer,
     check_ports_free,
+    pick_port,
 )
 from starter.dev.emulators.dev import DevEmulators
 from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
 from starter.dev.worker_process import WorkerProcess
 from starter.webui import search_url
-from tidings.settings import Settings
+from tidings import api_keys
+from tidings.api_keys import Scope
+from tidings.payload_keys import new_key_entry
+from tidings.settings import DEV_PAYLOAD_KEY_FILE, Settings
+from tidings.store import Store
+from tidings.targets import LOOPBACK
 from workflows.connect import connect as connect_temporal
 from workflows.search_attributes import ALL
 
@@ -58,6 +67,7 @@ LOCAL_IP = "127.0.0.1"
 LOCK_FILE = "dev.lock"
 TEMPORAL_DB = "temporal.db"
 TEMPORAL_LOG = "temporal.log"
+DEV_KEY_FILE = "dev-api-key"
 READY_TIMEOUT_SECONDS = 60.0
 START_ATTEMPTS = 5
 # How a stop stays within STOP_BUDGET_SECONDS (the promise of `tidings dev` on SIGTERM): the
@@ -79,10 +89,13 @@ def stack_settings(settings: Settings) -> Settings:
     """The settings the stack's own clients use: the dev server on `dev_temporal_port` and its
     Web UI on `dev_ui_port`, whatever `temporal_address` and `temporal_ui_url` say (those are for
     clients, which may sit elsewhere)."""
+    # The webhook receiver and the emulators listen on loopback: allow it for this stack only.
+    allowed = list(dict.fromkeys([*settings.webhook_allowed_networks, *LOOPBACK]))
     return settings.model_copy(
         update={
             "temporal_address": f"{LOCAL_IP}:{settings.dev_temporal_port}",
             "temporal_ui_url": f"http://localhost:{settings.dev_ui_port}",
+            "webhook_allowed_networks": allowed,
         }
     )
 
@@ -106,8 +119,18 @@ async def run_dev(
     with DevLock(data_dir / LOCK_FILE):
         check_ports_free(
             LOCAL_IP,
-            {"dev_temporal_port": settings.dev_temporal_port, "dev_ui_port": settings.dev_ui_port},
+            {
+                "dev_temporal_port": settings.dev_temporal_port,
+                "dev_ui_port": settings.dev_ui_port,
+                "dev_api_port": settings.dev_api_port,
+            },
         )
+        # Payloads are encrypted in the dev stack too (a key kept under the data directory),
+        # and the Web UI decodes them through the stack's codec endpoint.
+        settings = with_payload_keys(settings, data_dir)
+        api_port = settings.dev_api_port or pick_port(LOCAL_IP)
+        settings = settings.model_copy(update={"dev_api_port": api_port})
+        api_key = await development_key(stack_settings(settings), data_dir)
         check_ports_free(settings.smtp_host, {"smtp_port": settings.smtp_port})
         check_ports_free(LOCAL_IP, {"dev_webhook_port": settings.dev_webhook_port})
         check_ports_free(dev_emulators.HOST, dev_emulators.port_settings(settings))
@@ -119,6 +142,7 @@ async def run_dev(
             namespace=settings.temporal_namespace,
             search_attributes=ALL,
             ip=LOCAL_IP,
+            ui_codec_endpoint=f"http://{LOCAL_IP}:{api_port}/codec/{api_key}",
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(server.stop)
@@ -142,8 +166,13 @@ async def run_dev(
             if seed:
                 async with await Tidings.connect(local, temporal=client) as tidings:
                     await seed_demo_data(tidings, webhook_base=receiver.url)
+            api = DevApi(await Tidings.connect(local, temporal=client), LOCAL_IP, api_port)
+            try:
+                await _enter_bounded(stack, api)
+            except OSError as e:
+                raise DevStackError(f"the HTTP API could not start on {api.url}: {e}") from e
             if banner:
-                _print_banner(settings, local, server, sink, receiver, emulators, emulated)
+                _print_banner(settings, local, server, sink, receiver, emulators, emulated, api_key)
             log.info("dev stack ready on %s", server.address)
             if running is not None:
                 running(local)
@@ -151,6 +180,48 @@ async def run_dev(
                 ready.set()
             await _until_stopped(stop, worker, server)
             log.info("stopping the dev stack")
+
+
+async def development_key(settings: Settings, data_dir: Path) -> str:
+    """The stack's API key (every scope), kept in `data_dir/DEV_KEY_FILE` (mode 0600) so that a
+    restart prints the same key; a new one is created when the file is missing or its key has
+    been revoked."""
+    path = data_dir / DEV_KEY_FILE
+    store = await Store.open(settings.resolved_database_url)
+    try:
+        if path.exists():
+            kept = path.read_text(encoding="utf-8").strip()
+            found_id = api_keys.key_id(kept)
+            found = await store.api_key_with_digest(found_id) if found_id else None
+            live = found is not None and found[0].revoked_at is None
+            if live and found is not None and api_keys.matches(kept, found[1]):
+                return kept
+        new = api_keys.generate()
+        await store.add_api_key(new, "development (tidings dev)", list(Scope))
+    finally:
+        await store.close()
+    _write_private(path, new.key)
+    return new.key
+
+
+def with_payload_keys(settings: Settings, data_dir: Path) -> Settings:
+    """`settings` with TIDINGS_PAYLOAD_KEYS, from the environment or else from the key file the
+    stack keeps under the data directory (made on first start, mode 0600); clients started with
+    the same data directory in development read that file too (workflows.converter)."""
+    if settings.payload_keys is not None:
+        return settings
+    path = data_dir / DEV_PAYLOAD_KEY_FILE
+    if not path.exists():
+        _write_private(path, new_key_entry("dev1"))
+    keys = SecretStr(path.read_text(encoding="utf-8").strip())
+    return settings.model_copy(update={"payload_keys": keys})
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def _bound(
@@ -264,6 +335,7 @@ def _print_banner(
     receiver: WebhookReceiver,
     emulators: DevEmulators,
     emulated: list[str],
+    api_key: str,
 ) -> None:
     ui = f"http://localhost:{server.ui_port}"
     data_dir = settings.data_dir
@@ -289,6 +361,15 @@ def _print_banner(
                  f" curl {twilio}/_emulator/received")  # fmt: skip
     curl = f"""curl -X POST {twilio}/_emulator/faults -d '{{"mode":"5xx","count":3}}'"""
     rows.add_row("", f"inject a fault: tidings emulator faults twilio 5xx --count 3, or {curl}")
+    api = f"http://{LOCAL_IP}:{settings.dev_api_port}"
+    rows.add_row("HTTP API", f"{api}  (docs {api}/docs; codec endpoint {api}/codec, through"
+                 " which the Web UI shows payloads decrypted)")  # fmt: skip
+    rows.add_row(
+        "API key",
+        f"{api_key}  (every scope; also in {data_dir / DEV_KEY_FILE}); send it as"
+        f" Authorization: Bearer <key>: curl -H 'Authorization: Bearer {api_key}' {api}/v1/stats",
+    )
+    rows.add_row("Payloads", f"encrypted (AES-256-GCM), key in {data_dir / DEV_PAYLOAD_KEY_FILE}")
     rows.add_row("Worker", f"task queue {settings.task_queue}, a child process (python -m worker)")
     database = make_url(local.resolved_database_url).render_as_string(hide_password=True)
     rows.add_row("Database", database)

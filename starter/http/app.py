@@ -19,6 +19,8 @@ from starter.client import Tidings
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
+    api_keys,
+    codec,
     devices,
     experiments,
     health,
@@ -34,6 +36,18 @@ from starter.http.schemas import ERROR_RESPONSES
 from tidings.settings import Settings
 
 MAX_BODY_BYTES = 256 * 1024
+# Mounted under /v1; every route in them declares its scope (starter.http.auth).
+V1_MODULES = (
+    users,
+    devices,
+    templates,
+    notifications,
+    inbox,
+    stats,
+    receipts,
+    api_keys,
+    experiments,
+)
 
 
 class BodyLimit:
@@ -106,6 +120,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
-    for routes in (users, devices, templates, notifications, inbox, stats, receipts, experiments):
+    app.include_router(codec.router, responses=ERROR_RESPONSES)
+    for routes in V1_MODULES:
         app.include_router(routes.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app

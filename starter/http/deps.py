@@ -24,6 +24,9 @@ def get_tidings(request: Request) -> Tidings:
 # Every route reaches the store and Temporal through this client, never directly.
 Api = Annotated[Tidings, Depends(get_tidings)]
 UserId = Annotated[str, Path(pattern=IDENTIFIER, max_length=128)]
+# Database integers are 64-bit: a larger number is refused at the edge, not by the driver.
+ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MAX_OFFSET = 1_000_000_000
 IdempotencyKey = Annotated[
     str | None, Header(max_length=128, description="Used when the body has no idempotency_key")
 ]  # a parameter named idempotency_key reads the Idempotency-Key header

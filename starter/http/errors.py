@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.http.schemas import Error, ErrorBody, ErrorType
-from tidings.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from tidings.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 
 log = logging.getLogger("starter.http")
 
@@ -72,7 +72,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, e: Unauthorized) -> JSONResponse:
-        return error_response(401, "unauthorized", str(e))
+        response = error_response(401, "unauthorized", str(e))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, e: Forbidden) -> JSONResponse:
+        return error_response(403, "forbidden", str(e))
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, e: Conflict) -> JSONResponse:

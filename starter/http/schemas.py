@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from starter.client import MAX_BULK
+from tidings import inbox_tokens
 from tidings.models import (
     AttributeValue,
     Channel,
@@ -28,7 +29,13 @@ from tidings.models import (
 )
 
 ErrorType = Literal[
-    "invalid_request", "unauthorized", "not_found", "conflict", "unavailable", "internal"
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "unavailable",
+    "internal",
 ]
 
 
@@ -44,6 +51,8 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No API key, or not a valid one"},
+    403: {"model": ErrorBody, "description": "The API key lacks the scope this route needs"},
     404: {"model": ErrorBody, "description": "Not found"},
     422: {"model": ErrorBody, "description": "Invalid request: names the field and the reason"},
     503: {"model": ErrorBody, "description": "Temporal or the database is unreachable"},
@@ -131,6 +140,15 @@ class EngagementBody(Model):
 class EngagementAccepted(BaseModel):
     notification_id: str
     type: EngagementType
+
+
+class InboxTokenBody(Model):
+    ttl_seconds: int = Field(
+        default=int(inbox_tokens.DEFAULT_TTL.total_seconds()),
+        ge=1,
+        le=int(inbox_tokens.MAX_TTL.total_seconds()),
+        description="How long the token opens the inbox",
+    )
 
 
 class MarkedRead(BaseModel):

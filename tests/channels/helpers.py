@@ -7,11 +7,14 @@ from typing import Any
 from tidings.channels.base import OutgoingMessage
 from tidings.models import Channel, RenderedMessage, User
 from tidings.settings import Settings
+from tidings.targets import LOOPBACK
 
 
 def make_settings(**overrides: Any) -> Settings:
     # No .env file: tests must not depend on a developer's local configuration.
-    return Settings(_env_file=None, environment="test", **overrides)
+    # The receivers and emulators listen on loopback: allowed unless a test says otherwise.
+    values: dict[str, Any] = {"webhook_allowed_networks": list(LOOPBACK), **overrides}
+    return Settings(_env_file=None, environment="test", **values)
 
 
 def make_delivery(

@@ -283,7 +283,8 @@ def production_settings(**overrides: Any) -> Settings:
         webhook_secret=secret,
         tracking_secret=secret,
         receipt_secret=secret,
-        webhook_allow_private=False,
+        inbox_secret=secret,
+        payload_keys=SecretStr("k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU="),
         **overrides,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest_asyncio
 
 from starter.dev.emulators.slack import DEV_BOT_TOKEN, SlackEmulator
 from tests.channels.helpers import make_settings
+from tidings import targets
 from tidings.channels.base import (
     OutgoingMessage,
     PermanentChannelError,
@@ -118,8 +120,9 @@ async def test_slack_user_id_without_bot_token_falls_back_to_the_webhook(
 
 
 async def test_webhook_host_must_be_allowed(slack: SlackEmulator, http: httpx.AsyncClient) -> None:
-    # Outside production loopback is accepted for the emulator; in production only the list is.
-    settings = make_settings(slack_bot_token=None).model_copy(update={"environment": "production"})
+    # Loopback (the emulator) only when allowed, as the dev stack and these tests do; else only
+    # the hosts in TIDINGS_SLACK_WEBHOOK_HOSTS, and then only at public addresses.
+    settings = make_settings(slack_bot_token=None, webhook_allowed_networks=[])
     sender = SlackSender(settings, http)
     with pytest.raises(PermanentChannelError, match="not an allowed Slack webhook host"):
         await sender.send(delivery(webhook_user(slack)))
@@ -231,3 +234,16 @@ def test_blocks_never_cut_an_escaped_entity() -> None:
 def test_too_long_for_fifty_blocks_is_permanent() -> None:
     with pytest.raises(PermanentChannelError, match="the limit is 50"):
         blocks("", "x" * (SECTION_MAX * 50 + 1))
+
+
+async def test_a_slack_host_resolving_to_a_private_address_is_refused(
+    http: httpx.AsyncClient,
+) -> None:
+    async def private(host: str, port: int) -> list[targets.IPAddress]:
+        return [ipaddress.ip_address("10.0.0.7")]
+
+    settings = make_settings(slack_bot_token=None, webhook_allowed_networks=[])
+    sender = SlackSender(settings, http, resolver=private)
+    user = User(id="u-s", slack_webhook_url="https://hooks.slack.com/services/T0/B0/secret")
+    with pytest.raises(PermanentChannelError, match=r"10\.0\.0\.7 is a private address"):
+        await sender.send(delivery(user))

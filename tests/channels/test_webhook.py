@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import socket
+import ipaddress
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +14,7 @@ import pytest_asyncio
 from starter.dev.webhook_receiver import WebhookReceiver
 from tests.channels.helpers import make_delivery, make_settings
 from tests.ports import refused_port
-from tidings.channels import webhook
+from tidings import targets
 from tidings.channels.base import (
     PermanentChannelError,
     RateLimitedError,
@@ -220,44 +220,81 @@ async def test_user_without_webhook_url_is_permanent(
         await sender(http, webhook_secret).send(delivery)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.1.2.3", "169.254.169.254"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "10.1.2.3",
+        "169.254.169.254",
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:a9fe:a9fe]",
+    ],
+)
 async def test_private_targets_refused_unless_allowed(
     receiver: WebhookReceiver, http: httpx.AsyncClient, webhook_secret: str, host: str
 ) -> None:
     delivery = make_delivery(
         channel=Channel.WEBHOOK, user=hook_user(f"http://{host}:{receiver.port}/h")
     )
-    with pytest.raises(PermanentChannelError, match="non-public address"):
-        await sender(http, webhook_secret, webhook_allow_private=False).send(delivery)
+    with pytest.raises(PermanentChannelError, match=r"https|loopback|private|link-local"):
+        await sender(http, webhook_secret, webhook_allowed_networks=[]).send(delivery)
+    delivery = make_delivery(
+        channel=Channel.WEBHOOK, user=hook_user(f"https://{host}:{receiver.port}/h")
+    )
+    with pytest.raises(PermanentChannelError, match=r"loopback|private|link-local"):
+        await sender(http, webhook_secret, webhook_allowed_networks=[]).send(delivery)
     assert receiver.received == []
 
 
-async def test_checked_address_is_the_one_connected_to(
-    webhook_secret: str, monkeypatch: pytest.MonkeyPatch
+async def test_a_name_resolving_to_a_private_address_is_refused(
+    receiver: WebhookReceiver, http: httpx.AsyncClient, webhook_secret: str
 ) -> None:
-    # Pretend loopback is public so the check passes; the request must then go to the address
-    # that was checked (not a second DNS lookup) while keeping the original Host header.
-    monkeypatch.setattr(webhook, "is_public_address", lambda ip: True)
-    first = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+    async def rebinding(host: str, port: int) -> list[targets.IPAddress]:
+        # One public answer and one metadata-service answer: refused, whichever would be used.
+        return [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("169.254.169.254")]
+
+    delivery = make_delivery(channel=Channel.WEBHOOK, user=hook_user("https://hooks.example.com/h"))
+    settings = make_settings(webhook_secret=webhook_secret, webhook_allowed_networks=[])
+    with pytest.raises(PermanentChannelError, match=r"169\.254\.169\.254 is a link-local"):
+        await WebhookSender(settings, http, resolver=rebinding).send(delivery)
+
+
+async def test_checked_address_is_the_one_connected_to(webhook_secret: str) -> None:
+    # The resolver seam answers loopback for a made-up name (allowed for this test); the request
+    # must go to that address, not a second lookup, while keeping the original Host header.
+    looked_up: list[str] = []
     sent_to: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[targets.IPAddress]:
+        looked_up.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
 
     async def record(request: httpx.Request) -> None:
         sent_to.append(request.url.host)
 
     async with (
-        WebhookReceiver(host=str(first)) as receiver,
+        WebhookReceiver(host="127.0.0.1") as receiver,
         httpx.AsyncClient(event_hooks={"request": [record]}) as client,
     ):
-        delivery = make_delivery(
-            channel=Channel.WEBHOOK, user=hook_user(f"http://localhost:{receiver.port}/h")
+        url = f"http://hooks.tidings.test:{receiver.port}/h"
+        delivery = make_delivery(channel=Channel.WEBHOOK, user=hook_user(url))
+        settings = make_settings(
+            webhook_secret=webhook_secret, webhook_allowed_networks=["127.0.0.0/8"]
         )
-        outcome = await sender(client, webhook_secret, webhook_allow_private=False).send(delivery)
+        outcome = await WebhookSender(settings, client, resolver=resolver).send(delivery)
 
         assert outcome.status is DeliveryStatus.DELIVERED
-        assert outcome.target == f"http://localhost:{receiver.port}/h"
-        assert sent_to == [str(first)]
+        assert outcome.target == url
+        assert looked_up == ["hooks.tidings.test"]
+        assert sent_to == ["127.0.0.1"]
         [req] = receiver.received
-        assert req.headers["host"] == f"localhost:{receiver.port}"
+        assert req.headers["host"] == f"hooks.tidings.test:{receiver.port}"
         verify(webhook_secret, req.headers, req.body)
 
 

@@ -21,7 +21,7 @@ from tidings.settings import Settings
 
 TIDINGS = Path(sys.executable).parent / "tidings"
 PORT_SETTINGS = (
-    "dev_temporal_port", "dev_ui_port", "smtp_port", "dev_webhook_port",
+    "dev_temporal_port", "dev_ui_port", "dev_api_port", "smtp_port", "dev_webhook_port",
     "dev_fcm_port", "dev_apns_port", "dev_twilio_port", "dev_slack_port",
 )  # fmt: skip
 

@@ -91,6 +91,11 @@ async def test_tidings_dev_process_stops_everything_on_sigterm(tmp_path: Path) -
     try:
         assert re.search(r"Temporal\s+127\.0\.0\.1:[1-9]\d*\s", banner), banner
         assert processes_mentioning(temporal_db)
+        # The development key is printed with the addresses and kept, readable by its owner only.
+        key_file = tmp_path / "data" / "dev-api-key"
+        key = key_file.read_text().strip()
+        assert re.fullmatch(r"tid_[0-9a-f]{16}_\S+", key) and key in banner.replace("\n", "")
+        assert key_file.stat().st_mode & 0o777 == 0o600
 
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):

@@ -167,7 +167,7 @@ def test_compose_environment_is_valid_production_settings(
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
     assert settings.environment == "production"
-    assert settings.webhook_allow_private is False
+    assert settings.webhook_allowed_networks == []
     assert settings.webhook_secret.get_secret_value() != DEV_WEBHOOK_SECRET
     assert settings.temporal_address == "temporal:7233"
     assert settings.resolved_database_url.startswith("postgresql+asyncpg://")

@@ -11,6 +11,8 @@ from tidings.settings import Settings
 
 RECEIPTS = "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM="
 TRACKING = "a-long-random-tracking-secret-for-tests"
+INBOX = "a-long-random-inbox-secret-for-tests"
+PAYLOAD_KEYS = "k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU="
 SECRET = "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw=="
 
 
@@ -23,17 +25,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_refuses_the_default_webhook_secret() -> None:
     with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_SECRET must be set in production"):
-        Settings(_env_file=None, environment="production", webhook_allow_private=False)
-
-
-def test_production_refuses_private_webhook_targets() -> None:
-    with pytest.raises(ValidationError, match="TIDINGS_WEBHOOK_ALLOW_PRIVATE must be false"):
-        Settings(
-            _env_file=None,
-            environment="production",
-            webhook_secret=SECRET,
-            tracking_secret=TRACKING,
-        )
+        Settings(_env_file=None, environment="production")
 
 
 def test_production_refuses_the_default_tracking_secret() -> None:
@@ -42,7 +34,6 @@ def test_production_refuses_the_default_tracking_secret() -> None:
             _env_file=None,
             environment="production",
             webhook_secret=SECRET,
-            webhook_allow_private=False,
         )
 
 
@@ -53,11 +44,63 @@ def test_production_accepts_a_real_secret_without_private_targets() -> None:
         webhook_secret=SECRET,
         tracking_secret=TRACKING,
         receipt_secret=RECEIPTS,
-        webhook_allow_private=False,
+        inbox_secret=INBOX,
+        payload_keys=PAYLOAD_KEYS,
     )
     assert settings.webhook_secret.get_secret_value() == SECRET
 
 
+def test_production_refuses_the_default_inbox_secret() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_INBOX_SECRET must be set"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            tracking_secret=TRACKING,
+            receipt_secret=RECEIPTS,
+        )
+
+
+def test_production_refuses_to_run_without_payload_keys() -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_PAYLOAD_KEYS must be set"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            webhook_secret=SECRET,
+            tracking_secret=TRACKING,
+            receipt_secret=RECEIPTS,
+            inbox_secret=INBOX,
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("k1", "expected id:base64key"),
+        ("k1:not base64!", "not base64"),
+        ("k1:c2hvcnQ=", "AES-256 needs 32"),
+        (f"{PAYLOAD_KEYS},{PAYLOAD_KEYS}", "appears twice"),
+    ],
+)
+def test_malformed_payload_keys_are_refused(value: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings(_env_file=None, payload_keys=value)
+
+
 def test_development_keeps_its_defaults() -> None:
     settings = Settings(_env_file=None)
-    assert settings.environment == "development" and settings.webhook_allow_private is True
+    assert settings.environment == "development" and settings.webhook_allowed_networks == []
+
+
+def test_allowed_networks_read_comma_separated_and_refuse_nonsense(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDINGS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8, ::1,hooks.internal")
+    assert Settings(_env_file=None).webhook_allowed_networks == [
+        "127.0.0.0/8",
+        "::1",
+        "hooks.internal",
+    ]
+    monkeypatch.setenv("TIDINGS_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/33")
+    with pytest.raises(ValidationError, match="neither a network"):
+        Settings(_env_file=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from pydantic import SecretStr
@@ -12,6 +13,7 @@ from starter.http import MAX_BODY_BYTES, make_open_pixel, make_tracking_link
 from tests.http.helpers import WELCOME, api, error_of, eventually
 from tests.ports import refused_port
 from tests.support import Stack
+from tidings import tracking
 from tidings.store import Store
 from tidings.store.engine import create_engine
 from workflows.connect import connect
@@ -55,7 +57,9 @@ async def database_down_is_503_naming_the_database(stack: Stack, port: int) -> N
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
     store = Store(create_engine(url))
     try:
-        async with api(Tidings(stack.settings, store, stack.tidings.temporal)) as client:
+        async with api(
+            Tidings(stack.settings, store, stack.tidings.temporal), issuer=stack.tidings
+        ) as client:
             r = await client.get("/healthz")
             assert error_of(r, 503, "unavailable")["field"] == "database"
             assert r.json()["checks"]["temporal"] == "ok"
@@ -177,3 +181,28 @@ async def test_repeated_opens_and_clicks_count_once_per_link(
     await eventually(counted)
     stats = (await client.get("/v1/stats")).json()
     assert stats["engagement"] == {"opened": 1, "clicked": 2, "converted": 1}
+
+
+async def test_expired_and_non_http_links_are_404_without_a_redirect(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    expired = make_tracking_link(
+        stack.settings, "http://test", "n1", "https://example.com/", expires_at=past
+    )
+    r = await client.get(expired)
+    assert "expired" in error_of(r, 404, "not_found")["reason"]
+    assert "location" not in r.headers
+    # A javascript: target signed with the (development) secret: refused at the redirect.
+    secret = stack.settings.tracking_secret.get_secret_value()
+    later = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
+    for target in ("javascript:alert(1)", "//evil.example/", "data:text/html,x"):
+        payload = f"n1|clicked|{later}|{target}".encode()
+        token = (
+            tracking._b64encode(payload)
+            + "."
+            + tracking._b64encode(tracking._signature(secret, payload))
+        )
+        r = await client.get(f"/t/{token}")
+        error_of(r, 404, "not_found")
+        assert "location" not in r.headers

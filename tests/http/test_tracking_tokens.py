@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from tidings import tracking
-from tidings.models import EngagementType
+from tidings.models import Channel, EngagementType, RenderedMessage
 from tidings.settings import Settings
 from tidings.tracking import InvalidToken, TrackedAction
 
 SECRET = "s3cret"
+LATER = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 
 
 def test_round_trip_keeps_pipes_in_the_url() -> None:
-    action = TrackedAction("n-1", EngagementType.CLICKED, "https://example.com/a?x=1|2")
+    action = TrackedAction("n-1", EngagementType.CLICKED, "https://example.com/a?x=1|2", LATER)
     assert tracking.verify(SECRET, tracking.sign(SECRET, action)) == action
 
 
@@ -26,11 +29,11 @@ def test_round_trip_keeps_pipes_in_the_url() -> None:
 )
 def test_only_absolute_http_urls_are_signed(url: str) -> None:
     with pytest.raises(ValueError, match="absolute http"):
-        tracking.sign(SECRET, TrackedAction("n-1", EngagementType.CLICKED, url))
+        tracking.sign(SECRET, TrackedAction("n-1", EngagementType.CLICKED, url, LATER))
 
 
 def test_a_token_from_another_secret_is_refused() -> None:
-    token = tracking.sign(SECRET, TrackedAction("n-1", EngagementType.OPENED, ""))
+    token = tracking.sign(SECRET, TrackedAction("n-1", EngagementType.OPENED, "", LATER))
     with pytest.raises(InvalidToken, match="bad signature"):
         tracking.verify("other", token)
 
@@ -43,10 +46,62 @@ def test_production_refuses_the_development_tracking_secret(
     real: dict[str, Any] = {
         "environment": "production",
         "webhook_secret": "whsec_cHJvZHVjdGlvbi1zZWNyZXQtZm9yLXRoZS10ZXN0cw==",
-        "webhook_allow_private": False,
         "receipt_secret": "whsec_cmVjZWlwdHMtc2VjcmV0LWZvci10aGUtdGVzdHM=",
+        "inbox_secret": "a-real-inbox-secret",
+        "payload_keys": "k1:dGlkaW5ncy10ZXN0LXBheWxvYWQta2V5LTMyLWJ5dGU=",
     }
     with pytest.raises(ValidationError, match="TIDINGS_TRACKING_SECRET must be set"):
         Settings(_env_file=None, **real)
     settings = Settings(_env_file=None, **real, tracking_secret="a-real-tracking-secret")
     assert settings.tracking_secret.get_secret_value() == "a-real-tracking-secret"
+
+
+def _raw_token(payload: bytes) -> str:
+    """A token over any payload, as whoever holds the secret could make one."""
+    signature = tracking._signature(SECRET, payload)
+    return f"{tracking._b64encode(payload)}.{tracking._b64encode(signature)}"
+
+
+def test_tokens_expire_after_the_window_and_the_grace_period() -> None:
+    settings = Settings(_env_file=None, engagement_window_hours=72, tracking_grace_hours=24)
+    made = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    assert tracking.expiry(settings, now=made) == made + timedelta(hours=96)
+    action = TrackedAction("n-1", EngagementType.CLICKED, "https://example.com/", made)
+    token = tracking.sign(SECRET, action)
+    assert tracking.verify(SECRET, token, now=made - timedelta(seconds=1)) == action
+    with pytest.raises(tracking.ExpiredToken):
+        tracking.verify(SECRET, token, now=made)
+
+
+def test_a_signed_non_http_target_is_refused_at_the_redirect() -> None:
+    # Only someone holding the secret can sign this (sign() itself refuses): as with the
+    # public development secret. The redirect refuses it anyway.
+    payload = f"n-1|clicked|{int(LATER.timestamp())}|javascript:alert(1)".encode()
+    token = _raw_token(payload)
+    with pytest.raises(tracking.RefusedTarget):
+        tracking.verify(SECRET, token)
+
+
+def test_tokens_of_the_first_format_are_refused() -> None:
+    payload = b"n-1|clicked|https://example.com/"
+    token = _raw_token(payload)
+    with pytest.raises(InvalidToken):
+        tracking.verify(SECRET, token)
+
+
+def test_track_links_mints_tokens_for_the_messages_urls_only() -> None:
+    settings = Settings(_env_file=None, tracking_secret="s3cret")
+    message = RenderedMessage(
+        channel=Channel.EMAIL,
+        subject="Order",
+        text="See https://shop.example/o/42?a=1&b=2 now",
+        html='<a href="https://shop.example/o/42?a=1&amp;b=2">order</a> javascript:alert(1)',
+    )
+    tracked = tracking.track_links(settings, "https://t.example", "n-9", message)
+    [text_link] = re.findall(r"https://t\.example/t/\S+", tracked.text)
+    [html_link] = re.findall(r'href="(https://t\.example/t/[^"]+)"', tracked.html or "")
+    for link in (text_link, html_link):
+        action = tracking.verify("s3cret", link.rsplit("/", 1)[1])
+        assert action.url == "https://shop.example/o/42?a=1&b=2"
+        assert action.notification_id == "n-9"
+    assert "javascript:alert(1)" in (tracked.html or "")  # left as text, never a token

@@ -13,7 +13,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows.converter import DATA_CONVERTER
+from tidings.payload_keys import new_key_entry, parse_keys
+from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 
@@ -30,11 +31,17 @@ def test_histories_are_checked_in() -> None:
     assert v1 | v2 | v3 | experiments <= names
 
 
+# Workers with payload keys replay these plaintext histories too (the codec passes through
+# payloads written before encryption was on).
+CONVERTERS = {"plain": DATA_CONVERTER, "with-keys": with_keys(parse_keys(new_key_entry("r1")))}
+
+
+@pytest.mark.parametrize("converter", CONVERTERS, ids=list(CONVERTERS))
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+async def test_history_replays(path: Path, converter: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     replayer = Replayer(
-        workflows=[NotificationWorkflow, ExperimentWorkflow], data_converter=DATA_CONVERTER
+        workflows=[NotificationWorkflow, ExperimentWorkflow], data_converter=CONVERTERS[converter]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

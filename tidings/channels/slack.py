@@ -9,12 +9,12 @@ again. chat.postMessage carries the notification id as message metadata so dupli
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
 import httpx
 
+from tidings import targets
 from tidings.channels import provider_http
 from tidings.channels.base import (
     OutgoingMessage,
@@ -22,6 +22,7 @@ from tidings.channels.base import (
     ProviderAcceptance,
     TransientChannelError,
 )
+from tidings.channels.pinned import pin
 from tidings.models import Channel, DeliveryStatus
 from tidings.settings import Settings
 
@@ -83,19 +84,20 @@ def _split_at(text: str, limit: int) -> int:
     return amp if amp > 0 and ";" not in window[amp:] else limit
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 class SlackSender:
     channel: Channel = Channel.SLACK
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        *,
+        resolver: targets.Resolver = targets.system_resolver,
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._policy = settings.webhook_target_policy
+        self._resolver = resolver
         token = settings.slack_bot_token
         self._bot_token = token.get_secret_value() if token is not None else None
         self._hosts = {h.lower() for h in settings.slack_webhook_hosts}
@@ -122,12 +124,17 @@ class SlackSender:
         raise PermanentChannelError(f"user {user.id} has no slack_webhook_url or slack_user_id")
 
     def _webhook_target(self, url: httpx.URL) -> str:
-        production = self._settings.environment == "production"
-        allowed = url.host.lower() in self._hosts or (not production and _loopback(url.host))
-        if not allowed or (production and url.scheme != "https"):
+        # A Slack host (TIDINGS_SLACK_WEBHOOK_HOSTS), or a network the operator allowed (the
+        # emulator on loopback in the dev stack); the address is checked again at send time.
+        allowed_host = url.host.lower() in self._hosts
+        if not allowed_host and targets.literal_address(url.host) is None:
+            allowed_host = self._policy.allows_host(url.host)
+        literal = targets.literal_address(url.host)
+        allowed_network = literal is not None and self._policy.allows_address(literal)
+        if not (allowed_host or allowed_network):
             raise PermanentChannelError(
                 f"slack_webhook_url host {url.host!r} is not an allowed Slack webhook host"
-                " (TIDINGS_SLACK_WEBHOOK_HOSTS; https only in production)"
+                " (TIDINGS_SLACK_WEBHOOK_HOSTS, TIDINGS_WEBHOOK_ALLOWED_NETWORKS)"
             )
         # The path after /services/ is the webhook's secret: keep only its first part.
         parts = url.path.split("/")
@@ -137,13 +144,16 @@ class SlackSender:
     async def _webhook(self, delivery: OutgoingMessage, raw_url: str) -> ProviderAcceptance:
         url = httpx.URL(raw_url)
         target = self._webhook_target(url)
+        pinned = await pin(url, f"slack_webhook_url {target}", self._policy, self._resolver)
         response = await provider_http.request(
             self._http,
             "Slack webhook",
             "POST",
-            str(url),
+            str(pinned.url),
             timeout_seconds=self._settings.slack_timeout_seconds,
             json=self.body(delivery),
+            headers=pinned.headers,
+            extensions=pinned.extensions,
         )
         status = response.status_code
         answer = provider_http.snippet(response, 100)

@@ -12,10 +12,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from tidings import targets
 from tidings.channels.base import (
     ChannelError,
     OutgoingMessage,
@@ -31,12 +30,12 @@ from tidings.channels.base import (
     RateLimitedError,
     TransientChannelError,
 )
+from tidings.channels.pinned import pin
 from tidings.models import Channel, DeliveryStatus
 from tidings.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 USER_AGENT = "Tidings-Webhooks/0.1"
 
 
@@ -106,13 +105,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def is_public_address(ip: IPAddress) -> bool:
-    """False for loopback, private, link-local, shared, reserved and unspecified ranges."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 def _display_target(url: httpx.URL) -> str:
     # No query string or credentials: they often carry tokens.
     port = f":{url.port}" if url.port is not None else ""
@@ -122,9 +114,17 @@ def _display_target(url: httpx.URL) -> str:
 class WebhookSender:
     channel = Channel.WEBHOOK
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        *,
+        resolver: targets.Resolver = targets.system_resolver,
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._policy = settings.webhook_target_policy
+        self._resolver = resolver
         self._secret = settings.webhook_secret.get_secret_value()
         _secret_key(self._secret)  # refuse a malformed secret at start-up, not at first send
 
@@ -182,16 +182,10 @@ class WebhookSender:
     async def _send_one(self, delivery: OutgoingMessage, endpoint: str) -> ProviderAcceptance:
         url = httpx.URL(endpoint)
         target = _display_target(url)
-        request_url = url
-        extensions: dict[str, str] = {}
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
-        if not self._settings.webhook_allow_private:
-            ip = await self._resolve_public(url, target)
-            # Connect to the address we checked, not a second lookup that DNS rebinding could
-            # point elsewhere; Host and TLS SNI keep the original name.
-            request_url = url.copy_with(host=str(ip))
-            headers["host"] = url.netloc.decode("ascii")
-            extensions = {"sni_hostname": url.host}
+        # Connect to the address that was checked, not a second lookup that DNS rebinding could
+        # point elsewhere; Host and TLS SNI keep the original name.
+        pinned = await pin(url, f"webhook_url {target}", self._policy, self._resolver)
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT, **pinned.headers}
 
         now = datetime.now(UTC)
         timestamp = int(now.timestamp())
@@ -203,12 +197,12 @@ class WebhookSender:
         timeout = self._settings.webhook_timeout_seconds
         try:
             response = await self._http.post(
-                request_url,
+                pinned.url,
                 content=body,
                 headers=headers,
                 timeout=httpx.Timeout(timeout),
                 follow_redirects=False,
-                extensions=extensions,
+                extensions=pinned.extensions,
             )
         except httpx.TimeoutException as e:
             raise TransientChannelError(
@@ -241,32 +235,3 @@ class WebhookSender:
                 " update the webhook_url"
             )
         raise PermanentChannelError(f"webhook {target} answered {status}")
-
-    async def _resolve_public(self, url: httpx.URL, target: str) -> IPAddress:
-        """The first address `url` resolves to, refusing the target if any is not public."""
-        host = url.host
-        try:
-            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
-        except ValueError:
-            port = url.port or (443 if url.scheme == "https" else 80)
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM
-                )
-            except socket.gaierror as e:
-                if e.errno == socket.EAI_NONAME:
-                    raise PermanentChannelError(
-                        f"webhook_url host {host!r} does not resolve"
-                    ) from e
-                raise TransientChannelError(f"resolving webhook_url host {host!r}: {e}") from e
-            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if not addresses:
-            raise PermanentChannelError(f"webhook_url host {host!r} has no address")
-        # Refuse if any address is private: otherwise which one we hit would decide safety.
-        for ip in addresses:
-            if not is_public_address(ip):
-                raise PermanentChannelError(
-                    f"webhook_url {target} resolves to non-public address {ip};"
-                    " private targets are not allowed (TIDINGS_WEBHOOK_ALLOW_PRIVATE)"
-                )
-        return addresses[0]

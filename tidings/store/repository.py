@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tidings.store.api_keys import ApiKeysMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
@@ -19,7 +20,7 @@ from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.receipts import ReceiptsMixin
 from tidings.store.templates import TemplatesMixin
-from tidings.store.users import UsersMixin
+from tidings.store.users import ErasureMixin, UsersMixin
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Store(
     ReceiptsMixin,
     IdempotencyMixin,
     ExperimentsMixin,
+    ApiKeysMixin,
+    ErasureMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:

@@ -272,3 +272,16 @@ class EnrolmentRow(Base):
     notification_id: Mapped[str | None] = mapped_column(String)
     claim_id: Mapped[str] = mapped_column(String(128))  # the update that enrolled the user
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKeyRow(Base):
+    """An API key by its public id; only the SHA-256 of the key is kept (`tidings.api_keys`)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[list[str]] = mapped_column(JSONValue)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
-from tidings.models import Device, Platform, Preferences, User
+from tidings.models import Device, NotificationStatus, Platform, Preferences, User
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
-from tidings.store.tables import DeviceRow, PreferencesRow, UserRow
+from tidings.store.tables import (
+    DeliveryRow,
+    DeviceRow,
+    EngagementRow,
+    InboxRow,
+    LedgerRow,
+    NotificationRow,
+    PreferencesRow,
+    UserRow,
+)
+
+ERASED = "(erased)"
 
 
 def _token_digest(token: str) -> str:
@@ -146,3 +157,38 @@ class UsersMixin(StoreBase):
         async with self._read() as session:
             row = await session.get(PreferencesRow, user_id)
             return Preferences(user_id=user_id) if row is None else _preferences(row)
+
+
+class ErasureMixin(StoreBase):
+    async def pending_notification_ids(self, user_id: str) -> list[str]:
+        """The user's notifications that have not been sent yet (scheduled or sending)."""
+        pending = [NotificationStatus.SCHEDULED.value, NotificationStatus.SENDING.value]
+        stmt = select(NotificationRow.id).where(
+            NotificationRow.user_id == user_id, NotificationRow.status.in_(pending)
+        )
+        async with self._read() as session:
+            return list((await session.scalars(stmt)).all())
+
+    async def erase_user(self, user_id: str) -> bool:
+        """Remove the user's personal data in one transaction: the user (devices and preferences
+        go with it), their inbox, and the addresses and engagement details recorded with their
+        notifications. Counts and statuses stay, keyed by the (opaque) user id."""
+        mine = select(NotificationRow.id).where(NotificationRow.user_id == user_id)
+        async with self._write() as session:
+            existed = await session.get(UserRow, user_id) is not None
+            await session.execute(delete(InboxRow).where(InboxRow.user_id == user_id))
+            await session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.notification_id.in_(mine))
+                .values(target=ERASED)
+            )
+            await session.execute(
+                update(LedgerRow).where(LedgerRow.notification_id.in_(mine)).values(target=ERASED)
+            )
+            await session.execute(
+                update(EngagementRow).where(EngagementRow.notification_id.in_(mine)).values(meta={})
+            )
+            await session.execute(delete(DeviceRow).where(DeviceRow.user_id == user_id))
+            await session.execute(delete(PreferencesRow).where(PreferencesRow.user_id == user_id))
+            await session.execute(delete(UserRow).where(UserRow.id == user_id))
+            return existed

@@ -1,6 +1,6 @@
 """/v1/experiments: A/B tests created, enrolled into, read, stopped and listed.
 
-When the API gets keys, enrolling needs the send scope and creating or stopping the admin scope.
+Enrolling needs the send scope, creating or stopping the admin scope, reading the read scope.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from fastapi import APIRouter, Body, Path, Response
 from pydantic import Field
 
 from starter.client import ExperimentRef
+from starter.http.auth import Requires
 from starter.http.deps import Api
+from tidings.api_keys import Scope
 from tidings.models import Identifier, Model
 from tidings.store.experiments import ExperimentRecord
 from workflows.io import Enrollment, ExperimentResults
@@ -32,6 +34,7 @@ class StopBody(Model):
 
 @router.post(
     "/experiments",
+    dependencies=[Requires(Scope.ADMIN)],
     summary="Create an A/B test and start it (200 when the same test exists already)",
     status_code=201,
     response_model=ExperimentRef,
@@ -57,7 +60,10 @@ async def create_experiment(
 
 
 @router.get(
-    "/experiments", summary="List A/B tests, newest first", response_model=list[ExperimentRecord]
+    "/experiments",
+    dependencies=[Requires(Scope.READ)],
+    summary="List A/B tests, newest first",
+    response_model=list[ExperimentRecord],
 )
 async def list_experiments(tidings: Api) -> list[ExperimentRecord]:
     return await tidings.list_experiments()
@@ -65,6 +71,7 @@ async def list_experiments(tidings: Api) -> list[ExperimentRecord]:
 
 @router.get(
     "/experiments/{experiment_id}",
+    dependencies=[Requires(Scope.READ)],
     summary="Results: each variant's counts and intervals, and the decision",
     response_model=ExperimentResults,
 )
@@ -74,6 +81,7 @@ async def experiment_results(experiment_id: ExperimentId, tidings: Api) -> Exper
 
 @router.post(
     "/experiments/{experiment_id}/enrollments",
+    dependencies=[Requires(Scope.SEND)],
     summary="Enrol a user (201; 200 with the first enrolment when enrolled already)",
     status_code=201,
     response_model=Enrollment,
@@ -89,6 +97,7 @@ async def enroll(
 
 @router.post(
     "/experiments/{experiment_id}/stop",
+    dependencies=[Requires(Scope.ADMIN)],
     summary="Stop an A/B test by hand; its ending is recorded with the figures",
     response_model=ExperimentResults,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from starter.http.auth import Requires
 from starter.http.deps import Api, IdempotencyKey, accepted, choose_key
 from starter.http.schemas import (
     CONFLICT_RESPONSE,
@@ -20,6 +21,7 @@ from starter.http.schemas import (
     EngagementBody,
     RescheduleBody,
 )
+from tidings.api_keys import Scope
 from tidings.models import NotificationRequest, NotificationResult
 
 router = APIRouter()
@@ -27,6 +29,7 @@ router = APIRouter()
 
 @router.post(
     "/notifications",
+    dependencies=[Requires(Scope.SEND)],
     summary="Send a notification",
     status_code=202,
     response_model=Accepted,
@@ -45,6 +48,7 @@ async def notify(
 
 @router.post(
     "/notifications/bulk",
+    dependencies=[Requires(Scope.SEND)],
     summary="Send one notification per user",
     status_code=202,
     response_model=BulkAccepted,
@@ -64,6 +68,7 @@ async def notify_bulk(
 
 @router.get(
     "/notifications/{notification_id}",
+    dependencies=[Requires(Scope.READ)],
     summary="A notification's status, channels and engagement",
     response_model=NotificationResult,
 )
@@ -73,6 +78,7 @@ async def get_notification(notification_id: str, tidings: Api) -> NotificationRe
 
 @router.post(
     "/notifications/{notification_id}/cancel",
+    dependencies=[Requires(Scope.SEND)],
     summary="Cancel a notification that has not been sent",
     responses=CONFLICT_RESPONSE,
     response_model=NotificationResult,
@@ -85,6 +91,7 @@ async def cancel(
 
 @router.post(
     "/notifications/{notification_id}/reschedule",
+    dependencies=[Requires(Scope.SEND)],
     summary="Move the send time of a notification that has not been sent",
     responses=CONFLICT_RESPONSE,
     response_model=NotificationResult,
@@ -97,6 +104,7 @@ async def reschedule(
 
 @router.post(
     "/notifications/{notification_id}/engagement",
+    dependencies=[Requires(Scope.SEND)],
     summary="Record what the user did with a delivered notification",
     responses=CONFLICT_RESPONSE,
     status_code=202,

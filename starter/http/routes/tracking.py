@@ -1,4 +1,5 @@
-"""GET /t/{token}: signed tracking links (a click, then a redirect) and open pixels."""
+"""GET /t/{token}: signed tracking links (a click, then a redirect) and open pixels; expired
+links and non-http(s) targets are 404 without a redirect (see tidings.tracking)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ router = APIRouter()
         302: {"description": "Redirect to the tracked URL"},
         200: {"description": "The open pixel", "content": {"image/gif": {}}},
         400: {"model": ErrorBody, "description": "The token is not valid"},
+        404: {"model": ErrorBody, "description": "The link has expired, or its target is refused"},
         422: {"model": ErrorBody, "description": "Invalid request"},
     },
 )
@@ -41,6 +43,9 @@ async def track(token: str, tidings: Api) -> Response:
     secret = tidings.settings.tracking_secret.get_secret_value()
     try:
         action = tracking.verify(secret, token)
+    except (tracking.ExpiredToken, tracking.RefusedTarget) as e:
+        # Ours, but not to be followed: no redirect, and nothing recorded.
+        return error_response(404, "not_found", str(e), "token")
     except tracking.InvalidToken as e:
         return error_response(400, "invalid_request", str(e), "token")
     metadata: dict[str, AttributeValue] = {"url": action.url} if action.url else {}

@@ -1,0 +1,28 @@
+"""`tidings api-key create|list|revoke`: a key printed once, listed without its secret, revoked."""
+
+from __future__ import annotations
+
+from tests.cli.helpers import Cli, ok, one_line_error
+from tests.support import Stack
+from tidings.api_keys import Scope
+
+
+async def test_create_list_revoke(cli: Cli, stack: Stack) -> None:
+    out = ok(await cli("api-key", "create", "billing", "--scope", "send", "--scope", "read"))
+    key = out.splitlines()[0]
+    found = await stack.tidings.authenticate(key)
+    assert found is not None and found.name == "billing"
+    assert found.scopes == [Scope.SEND, Scope.READ]
+
+    listed = ok(await cli("api-key", "list"))
+    assert found.id in listed and "billing" in listed and "send,read" in listed
+    assert key not in listed
+
+    assert f"API key {found.id} revoked" in ok(await cli("api-key", "revoke", found.id))
+    assert await stack.tidings.authenticate(key) is None
+
+
+async def test_bad_input_is_one_line(cli: Cli) -> None:
+    result = await cli("api-key", "create", "x", "--scope", "root")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    one_line_error(await cli("api-key", "revoke", "0123456789abcdef"), "not found")
