@@ -42,6 +42,7 @@ PATH_VALUES = {
     "token": "device-token",
     "notification_id": "no-such-notification",
     "template_id": "welcome",
+    "experiment_id": "no-such-experiment",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -84,6 +85,11 @@ SCOPES = {
     ("POST", "/v1/users/{user_id}/inbox/{item_id}/read"): Scope.SEND,
     ("POST", "/v1/users/{user_id}/inbox/read-all"): Scope.SEND,
     ("GET", "/v1/stats"): Scope.READ,
+    ("POST", "/v1/experiments"): Scope.ADMIN,
+    ("GET", "/v1/experiments"): Scope.READ,
+    ("GET", "/v1/experiments/{experiment_id}"): Scope.READ,
+    ("POST", "/v1/experiments/{experiment_id}/enrollments"): Scope.SEND,
+    ("POST", "/v1/experiments/{experiment_id}/stop"): Scope.ADMIN,
     ("POST", "/v1/api-keys"): Scope.ADMIN,
     ("GET", "/v1/api-keys"): Scope.ADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Scope.ADMIN,
