@@ -19,8 +19,7 @@ from workflows.search_attributes import ALL
 BIN = Path(sys.executable).parent
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping() -> WorkflowEnvironment:
     env = await start_retrying(
         lambda: WorkflowEnvironment.start_time_skipping(
             data_converter=DATA_CONVERTER,
@@ -29,6 +28,12 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     # The time-skipping server takes no search_attributes argument; register them by RPC.
     await ensure_search_attributes(env.client, env.client.namespace)
+    return env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

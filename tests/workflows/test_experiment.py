@@ -4,6 +4,7 @@ started with (the real children are covered in tests/integration)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.io import ClaimInput, CountsInput, CountsOutput, FinishInput
+from tests.conftest import start_time_skipping
 from tidings.experiments import (
     HOLDOUT,
     ArmCounts,
@@ -91,6 +93,9 @@ class Rig:
     env: WorkflowEnvironment
     queue: str
     store: FakeStore
+    # Ended at teardown: a test left running on a queue whose worker has gone keeps timers
+    # firing on the shared time-skipping server, which then stops skipping for later tests.
+    handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
     @property
     def started(self) -> list[NotificationInput]:
@@ -99,12 +104,14 @@ class Rig:
     async def start(
         self, config: ExperimentConfig, *, event_budget: int = 5_000
     ) -> WorkflowHandle[Any, ExperimentResults]:
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             ExperimentWorkflow.run,
             ExperimentInput(config=config, task_queue_base=self.queue, event_budget=event_budget),
             id=f"experiment/{config.id}",
             task_queue=self.queue,
         )
+        self.handles.append(handle)
+        return handle
 
 
 async def enroll(handle: WorkflowHandle[Any, Any], user_id: str, **data: Any) -> Enrollment:
@@ -112,6 +119,15 @@ async def enroll(handle: WorkflowHandle[Any, Any], user_id: str, **data: Any) ->
         "enroll", EnrollInput(user_id=user_id, data=data), result_type=Enrollment
     )
     return result
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A server of this module's own: long-lived tests that continue as new leave timers behind
+    that held up the shared server's time skipping for the modules after this one."""
+    env = await start_time_skipping()
+    yield env
+    await env.shutdown()
 
 
 @pytest_asyncio.fixture
@@ -124,7 +140,11 @@ async def rig(time_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
         workflows=[ExperimentWorkflow, StandInNotification],
         activities=store.activities(),
     ):
-        yield Rig(time_env, queue, store)
+        rig = Rig(time_env, queue, store)
+        yield rig
+        for handle in rig.handles:
+            with contextlib.suppress(RPCError):
+                await handle.terminate("test finished")
 
 
 def config(**overrides: Any) -> ExperimentConfig:
