@@ -81,6 +81,7 @@ from workflows.notification import NotificationWorkflow
 from workflows.queues import experiment_workflow_id, workflow_id, workflow_queue
 
 MAX_BULK = 10_000
+_NO_DIGEST = "0" * 64  # compared against when a key's id is unknown
 _START_CONCURRENCY = 32
 
 
@@ -552,15 +553,12 @@ class Tidings:
         """The live key this is, else None (unknown, malformed, revoked: the caller cannot tell
         which)."""
         found_id = api_keys.key_id(key)
-        if found_id is None:
+        found = await self.store.api_key_with_digest(found_id) if found_id else None
+        # The digest is compared whether or not the id exists: the same work either way.
+        record, stored_digest = found if found is not None else (None, _NO_DIGEST)
+        if not api_keys.matches(key, stored_digest) or record is None:
             return None
-        found = await self.store.api_key_with_digest(found_id)
-        if found is None:
-            return None
-        record, stored_digest = found
-        if not api_keys.matches(key, stored_digest) or record.revoked_at is not None:
-            return None
-        return record
+        return record if record.revoked_at is None else None
 
     # --- inbox and stats -------------------------------------------------------------------------
 

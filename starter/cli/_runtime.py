@@ -93,9 +93,11 @@ def run(command: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 
 
 @asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[Tidings]:
+async def connect(settings: Settings, *, temporal_needed: bool = True) -> AsyncIterator[Tidings]:
+    """A client; with `temporal_needed=False` (commands that only touch the database, such as
+    API keys) Temporal is connected lazily, so those commands work while it is down."""
     try:
-        temporal = await connect_temporal(settings)
+        temporal = await connect_temporal(settings, lazy=not temporal_needed)
     except RuntimeError as e:
         where = settings.temporal_address
         raise TemporalUnreachable(

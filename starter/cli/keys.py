@@ -27,7 +27,7 @@ def create(
     """Create a key and print it once: it is stored only as a hash and cannot be shown again."""
 
     async def main(settings: Settings) -> None:
-        async with connect(settings) as tidings:
+        async with connect(settings, temporal_needed=False) as tidings:
             created = await tidings.create_api_key(name, scope)
         scopes = ", ".join(s.value for s in created.api_key.scopes)
         typer.echo(created.key)
@@ -45,7 +45,7 @@ def list_keys() -> None:
     """List keys by id, name and scopes (never the keys themselves)."""
 
     async def main(settings: Settings) -> None:
-        async with connect(settings) as tidings:
+        async with connect(settings, temporal_needed=False) as tidings:
             keys = await tidings.list_api_keys()
         table = Table(title=f"{len(keys)} API keys", title_justify="left")
         for column in ("id", "name", "scopes", "created", "revoked"):
@@ -68,7 +68,7 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `list`
     """Revoke a key: every API process refuses it from its next request."""
 
     async def main(settings: Settings) -> None:
-        async with connect(settings) as tidings:
+        async with connect(settings, temporal_needed=False) as tidings:
             await tidings.revoke_api_key(key_id)
         out().print(f"API key {key_id} revoked", markup=False)
 

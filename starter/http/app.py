@@ -121,6 +121,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     app.include_router(health.router)
     app.include_router(tracking.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
+    codec.redact_access_log()
     for routes in V1_MODULES:
         app.include_router(routes.router, prefix="/v1", responses=ERROR_RESPONSES)
     return app

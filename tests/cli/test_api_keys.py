@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.cli.helpers import Cli, ok, one_line_error
+from tests.ports import refused_port
 from tests.support import Stack
 from tidings.api_keys import Scope
 
@@ -26,3 +27,11 @@ async def test_bad_input_is_one_line(cli: Cli) -> None:
     result = await cli("api-key", "create", "x", "--scope", "root")
     assert result.exit_code != 0 and "Traceback" not in result.output
     one_line_error(await cli("api-key", "revoke", "0123456789abcdef"), "not found")
+
+
+async def test_keys_are_managed_while_temporal_is_down(cli: Cli, stack: Stack) -> None:
+    with refused_port() as port:
+        down = Cli({**cli.env, "TIDINGS_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"})
+        out = ok(await down("api-key", "create", "offline", "--scope", "admin"))
+        assert await stack.tidings.authenticate(out.splitlines()[0]) is not None
+        assert "offline" in ok(await down("api-key", "list"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,6 +15,7 @@ from temporalio.client import Client
 
 from starter.client import Tidings
 from starter.http import create_app
+from starter.http.routes.codec import RedactKeyInPath
 from tests.http.helpers import error_of
 from tests.support import Stack
 from tidings.api_keys import Scope
@@ -119,3 +121,13 @@ async def test_other_origins_get_no_cors_grant(keyed: tuple[Tidings, httpx.Async
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_access_logs_never_show_a_key_in_the_path() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "POST", "/codec/tid_0123456789abcdef_s3cr3t/decode", "1.1", 200), None,
+    )  # fmt: skip
+    assert RedactKeyInPath().filter(record)
+    assert "s3cr3t" not in record.getMessage()
+    assert "/codec/***/decode" in record.getMessage()

@@ -32,6 +32,7 @@ from starter.dev.webhook_receiver import WebhookReceiver
 from tests.support import make_settings
 from tidings.models import Channel, DeliveryStatus, NotificationStatus, User
 from tidings.store import Store
+from tidings.targets import LOOPBACK
 from workflows.policies import ATTEMPT_TIMEOUTS, HEARTBEAT_TIMEOUT, RETRY_POLICIES
 
 # A behaviour bound, not a benchmark: the dead attempt is noticed after the heartbeat timeout, the
@@ -95,6 +96,8 @@ async def setup(
             "TIDINGS_DATABASE_URL": settings.resolved_database_url,
             "TIDINGS_TASK_QUEUE": settings.task_queue,
             "TIDINGS_SMTP_PORT": str(sink.port),
+            # The webhook receiver is on loopback.
+            "TIDINGS_WEBHOOK_ALLOWED_NETWORKS": ",".join(LOOPBACK),
         }
         store = await Store.open(settings.resolved_database_url)
         tidings = Tidings(settings, store, dev_env.client)

@@ -8,13 +8,16 @@ by default the origin of TIDINGS_TEMPORAL_UI_URL) and preflight requests are ans
 Authenticated: `Authorization: Bearer <API key>` (read scope to decode, admin to encode), as the
 `temporal` CLI sends with `--codec-auth` and the UI with its access token. A browser on the dev
 server's UI cannot add a header, so the key may also sit in the path, `/codec/<key>/decode`: give
-the UI `--ui-codec-endpoint http://host:port/codec/<key>` (`tidings dev` does this with a
-read-and-admin key of its own). Keys in paths can reach access logs: use a dedicated key.
+the UI `--ui-codec-endpoint http://host:port/codec/<key>` (`tidings dev` does this with its
+development key). uvicorn's access log shows such paths as /codec/***/decode; a proxy in front
+may log them as they are, so give the UI a key of its own, revocable on its own.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+import re
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
@@ -28,6 +31,26 @@ from tidings.errors import InvalidRequest
 from tidings.settings import Settings
 
 router = APIRouter(prefix="/codec", tags=["codec"])
+_KEY_IN_PATH = re.compile(r"/codec/[^/\s\"]+/(decode|encode)")
+
+
+class RedactKeyInPath(logging.Filter):
+    """Access logs (uvicorn.access) show /codec/***/decode, never the key in the path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _KEY_IN_PATH.sub(r"/codec/***/\1", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactKeyInPath) for f in access.filters):
+        access.addFilter(RedactKeyInPath())
+
 
 MAX_PAYLOADS = 1000
 _ALLOWED_HEADERS = "content-type, x-namespace, authorization"
@@ -60,6 +83,8 @@ def _cors(request: Request, response: Response, settings: Settings) -> None:
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = _ALLOWED_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
+        if request.headers.get("access-control-request-private-network") == "true":
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
     response.headers["Vary"] = "Origin"
 
 
