@@ -671,7 +671,7 @@ class Tidings:
         data = {**template.sample_data, **config.data, **(v.data or {})}
         for channel in v.channels or template.channels:
             try:
-                rendering.render(template, channel, data)
+                await rendering.render_async(template, channel, data)
             except rendering.TemplateError as e:
                 raise InvalidRequest(f"{field}.data", f"{e.reason} ({e.field})") from e
         return v.model_copy(
@@ -715,7 +715,7 @@ class Tidings:
             merged = {**config.data, **(v.data or {}), **data}
             for channel in v.channels or template.channels:
                 try:
-                    rendering.render(template, channel, merged, locale=user.locale)
+                    await rendering.render_async(template, channel, merged, locale=user.locale)
                 except rendering.TemplateError as e:
                     raise InvalidRequest("data", f"{e.reason} (variant {v.name}, {e.field})") from e
         handle = self._experiment_handle(experiment_id)

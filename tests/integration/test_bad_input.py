@@ -4,6 +4,7 @@ written (no notification, no claimed key, no workflow), and no workflow left fai
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -309,6 +310,13 @@ async def test_the_helper_sees_a_workflow_task_that_keeps_failing(
             )
     finally:
         await handle.terminate("test finished")
+        # The stack's own check lists running runs on this queue at teardown: wait until
+        # visibility has caught up with the termination, or it would find this one.
+        running = f'WorkflowId = "{handle.id}" AND ExecutionStatus = "Running"'
+        for _ in range(100):
+            if not [w async for w in dev_env.client.list_workflows(running)]:
+                break
+            await asyncio.sleep(0.1)
 
 
 UNKNOWN_FIELD_BODIES = [
