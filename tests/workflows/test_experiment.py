@@ -14,12 +14,16 @@ import pytest
 import pytest_asyncio
 from temporalio import activity, workflow
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.io import ClaimInput, CountsInput, CountsOutput, FinishInput
+from starter.admin import ensure_search_attributes
+from starter.dev.devserver import start_retrying
+from tests.conftest import BIN
 from tidings.experiments import (
     HOLDOUT,
     ArmCounts,
@@ -71,7 +75,10 @@ class FakeStore:
                 )
                 self.claim_ids[key] = input.claim_id
             return self.claims[key].model_copy(
-                update={"first": self.claim_ids[key] == input.claim_id}
+                update={
+                    "first": self.claim_ids[key] == input.claim_id,
+                    "claim_id": self.claim_ids[key],
+                }
             )
 
         @activity.defn(name="experiment_counts")
@@ -125,6 +132,31 @@ async def rig(time_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
         activities=store.activities(),
     ):
         yield Rig(time_env, queue, store)
+
+
+@pytest_asyncio.fixture
+async def own_rig() -> AsyncIterator[Rig]:
+    """A time-skipping server of its own: updates the server aborts at a continue-as-new can
+    leave the test server's time-skipping lock held, which would stall every later test."""
+    env = await start_retrying(
+        lambda: WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=str(BIN / "temporal-test-server"),
+        )
+    )
+    try:
+        await ensure_search_attributes(env.client, env.client.namespace)
+        queue = f"exp-{uuid.uuid4().hex[:8]}"
+        store = FakeStore()
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[ExperimentWorkflow, StandInNotification],
+            activities=store.activities(),
+        ):
+            yield Rig(env, queue, store)
+    finally:
+        await env.shutdown()
 
 
 def config(**overrides: Any) -> ExperimentConfig:
@@ -228,7 +260,8 @@ async def test_promote_sends_later_enrolments_the_winner(rig: Rig) -> None:
     assert rig.store.finished[0].winner == "b" and len(rig.store.finished) == 1
 
 
-async def test_continue_as_new_carries_the_counters(rig: Rig) -> None:
+async def test_continue_as_new_carries_the_counters(own_rig: Rig) -> None:
+    rig = own_rig
     c = config()
     handle = await rig.start(c, event_budget=100)
     users = [f"u{i}" for i in range(40)]
