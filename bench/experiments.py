@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script: ben
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import TEMPLATE_ID, BenchStack, bench_stack
+from tidings.errors import NotFound
 from workflows.io import Enrollment, ExperimentResults
 from workflows.queues import experiment_workflow_id
 
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engage", type=int, default=300, help="notifications per arm to click")
     p.add_argument("--check-every", default="2s", help="the test's check interval")
     p.add_argument("--event-budget", type=int, default=5_000, help="continue-as-new threshold")
+    p.add_argument("--minimum-sample", type=int, default=50, help="per variant, before deciding")
+    p.add_argument("--decision-timeout", type=float, default=600, help="seconds to wait for it")
     args = p.parse_args(argv)
     if args.users < 4 or args.concurrency < 1 or args.engage < 1:
         p.error("--users must be at least 4, --concurrency and --engage at least 1")
@@ -73,6 +77,16 @@ async def run_history_lengths(stack: BenchStack) -> list[int]:
     return [n for _, n in sorted(runs)]
 
 
+async def delivered(stack: BenchStack, notification_id: str, within: float = 900) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(NotFound):  # started, not yet recorded
+            if (await stack.tidings.status(notification_id)).status.value == "sent":
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{notification_id} was not delivered within {within:.0f} s")
+
+
 async def measure(stack: BenchStack, args: argparse.Namespace) -> Figures:
     t = stack.tidings
     figures = Figures(users=len(stack.users))
@@ -87,7 +101,7 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> Figures:
             ],
             "metric": "clicked",
             "attribution_window": "1h",
-            "minimum_sample": 50,
+            "minimum_sample": args.minimum_sample,
             "check_every": args.check_every,
             "max_duration": "1d",
         },
@@ -109,9 +123,9 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> Figures:
     chosen: list[str] = []
     for arm, share in (("a", 10), ("b", 30)):
         mine = [e for e in enrolled if e.variant == arm and e.notification_id][: args.engage]
-        chosen += [e.notification_id or "" for i, e in enumerate(mine) if i % 100 < share]
+        chosen += [e.notification_id or "" for i, e in enumerate(mine) if i % 10 < share // 10]
     for nid in chosen:
-        await t.wait_sent(nid, within=600)
+        await delivered(stack, nid)
     last = datetime.now(UTC)
     for nid in chosen:
         await t.engage(nid, "clicked")
@@ -122,7 +136,7 @@ async def measure(stack: BenchStack, args: argparse.Namespace) -> Figures:
         experiment_workflow_id(EXPERIMENT_ID), result_type=ExperimentResults
     )
     try:
-        result = await asyncio.wait_for(handle.result(), timeout=600)
+        result = await asyncio.wait_for(handle.result(), timeout=args.decision_timeout)
     except TimeoutError:
         result = await t.experiment_results(EXPERIMENT_ID)
     figures.ending = result.ending.value if result.ending else None
