@@ -55,7 +55,8 @@ def say(line: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--users", type=int, default=10_000, help="users to enrol (default 10,000)")
-    p.add_argument("--concurrency", type=int, default=32, help="enrolments in flight at once")
+    # The server admits at most 10 in-flight updates per workflow (history.maxInFlightUpdates).
+    p.add_argument("--concurrency", type=int, default=8, help="enrolments in flight at once")
     p.add_argument("--engage", type=int, default=300, help="notifications per arm to click")
     p.add_argument("--check-every", default="2s", help="the test's check interval")
     p.add_argument("--event-budget", type=int, default=5_000, help="continue-as-new threshold")
