@@ -757,6 +757,12 @@ class Tidings:
             except RPCError as e:
                 description = await self._describe(handle)
                 if description is WorkflowExecutionStatus.RUNNING:
+                    # An update admitted while the run continued as new is aborted, not
+                    # executed; the next run takes it.
+                    if loop.time() < deadline:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
                     raise
                 current = await self.store.get_experiment(record.id) or record
                 ending = current.ending or "ended"

@@ -277,6 +277,7 @@ class Claim(BaseModel):
     variant: str
     notification_id: str | None = None
     first: bool = True
+    claim_id: str | None = None  # the claim that enrolled the user
 
 
 def in_holdout(config: ExperimentConfig, user_id: str) -> bool:

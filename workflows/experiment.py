@@ -88,6 +88,7 @@ class ExperimentWorkflow:
             None if variant == HOLDOUT else experiment_notification_id(config.id, input.user_id)
         )
         info = workflow.current_update_info()
+        update_id = info.id if info else workflow.uuid4().hex
         claim = await workflow.execute_local_activity_method(
             ExperimentActivities.claim_enrolment,
             ClaimInput(
@@ -95,12 +96,16 @@ class ExperimentWorkflow:
                 user_id=input.user_id,
                 variant=variant,
                 notification_id=notification_id,
-                claim_id=info.id if info else workflow.uuid4().hex,
+                claim_id=f"{update_id}@{workflow.info().run_id}",
             ),
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
-        if not claim.first:
+        # The same update again is still this enrolment: when a workflow task that ran the
+        # claim is not committed (the run continued as new first), the server re-delivers the
+        # update to the next run, where the claim is found under an earlier run's id.
+        mine = claim.first or (claim.claim_id or "").split("@")[0] == update_id
+        if not mine:
             self._state.duplicates += 1
             return Enrollment(
                 experiment_id=config.id,
@@ -109,15 +114,23 @@ class ExperimentWorkflow:
                 notification_id=claim.notification_id,
                 duplicate=True,
             )
-        self._state.enrolled[variant] = self._state.enrolled.get(variant, 0) + 1
-        if notification_id is not None:
-            await self._start_notification(config.variant(variant), notification_id, input)
+        variant, notification_id = claim.variant, claim.notification_id
+        if notification_id is None:
+            if claim.first:
+                self._count(variant)
+        elif await self._start_notification(config.variant(variant), notification_id, input):
+            # Counted with the child's start, in the same workflow task: a child that exists
+            # was counted by the run that started it.
+            self._count(variant)
         return Enrollment(
             experiment_id=config.id,
             user_id=input.user_id,
             variant=variant,
             notification_id=notification_id,
         )
+
+    def _count(self, variant: str) -> None:
+        self._state.enrolled[variant] = self._state.enrolled.get(variant, 0) + 1
 
     @enroll.validator
     def _validate_enroll(self, input: EnrollInput) -> None:
@@ -299,13 +312,13 @@ class ExperimentWorkflow:
 
     async def _start_notification(
         self, variant: Variant, notification_id: str, input: EnrollInput
-    ) -> None:
+    ) -> bool:
+        """Start the user's notification; False when it had been started already."""
         config = self._config
         request = self._request(variant, input)
         priority = variant.priority or Priority.MEDIUM
         version = variant.template_version or 1
-        # Already started: by an earlier attempt of this same enrolment.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
+        try:
             await workflow.start_child_workflow(
                 NotificationWorkflow.run,
                 NotificationInput(
@@ -339,6 +352,9 @@ class ExperimentWorkflow:
                     f" ({priority.value}), experiment {config.id} / {variant.name}"
                 ),
             )
+        except WorkflowAlreadyStartedError:
+            return False  # by an earlier attempt of this same enrolment
+        return True
 
     def _results(self, status: str | None = None) -> ExperimentResults:
         state, config = self._state, self._config

@@ -131,6 +131,7 @@ class ExperimentsMixin(StoreBase):
                 variant=row.variant,
                 notification_id=row.notification_id,
                 first=row.claim_id == claim_id,
+                claim_id=row.claim_id,
             )
 
     async def get_enrolment(self, experiment_id: str, user_id: str) -> Claim | None:
