@@ -19,13 +19,10 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
-from starter.admin import ensure_search_attributes
-from tests.conftest import BIN
+from tests.conftest import start_time_skipping
 from tests.support import running_stack
 from tidings.models import Preferences, QuietHours
-from workflows.converter import DATA_CONVERTER
 from workflows.io import ExperimentResults
 from workflows.queues import workflow_id
 
@@ -40,11 +37,7 @@ async def _save(handle: WorkflowHandle[object, object], name: str) -> None:
 
 
 async def record(version: str) -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
-        test_server_existing_path=str(BIN / "temporal-test-server"),
-    )
-    await ensure_search_attributes(env.client, env.client.namespace)
+    env = await start_time_skipping()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             async with running_stack(env.client, Path(tmp)) as stack:
@@ -149,11 +142,7 @@ async def record(version: str) -> None:
 async def record_experiment(version: str) -> None:
     """An A/B test with a holdout, a duplicate enrolment, a continue-as-new (tiny event budget),
     real in-app deliveries and conversions, and the decision: its first and its last run."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
-        test_server_existing_path=str(BIN / "temporal-test-server"),
-    )
-    await ensure_search_attributes(env.client, env.client.namespace)
+    env = await start_time_skipping()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             async with running_stack(env.client, Path(tmp)) as stack:
