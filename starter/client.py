@@ -535,7 +535,7 @@ class Tidings:
             recorded = await self.store.record_event(event)
         except LookupError as e:
             raise NotFound("notification", notification_id) from e
-        if recorded.status is not NotificationStatus.SENT:
+        if recorded.status not in (NotificationStatus.SENDING, NotificationStatus.SENT):
             raise Conflict(
                 f"{notification_id}: engagement is accepted after delivery;"
                 f" the notification is {recorded.status.value}"

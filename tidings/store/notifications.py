@@ -28,11 +28,16 @@ from tidings.models import (
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
+# A notification takes events once a channel may have delivered: SENDING too, because a fast
+# click can come before the run has recorded SENT.
+_TAKES_EVENTS = (NotificationStatus.SENDING, NotificationStatus.SENT)
+
 
 @dataclass(frozen=True)
 class RecordedEvent:
-    """What `record_event` did: `new` is False for a repeat, and for a notification not (yet)
-    sent, which records nothing; `status` and `updated_at` are the notification's."""
+    """What `record_event` did: `new` is False for a repeat, and for a notification that is
+    neither sending nor sent, which records nothing; `status` and `updated_at` are the
+    notification's."""
 
     new: bool
     status: NotificationStatus
@@ -254,7 +259,7 @@ class NotificationsMixin(StoreBase):
             if row is None:
                 raise LookupError(f"notification {event.notification_id} not found")
             status = NotificationStatus(row.status)
-            if status is not NotificationStatus.SENT:
+            if status not in _TAKES_EVENTS:
                 return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
             new = rowcount(await session.execute(stmt)) == 1
             return RecordedEvent(new=new, status=status, updated_at=row.updated_at)
