@@ -65,7 +65,8 @@ async def send(
     settings: Settings | None = None,
 ) -> Sent:
     """Send `request` once. With `settings` whose public_base_url is set, an email's links
-    become signed click links to that URL's `/t/` and an open pixel is appended."""
+    become signed click links to that URL's `/t/` and an open pixel is appended, unless the
+    template says `tracking: false`."""
     key = ledger_key(request.notification_id, request.channel)
     # A retry after "provider accepted" but before the caller heard of it finds the ledger entry
     # and does not send again.
@@ -92,7 +93,8 @@ async def send(
         template, request.channel, request.data, locale=user.locale
     )
     base_url = settings.public_base_url if settings is not None else None
-    if request.channel is Channel.EMAIL and base_url and settings is not None:
+    tracked = request.channel is Channel.EMAIL and template.tracking
+    if tracked and base_url and settings is not None:
         message = tracking.track_email(settings, base_url, request.notification_id, message)
     devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
     acceptance = await sender.send(

@@ -325,6 +325,9 @@ class TemplateDefinition(Model):
     # Tried in order, one at a time, when every channel of the first round failed for good; with
     # `escalate_after_minutes` on a request, also when a delivered notification is not opened.
     fallback: list[Channel] = Field(default_factory=list)
+    # Email links become click-tracking links and an open pixel is added (when the service has
+    # a public_base_url); False sends the links as written.
+    tracking: bool = True
 
     @field_validator("channels", "fallback")
     @classmethod

@@ -95,3 +95,22 @@ async def test_without_a_public_base_url_links_are_left_alone(
         ref = await plain.tidings.notify(user_id="user_001", template_id="plain_link")
         await plain.tidings.wait_sent(ref.notification_id)
         assert TARGET in (plain.sink.messages[0].body("plain") or "")
+
+
+async def test_a_template_may_turn_tracking_off(stack: Stack) -> None:
+    template = await stack.tidings.register_template(
+        {
+            "id": "untracked",
+            "channels": ["email"],
+            "tracking": False,
+            "content": {"subject": "Hi", "text": "See " + TARGET, "html": "<p>" + TARGET},
+        }
+    )
+    assert template.tracking is False  # stored, and read back
+    before = len(stack.sink.messages)
+    ref = await stack.tidings.notify(user_id="user_001", template_id="untracked")
+    await stack.tidings.wait_sent(ref.notification_id)
+    mail = stack.sink.messages[before]
+    assert TARGET in (mail.body("plain") or "")
+    html_part = mail.body("html") or ""
+    assert "/t/" not in html_part and "<img" not in html_part
