@@ -26,6 +26,7 @@ from tidings import delivery, planning
 from tidings.channels.base import ChannelSender
 from tidings.frequency import FrequencyCaps
 from tidings.models import Channel, EngagementEvent
+from tidings.settings import Settings
 from tidings.store import Store
 
 
@@ -36,11 +37,13 @@ class NotificationActivities:
         senders: Mapping[Channel, ChannelSender],
         caps: FrequencyCaps | None = None,
         heartbeat_every: float = DEFAULT_EVERY,
+        settings: Settings | None = None,
     ) -> None:
         self._store = store
         self._senders = dict(senders)
         self._caps = caps or FrequencyCaps()
         self._heartbeat_every = heartbeat_every
+        self._settings = settings  # tracking: public_base_url and the signing secret
 
     @property
     def store(self) -> Store:
@@ -108,7 +111,9 @@ class NotificationActivities:
         )
         with classified(f"deliver {input.channel.value} {input.notification_id}"):
             async with heartbeating(self._heartbeat_every):
-                sent = await delivery.send(self._store, self._senders, request)
+                sent = await delivery.send(
+                    self._store, self._senders, request, settings=self._settings
+                )
         return DeliverOutput(
             status=sent.acceptance.status,
             target=sent.acceptance.target,

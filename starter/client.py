@@ -44,6 +44,8 @@ from tidings.models import (
     Channel,
     ChannelResult,
     Device,
+    EngagementEvent,
+    EngagementReport,
     EngagementType,
     InboxItem,
     NotificationRequest,
@@ -96,6 +98,15 @@ class NotificationRef(BaseModel):
 class ExperimentRef(BaseModel):
     experiment_id: str
     workflow_id: str
+
+
+class EventRecorded(BaseModel):
+    """The answer to `record_event`: `duplicate` when the same event was recorded before
+    (nothing changed)."""
+
+    notification_id: str
+    type: EngagementType
+    duplicate: bool
 
 
 class UserDeleted(BaseModel):
@@ -507,6 +518,54 @@ class Tidings:
         if await self.store.has_engagement(notification_id, key):
             return  # a repeat of an event recorded while the window was open
         raise Conflict(f"{notification_id}: its engagement window has closed")
+
+    async def record_event(
+        self, notification_id: str, report: EngagementReport | dict[str, Any]
+    ) -> EventRecorded:
+        """Record what the user did with a sent notification: one database write, then at most
+        one signal, and only while the run may still be inside its engagement window (judged
+        from the database, not by asking Temporal). Events after the window are recorded and
+        counted all the same; a repeat (the same `event_id`, or without one the same type and
+        channel) answers `duplicate` and changes nothing."""
+        report = _parse(EngagementReport, report)
+        event = report.event(notification_id)
+        # One time for the row and the run, on the clock the runs see.
+        event.at = event.at or await self.now()
+        try:
+            recorded = await self.store.record_event(event)
+        except LookupError as e:
+            raise NotFound("notification", notification_id) from e
+        if recorded.status not in (NotificationStatus.SENDING, NotificationStatus.SENT):
+            raise Conflict(
+                f"{notification_id}: engagement is accepted after delivery;"
+                f" the notification is {recorded.status.value}"
+            )
+        if recorded.new:
+            # Delivery came before the row's last update, so the window cannot have closed
+            # before updated_at + window. A run given a longer window of its own is not
+            # signalled after the default one: its events are still recorded and counted.
+            closes = recorded.updated_at + timedelta(hours=self.settings.engagement_window_hours)
+            if await self.now() < closes:
+                await self._signal_recorded(notification_id, event)
+        return EventRecorded(
+            notification_id=notification_id, type=event.type, duplicate=not recorded.new
+        )
+
+    async def _signal_recorded(self, notification_id: str, event: EngagementEvent) -> None:
+        signal = EngagementSignal(
+            type=event.type,
+            channel=event.channel,
+            at=event.at,
+            metadata=event.metadata,
+            event_id=event.event_id,
+            recorded=True,
+        )
+        try:
+            await self._handle(notification_id).signal(NotificationWorkflow.engagement, signal)
+        except RPCError as e:
+            # The run ended since the row was written: the event is recorded all the same.
+            if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
 
     async def find_send(self, channel: Channel, provider_message_id: str) -> str | None:
         """The notification whose `channel` send a provider knows by this message id."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tidings import rendering
+from tidings import rendering, tracking
 from tidings.channels.base import (
     ChannelSender,
     OutgoingMessage,
@@ -23,6 +23,7 @@ from tidings.channels.base import (
 )
 from tidings.models import Channel, Priority
 from tidings.planning import load_user_and_template
+from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
 
 
@@ -61,7 +62,11 @@ async def send(
     request: SendRequest,
     *,
     now: Callable[[], datetime] = _utcnow,
+    settings: Settings | None = None,
 ) -> Sent:
+    """Send `request` once. With `settings` whose public_base_url is set, an email's links
+    become signed click links to that URL's `/t/` and an open pixel is appended, unless the
+    template says `tracking: false`."""
     key = ledger_key(request.notification_id, request.channel)
     # A retry after "provider accepted" but before the caller heard of it finds the ledger entry
     # and does not send again.
@@ -87,6 +92,10 @@ async def send(
     message = await rendering.render_async(
         template, request.channel, request.data, locale=user.locale
     )
+    base_url = settings.public_base_url if settings is not None else None
+    tracked = request.channel is Channel.EMAIL and template.tracking
+    if tracked and base_url and settings is not None:
+        message = tracking.track_email(settings, base_url, request.notification_id, message)
     devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
     acceptance = await sender.send(
         OutgoingMessage(

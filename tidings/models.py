@@ -325,6 +325,9 @@ class TemplateDefinition(Model):
     # Tried in order, one at a time, when every channel of the first round failed for good; with
     # `escalate_after_minutes` on a request, also when a delivered notification is not opened.
     fallback: list[Channel] = Field(default_factory=list)
+    # Email links become click-tracking links and an open pixel is added (when the service has
+    # a public_base_url); False sends the links as written.
+    tracking: bool = True
 
     @field_validator("channels", "fallback")
     @classmethod
@@ -424,6 +427,56 @@ class EngagementEvent(Model):
     @property
     def dedupe_key(self) -> str:
         return engagement_key(self.type, self.channel, self.event_id)
+
+
+class EngagementReport(Model):
+    """One event as an app (or a tracked link) reports it: `POST /v1/notifications/{id}/events`
+    and `Tidings.record_event`. A conversion may carry what it was worth; `value` and `currency`
+    are kept in the event's metadata under those names."""
+
+    type: EngagementType
+    channel: Channel | None = None
+    at: Timestamp | None = None  # when the user acted; defaults to when it is recorded
+    event_id: EventId | None = None
+    value: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # ISO 4217
+    metadata: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, v: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        v = check_attributes(v, "metadata")
+        if len(v) > MAX_ATTRIBUTES - 2:  # room for value and currency
+            raise ValueError(f"metadata: at most {MAX_ATTRIBUTES - 2} entries")
+        for name in ("value", "currency"):
+            if name in v:
+                raise ValueError(f"{name!r} is a field of its own, not metadata")
+        return v
+
+    @model_validator(mode="after")
+    def _value_of_conversions(self) -> EngagementReport:
+        if self.type is not EngagementType.CONVERTED and (
+            self.value is not None or self.currency is not None
+        ):
+            raise ValueError("value and currency belong to converted events only")
+        if self.currency is not None and self.value is None:
+            raise ValueError("currency needs a value")
+        return self
+
+    def event(self, notification_id: str) -> EngagementEvent:
+        metadata = dict(self.metadata)
+        if self.value is not None:
+            metadata["value"] = self.value
+        if self.currency is not None:
+            metadata["currency"] = self.currency
+        return EngagementEvent(
+            notification_id=notification_id,
+            type=self.type,
+            channel=self.channel,
+            at=self.at,
+            metadata=metadata,
+            event_id=self.event_id,
+        )
 
 
 def engagement_key(type: EngagementType, channel: Channel | None, event_id: str | None) -> str:

@@ -176,3 +176,17 @@ def track_links(
             "html": None if message.html is None else rewrite(message.html, in_html=True),
         }
     )
+
+
+def track_email(
+    settings: Settings, base_url: str, notification_id: str, message: RenderedMessage
+) -> RenderedMessage:
+    """An email as it goes out when tracking is on: every http(s) link of both parts a click
+    link (`track_links`), and an open pixel appended to the HTML part (after the rewrite, so
+    the pixel is not itself wrapped)."""
+    tracked = track_links(settings, base_url, notification_id, message)
+    if tracked.html is None:
+        return tracked
+    pixel = html.escape(make_open_pixel(settings, base_url, notification_id), quote=True)
+    img = f'<img src="{pixel}" width="1" height="1" alt="" style="display:none">'
+    return tracked.model_copy(update={"html": tracked.html + img})

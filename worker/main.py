@@ -164,7 +164,7 @@ def workers_for(
     caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
     return build_workers(
         client,
-        NotificationActivities(store, senders, caps),
+        NotificationActivities(store, senders, caps, settings=settings),
         task_queue=settings.task_queue,
         channels=senders,
         rate_limits=settings.channel_rate_limits,

@@ -53,6 +53,10 @@ class EngagementSignal(BaseModel):
     at: Timestamp | None = None  # when the user acted; defaults to when the signal arrived
     metadata: dict[str, AttributeValue] = Field(default_factory=dict)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # True when the front door has written the event already (`Tidings.record_event`): the run
+    # keeps it in its state but does not write it again. Defaults to False so that signals
+    # sent before this field existed decode as they always did.
+    recorded: bool = False
 
     @field_validator("metadata")
     @classmethod

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
 FALLBACK_PATCH = "fallback-and-escalation"
 CANCEL_OUTCOME_PATCH = "cancel-returns-outcome"
 LIVE_RECORDS_PATCH = "record-channels-as-they-land"
+EVENTS_RECORDED_PATCH = "events-recorded-by-front-door"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -144,6 +145,10 @@ class NotificationWorkflow:
             event_id=signal.event_id,
         )
         self._engagement.append(event)
+        # Only signals that say so skip the write, so older histories (no such signal) replay
+        # without meeting the marker.
+        if signal.recorded and workflow.patched(EVENTS_RECORDED_PATCH):
+            return
         await workflow.execute_local_activity_method(
             NotificationActivities.record_engagement,
             event,

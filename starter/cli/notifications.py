@@ -1,4 +1,4 @@
-"""`tidings send|send-bulk|status|cancel|reschedule|engage`: notifications and their lives."""
+"""`tidings send|send-bulk|status|cancel|reschedule|engage|event`: notifications and their lives."""
 
 from __future__ import annotations
 
@@ -218,5 +218,33 @@ def engage(
         async with connect(settings) as tidings:
             await tidings.engage(notification_id, event, channel=channel)
         out().print(f"{event.value} recorded for {notification_id}", markup=False)
+
+    run(main)
+
+
+def event(
+    notification_id: Annotated[str, typer.Argument(help="The notification's id.")],
+    type: Annotated[EngagementType, typer.Argument(help="What the user did.")],
+    channel: Annotated[Channel | None, typer.Option(help="Where they did it.")] = None,
+    event_id: Annotated[
+        str | None,
+        typer.Option(help="Your id for this event; without one, once per type and channel."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="When they did it (ISO 8601 with an offset); default: now.")
+    ] = None,
+    value: Annotated[float | None, typer.Option(help="What a conversion was worth.")] = None,
+    currency: Annotated[str | None, typer.Option(help="The value's currency (ISO 4217).")] = None,
+) -> None:
+    """Record an engagement event with one database write (and at most one signal). Events
+    after the engagement window are recorded too; the same event twice counts once."""
+
+    async def main(settings: Settings) -> None:
+        report: dict[str, Any] = {"type": type, "channel": channel, "event_id": event_id}
+        report |= {"at": at, "value": value, "currency": currency}
+        async with connect(settings) as tidings:
+            recorded = await tidings.record_event(notification_id, report)
+        said = "already recorded" if recorded.duplicate else "recorded"
+        out().print(f"{type.value} {said} for {notification_id}", markup=False)
 
     run(main)

@@ -130,6 +130,10 @@ async def run_dev(
         settings = with_payload_keys(settings, data_dir)
         api_port = settings.dev_api_port or pick_port(LOCAL_IP)
         settings = settings.model_copy(update={"dev_api_port": api_port})
+        if settings.public_base_url is None:
+            # Links in the stack's messages (tracking, provider callbacks) point at its own API.
+            public = f"http://{LOCAL_IP}:{api_port}"
+            settings = settings.model_copy(update={"public_base_url": public})
         api_key = await development_key(stack_settings(settings), data_dir)
         check_ports_free(settings.smtp_host, {"smtp_port": settings.smtp_port})
         check_ports_free(LOCAL_IP, {"dev_webhook_port": settings.dev_webhook_port})

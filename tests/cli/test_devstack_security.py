@@ -24,6 +24,7 @@ async def test_dev_stack_encrypts_and_serves_an_authenticated_api(tmp_path: Path
         key = (data_dir / "dev-api-key").read_text().strip()
         assert (data_dir / "payload-keys").stat().st_mode & 0o777 == 0o600
         api = f"http://127.0.0.1:{running.dev_api_port}"
+        assert running.public_base_url == api  # links in its messages point at its API
         assert (await http.get(f"{api}/v1/stats")).status_code == 401
         auth = {"Authorization": f"Bearer {key}"}
         assert (await http.get(f"{api}/v1/stats", headers=auth)).status_code == 200

@@ -166,6 +166,23 @@ async def test_engage_before_delivery_is_refused(cli: Cli) -> None:
     one_line_error(await cli("engage", nid, "clicked"), "accepted after delivery")
 
 
+async def test_event_records_once_and_says_so(cli: Cli, stack: Stack) -> None:
+    nid = notification_id(ok(await cli("send", "user_001", "welcome", *WELCOME, "--wait")))
+    for _ in range(50):  # events are judged by the database, which the run writes just after
+        stored = await stack.store.get_notification(nid)
+        if stored is not None and stored.status is NotificationStatus.SENT:
+            break
+        await asyncio.sleep(0.1)
+
+    args = ("event", nid, "converted", "--value", "19.5", "--currency", "EUR")
+    assert "converted recorded" in ok(await cli(*args))
+    assert "converted already recorded" in ok(await cli(*args))
+    stored = await stack.store.get_notification(nid)
+    assert stored is not None
+    assert [e.metadata for e in stored.engagement] == [{"value": 19.5, "currency": "EUR"}]
+    one_line_error(await cli("event", nid, "opened", "--value", "1"), "converted")
+
+
 async def test_send_bulk_waits_for_every_user(cli: Cli, stack: Stack) -> None:
     out = ok(
         await cli("send-bulk", "welcome", "user_001", "user_002", *WELCOME, "--channel", "email",

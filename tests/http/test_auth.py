@@ -81,6 +81,7 @@ SCOPES = {
     ("POST", "/v1/notifications/{notification_id}/cancel"): Scope.SEND,
     ("POST", "/v1/notifications/{notification_id}/reschedule"): Scope.SEND,
     ("POST", "/v1/notifications/{notification_id}/engagement"): Scope.SEND,
+    ("POST", "/v1/notifications/{notification_id}/events"): Scope.SEND,
     ("GET", "/v1/users/{user_id}/inbox"): Scope.READ,
     ("POST", "/v1/users/{user_id}/inbox/{item_id}/read"): Scope.SEND,
     ("POST", "/v1/users/{user_id}/inbox/read-all"): Scope.SEND,

@@ -171,6 +171,39 @@ async def test_engagement_after_delivery_is_accepted(
     assert error_of(r, 422, "invalid_request")["field"] == "type"
 
 
+async def test_events_are_recorded_once_and_answered_alike(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    request = {"user_id": "user_002", "template_id": "welcome", "data": WELCOME}
+    nid = (await client.post("/v1/notifications", json={**request, "channels": ["in_app"]})).json()[
+        "notification_id"
+    ]
+    await stack.tidings.wait_sent(nid)
+
+    async def stored_sent() -> bool:
+        stored = await stack.store.get_notification(nid)
+        return stored is not None and stored.status is NotificationStatus.SENT
+
+    await eventually(stored_sent)
+    body = {"type": "converted", "value": 9.99, "currency": "USD", "channel": "in_app"}
+    r = await client.post(f"/v1/notifications/{nid}/events", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"notification_id": nid, "type": "converted", "duplicate": False}
+    again = await client.post(f"/v1/notifications/{nid}/events", json=body)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    stored = await stack.store.get_notification(nid)
+    assert stored is not None and len(stored.engagement) == 1
+
+    r = await client.post(f"/v1/notifications/{nid}/events", json={"type": "opened", "value": 1})
+    error_of(r, 422, "invalid_request")
+    r = await client.post(
+        f"/v1/notifications/{nid}/events", json={"type": "opened", "at": "1970-01-01T00:00:00Z"}
+    )
+    assert error_of(r, 422, "invalid_request")["field"] == "at"
+    r = await client.post("/v1/notifications/never-started/events", json={"type": "opened"})
+    error_of(r, 404, "not_found")
+
+
 async def test_inbox_read_and_read_all(client: httpx.AsyncClient, stack: Stack) -> None:
     request = {"user_id": "user_002", "template_id": "welcome", "channels": ["in_app"]}
     for name in ("Ann", "Bob"):

@@ -1,6 +1,6 @@
 """Record NotificationWorkflow and ExperimentWorkflow histories for the replay test.
 
-    .venv/bin/python -m tests.replay.record              # notifications, v3
+    .venv/bin/python -m tests.replay.record v4           # notifications, v4
     .venv/bin/python -m tests.replay.record experiment   # an A/B test, v1
 
 Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
@@ -124,7 +124,16 @@ async def record(version: str) -> None:
                     await t.engage(sent.notification_id, "opened")
                     await t.engage(sent.notification_id, "clicked", event_id="link-a")
                     await t.engage(sent.notification_id, "clicked", event_id="link-b")
-                await t.engage(sent.notification_id, "converted")
+                if version in ("v1", "v2", "v3"):
+                    await t.engage(sent.notification_id, "converted")
+                else:  # from v4 the front door writes the event and the run does not
+                    await t.record_event(
+                        sent.notification_id, {"type": "clicked", "event_id": "link-c"}
+                    )
+                    await t.record_event(
+                        sent.notification_id,
+                        {"type": "converted", "value": 5, "currency": "EUR"},
+                    )
                 await env.sleep(timedelta(days=4))
                 runs = [(sent, "sent"), (cancelled, "cancelled"), (quiet, "quiet")]
                 if version != "v1":  # fallback and escalation arrived with v2
@@ -198,7 +207,7 @@ async def record_experiment(version: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    which = sys.argv[1] if len(sys.argv) > 1 else "v3"
+    which = sys.argv[1] if len(sys.argv) > 1 else "v4"
     if which == "experiment":
         asyncio.run(record_experiment(sys.argv[2] if len(sys.argv) > 2 else "v1"))
     else:

@@ -4,6 +4,7 @@ and analytics read."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,22 @@ from tidings.models import (
 )
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
+
+# A notification takes events once a channel may have delivered: SENDING too, because a fast
+# click can come before the run has recorded SENT.
+_TAKES_EVENTS = (NotificationStatus.SENDING, NotificationStatus.SENT)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """What `record_event` did: `new` is False for a repeat, and for a notification that is
+    neither sending nor sent, which records nothing; `status` and `updated_at` are the
+    notification's."""
+
+    new: bool
+    status: NotificationStatus
+    updated_at: datetime
+
 
 # The delivery statuses ChannelStats counts, by field name.
 _COUNTED = {
@@ -216,6 +233,36 @@ class NotificationsMixin(StoreBase):
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
             return rowcount(await session.execute(stmt)) == 1
+
+    async def record_event(self, event: EngagementEvent) -> RecordedEvent:
+        """Record one engagement event reported through the front door, in one transaction:
+        the notification's status is read (LookupError when there is none) and the event row
+        inserted unless the same event is there already. The caller decides from the answer
+        whether the run may still take the event."""
+        stmt = self._insert(EngagementRow).values(
+            notification_id=event.notification_id,
+            type=EngagementType(event.type).value,
+            channel=None if event.channel is None else Channel(event.channel).value,
+            at=event.at or utcnow(),
+            dedupe_key=event.dedupe_key,
+            meta=event.metadata,
+        )
+        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+        async with self._write() as session:
+            row = (
+                await session.execute(
+                    select(NotificationRow.status, NotificationRow.updated_at).where(
+                        NotificationRow.id == event.notification_id
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                raise LookupError(f"notification {event.notification_id} not found")
+            status = NotificationStatus(row.status)
+            if status not in _TAKES_EVENTS:
+                return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
+            new = rowcount(await session.execute(stmt)) == 1
+            return RecordedEvent(new=new, status=status, updated_at=row.updated_at)
 
     async def has_engagement(self, notification_id: str, dedupe_key: str) -> bool:
         stmt = select(EngagementRow.id).where(

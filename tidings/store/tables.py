@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,6 +134,7 @@ class TemplateRow(Base):
     locales: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     sample_data: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     fallback: Mapped[list[str]] = mapped_column(JSONValue, server_default="[]")
+    tracking: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

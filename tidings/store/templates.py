@@ -25,6 +25,7 @@ def _template(row: TemplateRow) -> Template:
             "locales": row.locales,
             "sample_data": row.sample_data,
             "fallback": row.fallback,
+            "tracking": row.tracking,
             "created_at": row.created_at,
         }
     )
@@ -67,6 +68,7 @@ class TemplatesMixin(StoreBase):
                 locales=wanted["locales"],
                 sample_data=wanted["sample_data"],
                 fallback=wanted["fallback"],
+                tracking=wanted["tracking"],
                 created_at=utcnow(),
             )
             session.add(row)

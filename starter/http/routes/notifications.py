@@ -1,4 +1,5 @@
-"""/v1/notifications: send (one, or one per user in bulk), read, cancel, reschedule, engage.
+"""/v1/notifications: send (one, or one per user in bulk), read, cancel, reschedule, and the
+engagement events of a sent one.
 
 Every route calls one `Tidings` method, which validates against the store before anything is
 started or written; starter.http.errors turns its errors into the shared JSON shape.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from starter.client import EventRecorded
 from starter.http.auth import Requires
 from starter.http.deps import Api, IdempotencyKey, accepted, choose_key
 from starter.http.schemas import (
@@ -22,7 +24,7 @@ from starter.http.schemas import (
     RescheduleBody,
 )
 from tidings.api_keys import Scope
-from tidings.models import NotificationRequest, NotificationResult
+from tidings.models import EngagementReport, NotificationRequest, NotificationResult
 
 router = APIRouter()
 
@@ -119,3 +121,20 @@ async def engage(notification_id: str, body: EngagementBody, tidings: Api) -> En
         event_id=body.event_id,
     )
     return EngagementAccepted(notification_id=notification_id, type=body.type)
+
+
+@router.post(
+    "/notifications/{notification_id}/events",
+    dependencies=[Requires(Scope.SEND)],
+    summary="Record an engagement event (opened, clicked, dismissed, converted)",
+    description=(
+        "One database write, then at most one signal to the run while its engagement window"
+        " may be open. Events after the window are recorded and counted too. The same event"
+        " twice (the same event_id, or without one the same type and channel) answers"
+        " `duplicate: true` and changes nothing. 409 before the notification was sent."
+    ),
+    responses=CONFLICT_RESPONSE,
+    response_model=EventRecorded,
+)
+async def record_event(notification_id: str, body: EngagementReport, tidings: Api) -> EventRecorded:
+    return await tidings.record_event(notification_id, body)

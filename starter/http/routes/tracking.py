@@ -14,7 +14,7 @@ from starter.http.errors import error_response, unreachable
 from starter.http.schemas import ErrorBody
 from tidings import tracking
 from tidings.errors import Conflict, NotFound
-from tidings.models import AttributeValue
+from tidings.models import AttributeValue, EngagementReport
 
 log = logging.getLogger("starter.http")
 
@@ -50,9 +50,11 @@ async def track(token: str, tidings: Api) -> Response:
         return error_response(400, "invalid_request", str(e), "token")
     metadata: dict[str, AttributeValue] = {"url": action.url} if action.url else {}
     try:
-        await tidings.engage(
-            action.notification_id, action.type, metadata=metadata, event_id=_event_id(action.url)
+        # One row, then at most one signal: late clicks count too, repeats count once.
+        report = EngagementReport(
+            type=action.type, metadata=metadata, event_id=_event_id(action.url)
         )
+        await tidings.record_event(action.notification_id, report)
     except (Conflict, NotFound) as e:
         log.info("tracking %s not recorded: %s", action.type.value, e)
     except Exception as e:
