@@ -541,11 +541,13 @@ class Tidings:
                 f" the notification is {recorded.status.value}"
             )
         if recorded.new:
-            # Delivery came before the row's last update, so the window cannot have closed
-            # before updated_at + window. A run given a longer window of its own is not
-            # signalled after the default one: its events are still recorded and counted.
-            closes = recorded.updated_at + timedelta(hours=self.settings.engagement_window_hours)
-            if await self.now() < closes:
+            # The window runs from the first delivery, which the run wrote on its own clock
+            # (the one `now()` reads); with nothing delivered yet it has not started. A run
+            # given a longer window of its own is not signalled after the default one: its
+            # events are still recorded and counted.
+            window = timedelta(hours=self.settings.engagement_window_hours)
+            delivered = recorded.delivered_at
+            if delivered is None or await self.now() < delivered + window:
                 await self._signal_recorded(notification_id, event)
         return EventRecorded(
             notification_id=notification_id, type=event.type, duplicate=not recorded.new

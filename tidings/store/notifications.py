@@ -42,6 +42,8 @@ class RecordedEvent:
     new: bool
     status: NotificationStatus
     updated_at: datetime
+    # When the first channel was sent or delivered, on the run's own clock (None: none yet).
+    delivered_at: datetime | None = None
 
 
 # The delivery statuses ChannelStats counts, by field name.
@@ -261,8 +263,18 @@ class NotificationsMixin(StoreBase):
             status = NotificationStatus(row.status)
             if status not in _TAKES_EVENTS:
                 return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
+            delivered_at = await session.scalar(
+                select(func.min(DeliveryRow.at)).where(
+                    DeliveryRow.notification_id == event.notification_id,
+                    DeliveryRow.status.in_(
+                        [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
+                    ),
+                )
+            )
             new = rowcount(await session.execute(stmt)) == 1
-            return RecordedEvent(new=new, status=status, updated_at=row.updated_at)
+            return RecordedEvent(
+                new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
+            )
 
     async def has_engagement(self, notification_id: str, dedupe_key: str) -> bool:
         stmt = select(EngagementRow.id).where(
