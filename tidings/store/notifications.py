@@ -25,7 +25,7 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
-from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # A notification takes events once a channel may have delivered: SENDING too, because a fast
@@ -220,9 +220,8 @@ class NotificationsMixin(StoreBase):
         async with self._read() as session:
             return [_notification(row) for row in (await session.scalars(stmt)).all()]
 
-    async def record_engagement(self, event: EngagementEvent) -> bool:
-        """Record one engagement event; False (and nothing changed) when the same event was
-        recorded already: the same event id, or without one the same type and channel."""
+    def _insert_engagement(self, event: EngagementEvent) -> Upsert:
+        """The event's row, inserted unless the same event (its dedupe key) is there already."""
         stmt = self._insert(EngagementRow).values(
             notification_id=event.notification_id,
             type=EngagementType(event.type).value,
@@ -231,7 +230,12 @@ class NotificationsMixin(StoreBase):
             dedupe_key=event.dedupe_key,
             meta=event.metadata,
         )
-        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+        return stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+
+    async def record_engagement(self, event: EngagementEvent) -> bool:
+        """Record one engagement event; False (and nothing changed) when the same event was
+        recorded already: the same event id, or without one the same type and channel."""
+        stmt = self._insert_engagement(event)
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
             return rowcount(await session.execute(stmt)) == 1
@@ -241,15 +245,7 @@ class NotificationsMixin(StoreBase):
         the notification's status is read (LookupError when there is none) and the event row
         inserted unless the same event is there already. The caller decides from the answer
         whether the run may still take the event."""
-        stmt = self._insert(EngagementRow).values(
-            notification_id=event.notification_id,
-            type=EngagementType(event.type).value,
-            channel=None if event.channel is None else Channel(event.channel).value,
-            at=event.at or utcnow(),
-            dedupe_key=event.dedupe_key,
-            meta=event.metadata,
-        )
-        stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+        stmt = self._insert_engagement(event)
         async with self._write() as session:
             row = (
                 await session.execute(
