@@ -49,15 +49,19 @@ from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from tidings import render_limits as limits
 from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
+from tidings.tracking import mark_untracked, strip_marks
 
 MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
 _RENDER_THREADS = 4
 _LOOP_FILTER = "tidings_budgeted"  # a filter, not a global: template data cannot shadow it
 _CONCAT_FILTER = "tidings_concat"
+
+UNSUBSCRIBE_VARIABLE = "unsubscribe_url"
 
 FIELDS = ("subject", "text", "html", "push_title", "push_body", "sms")
 
@@ -118,6 +122,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.filters[_LOOP_FILTER] = limits.budgeted
         self.filters[_CONCAT_FILTER] = limits.bounded_concat
         self.filters.update(limits.limited_filters(self.filters))
+        # `{{ url | untracked }}`: the link is sent as written even where tracking is on.
+        self.filters["untracked"] = _untracked
+        # Filled in per recipient at send time (tidings.unsubscribe); "" when rendering for
+        # checks or previews, and for CRITICAL notifications, which cannot be unsubscribed from.
+        self.globals[UNSUBSCRIBE_VARIABLE] = ""
 
     def call(
         self,
@@ -149,6 +158,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     ) -> Any:
         limits.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+
+def _untracked(value: Any) -> Any:
+    if isinstance(value, Markup):
+        return Markup(mark_untracked(str(value)))
+    return mark_untracked(str(value))
 
 
 @lru_cache(maxsize=2)
@@ -262,12 +277,28 @@ def render(
     data: dict[str, Any],
     *,
     locale: str | None = None,
+    keep_marks: bool = False,
 ) -> RenderedMessage:
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
     to the default content), within the render budget. Raises TemplateError naming the field and
-    the reason. CPU-bound: from async code, use `render_async`."""
+    the reason. CPU-bound: from async code, use `render_async`.
+
+    URLs passed through the `untracked` filter come out marked when `keep_marks` is True (the
+    send path, whose link tracking reads and removes the marks: `tidings.tracking`), and plain
+    otherwise."""
     with limits.budget():
-        return _render(template, channel, data, locale)
+        message = _render(template, channel, data, locale)
+    return message if keep_marks else tracking_free(message)
+
+
+def tracking_free(message: RenderedMessage) -> RenderedMessage:
+    return message.model_copy(
+        update={
+            "subject": strip_marks(message.subject),
+            "text": strip_marks(message.text),
+            "html": None if message.html is None else strip_marks(message.html),
+        }
+    )
 
 
 def _render(
@@ -359,9 +390,10 @@ async def render_async(
     data: dict[str, Any],
     *,
     locale: str | None = None,
+    keep_marks: bool = False,
 ) -> RenderedMessage:
     """`render`, on the render threads, so the calling event loop keeps serving."""
-    return await _off_loop(render, template, channel, data, locale=locale)
+    return await _off_loop(render, template, channel, data, locale=locale, keep_marks=keep_marks)
 
 
 async def validate_template_async(template: TemplateDefinition) -> None:

@@ -197,7 +197,7 @@ async def test_expired_and_non_http_links_are_404_without_a_redirect(
     secret = stack.settings.tracking_secret.get_secret_value()
     later = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
     for target in ("javascript:alert(1)", "//evil.example/", "data:text/html,x"):
-        payload = f"n1|clicked|{later}|{target}".encode()
+        payload = f"n1|clicked|email|{later}|{target}".encode()
         token = (
             tracking._b64encode(payload)
             + "."

@@ -76,9 +76,32 @@ def test_tokens_expire_after_the_window_and_the_grace_period() -> None:
 def test_a_signed_non_http_target_is_refused_at_the_redirect() -> None:
     # Only someone holding the secret can sign this (sign() itself refuses): as with the
     # public development secret. The redirect refuses it anyway.
-    payload = f"n-1|clicked|{int(LATER.timestamp())}|javascript:alert(1)".encode()
+    payload = f"n-1|clicked|email|{int(LATER.timestamp())}|javascript:alert(1)".encode()
     token = _raw_token(payload)
     with pytest.raises(tracking.RefusedTarget):
+        tracking.verify(SECRET, token)
+
+
+def test_tokens_name_the_channel_and_v2_tokens_still_work_without_one() -> None:
+    action = TrackedAction("n-1", EngagementType.CLICKED, "https://e.com/", LATER, Channel.SMS)
+    assert tracking.verify(SECRET, tracking.sign(SECRET, action)).channel is Channel.SMS
+    # A link in an email sent before channels were signed: v2 layout under the v2 context.
+    v2 = f"n-1|clicked|{int(LATER.timestamp())}|https://e.com/".encode()
+    signature = tracking._signature(SECRET, v2, tracking._CONTEXT_V2)
+    token = f"{tracking._b64encode(v2)}.{tracking._b64encode(signature)}"
+    old = tracking.verify(SECRET, token)
+    assert (old.channel, old.url, old.notification_id) == (None, "https://e.com/", "n-1")
+
+
+def test_a_signed_unknown_channel_is_refused() -> None:
+    token = _raw_token(f"n-1|clicked|fax|{int(LATER.timestamp())}|https://e.com/".encode())
+    with pytest.raises(InvalidToken, match="channel"):
+        tracking.verify(SECRET, token)
+
+
+def test_a_v2_layout_under_the_v3_signature_is_refused() -> None:
+    token = _raw_token(f"n-1|clicked|{int(LATER.timestamp())}|https://e.com/".encode())
+    with pytest.raises(InvalidToken):
         tracking.verify(SECRET, token)
 
 

@@ -10,6 +10,7 @@ again. chat.postMessage carries the notification id as message metadata so dupli
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -50,9 +51,27 @@ PERMANENT_API_ERRORS = frozenset(
 )
 
 
-def escape_mrkdwn(text: str) -> str:
-    """Slack reads <...> as links and mentions; a rendered message must not ping @channel."""
+# A mrkdwn link to a web page, `<https://...>` or `<https://...|label>`: the one `<...>` form
+# let through, so that templates can link (and tracking can rewrite the URL).
+_LINK = re.compile(r"<(https?://[^\s<>|]+)(?:\|([^<>]*))?>")
+
+
+def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Slack reads <...> as links and mentions; a rendered message must not ping @channel.
+    Only http(s) links (`<url>`, `<url|label>`) keep their angle brackets."""
+    out: list[str] = []
+    last = 0
+    for m in _LINK.finditer(text):
+        out.append(_escape(text[last : m.start()]))
+        url, label = m.group(1), m.group(2)
+        out.append(f"<{_escape(url)}" + ("" if label is None else f"|{_escape(label)}") + ">")
+        last = m.end()
+    out.append(_escape(text[last:]))
+    return "".join(out)
 
 
 def blocks(subject: str, text: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from starter.http.errors import error_response, unreachable
 from starter.http.schemas import ErrorBody
 from tidings import tracking
 from tidings.errors import Conflict, NotFound
-from tidings.models import AttributeValue, EngagementReport
+from tidings.models import AttributeValue, Channel, EngagementReport
 
 log = logging.getLogger("starter.http")
 
@@ -52,7 +52,10 @@ async def track(token: str, tidings: Api) -> Response:
     try:
         # One row, then at most one signal: late clicks count too, repeats count once.
         report = EngagementReport(
-            type=action.type, metadata=metadata, event_id=_event_id(action.url)
+            type=action.type,
+            channel=action.channel,
+            metadata=metadata,
+            event_id=_event_id(action.url, action.channel),
         )
         await tidings.record_event(action.notification_id, report)
     except (Conflict, NotFound) as e:
@@ -67,7 +70,9 @@ async def track(token: str, tidings: Api) -> Response:
     return RedirectResponse(action.url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
-def _event_id(url: str | None) -> str | None:
+def _event_id(url: str, channel: Channel | None) -> str:
     """Clicks on different links are different events; the same link clicked again, or the
-    pixel fetched again, is the same event and counts once."""
-    return None if url is None else "link:" + hashlib.sha256(url.encode()).hexdigest()[:32]
+    pixel fetched again, is the same event and counts once. The same URL sent on two channels
+    is two links (v2 tokens, which name no channel, keep their first form)."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return f"link:{digest}" if channel is None else f"link:{channel.value}:{digest}"
