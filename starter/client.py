@@ -35,6 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.client_tracking import TrackingMixin
 from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
@@ -153,7 +154,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings:
+class Tidings(TrackingMixin):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store
@@ -493,6 +494,8 @@ class Tidings:
             EngagementSignal,
             {"type": type, "channel": channel, "metadata": metadata or {}, "event_id": event_id},
         )
+        if signal.type is EngagementType.DELIVERED:
+            raise InvalidRequest("type", "delivered is recorded with record_event, not signalled")
         handle = self._handle(notification_id)
         try:
             description = await handle.describe()
@@ -540,8 +543,9 @@ class Tidings:
                 f"{notification_id}: engagement is accepted after delivery;"
                 f" the notification is {recorded.status.value}"
             )
-        if recorded.new:
-            # The window runs from the first delivery, which the run wrote on its own clock
+        if recorded.new and event.type is not EngagementType.DELIVERED:
+            # `delivered` is not signalled (see EngagementType). The window runs from the
+            # first delivery, which the run wrote on its own clock
             # (the one `now()` reads); with nothing delivered yet it has not started. A run
             # given a longer window of its own is not signalled after the default one: its
             # events are still recorded and counted.
@@ -579,6 +583,7 @@ class Tidings:
         updated = await self.store.apply_receipt(receipt)
         if updated is None:
             return None
+        await self._record_delivered(receipt, updated, await self.now())
         with contextlib.suppress(RPCError):  # the run may have finished: the database suffices
             await self._handle(receipt.notification_id).signal(
                 NotificationWorkflow.receipt, receipt

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tidings import rendering, tracking
+from tidings import rendering, tracking, unsubscribe
 from tidings.channels.base import (
     ChannelSender,
     OutgoingMessage,
     PermanentChannelError,
     ProviderAcceptance,
 )
-from tidings.models import Channel, Priority
+from tidings.models import Channel, Priority, RenderedMessage
 from tidings.planning import load_user_and_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
@@ -30,6 +30,38 @@ from tidings.store import LedgerEntry, Store
 def ledger_key(notification_id: str, channel: Channel) -> str:
     """The send's idempotency key: business data only, identical on every attempt."""
     return f"{notification_id}:{channel.value}"
+
+
+# The data fields a push takes as where a tap leads, first found wins.
+LINK_FIELDS = ("url", "link")
+
+
+def _link(data: Mapping[str, Any]) -> str | None:
+    for name in LINK_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _track(
+    settings: Settings,
+    base_url: str,
+    request: SendRequest,
+    message: RenderedMessage,
+    link: str | None,
+) -> tuple[RenderedMessage, str | None]:
+    """The message (and push link) as they go out with tracking on: email gets click links in
+    both parts and an open pixel; SMS and Slack their text's URLs as click links; push its
+    link. Webhook and in-app are sent as rendered (the app reports what the user did)."""
+    nid, channel = request.notification_id, request.channel
+    if channel is Channel.EMAIL:
+        return tracking.track_email(settings, base_url, nid, message), link
+    if channel in (Channel.SMS, Channel.SLACK):
+        return tracking.track_links(settings, base_url, nid, message), link
+    if link is not None:
+        link = tracking.track_url(settings, base_url, nid, channel, link)
+    return rendering.tracking_free(message), link
 
 
 def _utcnow() -> datetime:
@@ -64,9 +96,10 @@ async def send(
     now: Callable[[], datetime] = _utcnow,
     settings: Settings | None = None,
 ) -> Sent:
-    """Send `request` once. With `settings` whose public_base_url is set, an email's links
-    become signed click links to that URL's `/t/` and an open pixel is appended, unless the
-    template says `tracking: false`."""
+    """Send `request` once. With `settings` whose public_base_url is set, links become signed
+    click links to that URL's `/t/` (see `_track`), unless the template says `tracking: false`;
+    and a non-CRITICAL email carries a one-click unsubscribe URL, which templates read as
+    `unsubscribe_url`."""
     key = ledger_key(request.notification_id, request.channel)
     # A retry after "provider accepted" but before the caller heard of it finds the ledger entry
     # and does not send again.
@@ -89,13 +122,25 @@ async def send(
         template_id=request.template_id,
         version=request.template_version,
     )
+    unsubscribe_url = (
+        unsubscribe.unsubscribe_url(settings, user.id, template.category, priority=request.priority)
+        if settings is not None
+        else None
+    )
+    # The unsubscribe URL is never itself tracked; a caller's `unsubscribe_url` is overridden.
+    data = {
+        **request.data,
+        rendering.UNSUBSCRIBE_VARIABLE: tracking.mark_untracked(unsubscribe_url or ""),
+    }
     message = await rendering.render_async(
-        template, request.channel, request.data, locale=user.locale
+        template, request.channel, data, locale=user.locale, keep_marks=True
     )
     base_url = settings.public_base_url if settings is not None else None
-    tracked = request.channel is Channel.EMAIL and template.tracking
-    if tracked and base_url and settings is not None:
-        message = tracking.track_email(settings, base_url, request.notification_id, message)
+    link = _link(request.data) if request.channel is Channel.PUSH else None
+    if template.tracking and base_url and settings is not None:
+        message, link = _track(settings, base_url, request, message, link)
+    else:
+        message = rendering.tracking_free(message)
     devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
     acceptance = await sender.send(
         OutgoingMessage(
@@ -106,6 +151,8 @@ async def send(
             priority=request.priority,
             expires_at=request.expires_at,
             devices=devices,
+            link=link,
+            unsubscribe_url=unsubscribe_url if request.channel is Channel.EMAIL else None,
         )
     )
     await store.ledger_put(

@@ -126,6 +126,10 @@ class NotificationStatus(StrEnum):
 
 
 class EngagementType(StrEnum):
+    # Recorded from a provider's delivery receipt (and accepted from apps), never signalled to
+    # a run: runs learn of delivery through the `receipt` signal, and workers older than this
+    # value could not decode it.
+    DELIVERED = "delivered"
     OPENED = "opened"
     CLICKED = "clicked"
     DISMISSED = "dismissed"

@@ -30,6 +30,7 @@ from starter.http.routes import (
     stats,
     templates,
     tracking,
+    unsubscribe,
     users,
 )
 from starter.http.schemas import ERROR_RESPONSES
@@ -120,6 +121,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
+    app.include_router(unsubscribe.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
     codec.redact_access_log()
     for routes in V1_MODULES:

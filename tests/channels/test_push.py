@@ -114,6 +114,7 @@ def delivery(
     expires_at: datetime | None = None,
     body: str = "Order 42 is on its way.",
     title: str = "Shipped",
+    link: str | None = None,
 ) -> OutgoingMessage:
     return OutgoingMessage(
         notification_id="n-1",
@@ -123,6 +124,7 @@ def delivery(
         priority=priority,
         expires_at=expires_at,
         devices=devices,
+        link=link,
     )
 
 
@@ -150,7 +152,8 @@ async def test_good_path_reaches_both_platforms_with_the_real_wire_format(
     message = send_req.json()["message"]
     assert message["token"] == FCM_A
     assert message["notification"] == {"title": "Shipped", "body": "Order 42 is on its way."}
-    assert message["data"] == {"notification_id": "n-1", "priority": "high"}
+    ids = {"notification_id": "n-1", "tidings_notification_id": "n-1", "priority": "high"}
+    assert message["data"] == ids
     assert message["android"]["priority"] == "HIGH"
     assert message["android"]["notification"] == {"tag": "n-1"}
     assert 3500 <= int(message["android"]["ttl"].removesuffix("s")) <= 3600
@@ -167,8 +170,20 @@ async def test_good_path_reaches_both_platforms_with_the_real_wire_format(
     assert jwt.get_unverified_header(h["authorization"].split()[1])["kid"] == KEY_ID
     assert apns_req.json() == {
         "aps": {"alert": {"title": "Shipped", "body": "Order 42 is on its way."}},
-        "notification_id": "n-1",
+        **ids,
     }
+
+
+async def test_the_link_reaches_the_app_in_both_payloads(
+    emulators: Providers, store: Store, sender: PushSender
+) -> None:
+    devices = await register(store, (Platform.FCM, FCM_A), (Platform.APNS, APNS_A))
+    await sender.send(delivery(devices, link="https://t.example/t/abc"))
+    fcm = emulators.fcm.received[-1].json()["message"]["data"]
+    apns = emulators.apns.received[-1].json()
+    for payload in (fcm, apns):
+        assert payload["url"] == "https://t.example/t/abc"
+        assert payload["tidings_notification_id"] == "n-1"
 
 
 async def test_normal_priority_no_expiry_no_title(
@@ -343,7 +358,8 @@ async def test_payload_over_4_kib_is_permanent_and_never_sent(
     emulators: Providers, store: Store, sender: PushSender
 ) -> None:
     devices = await register(store, (Platform.FCM, FCM_A), (Platform.APNS, APNS_A))
-    with pytest.raises(PermanentChannelError, match=r"payload is 41\d\d bytes; the limit is 4096"):
+    too_big = r"payload is 4[12]\d\d bytes; the limit is 4096"
+    with pytest.raises(PermanentChannelError, match=too_big):
         await sender.send(delivery(devices, body="x" * 4100))
     assert emulators.fcm.messages == [] and emulators.apns.received == []
     assert [r.path for r in emulators.fcm.received] in ([], ["/token"])

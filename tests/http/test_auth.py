@@ -27,6 +27,7 @@ SIGNED_ELSEWHERE = {"/v1/receipts", "/v1/receipts/twilio"}
 OUTSIDE_V1 = {
     "/healthz",
     "/t/{token}",
+    "/u/{token}",  # signed unsubscribe tokens, tests/http/test_unsubscribe.py
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",

@@ -19,6 +19,7 @@ from tidings.models import (
     Channel,
     ChannelResult,
     DeliveryStatus,
+    EngagementType,
     NotificationStatus,
     Priority,
 )
@@ -74,6 +75,17 @@ async def test_signed_receipt_moves_sent_to_delivered_once(
     assert [c.status for c in live.channels] == [DeliveryStatus.DELIVERED]
     stored = await stack.store.get_notification(ref.notification_id)
     assert stored is not None and [c.status for c in stored.channels] == ["delivered"]
+    # The receipt is a `delivered` engagement event too, on its channel: once, though the
+    # provider repeats itself; the run keeps no copy (it heard of the receipt as a receipt).
+    repeat = await client.post("/v1/receipts", **_signed(stack, receipt, "r1b"))
+    assert repeat.json()["applied"] is False
+    stored = await stack.store.get_notification(ref.notification_id)
+    assert stored is not None
+    assert [(e.type, e.channel) for e in stored.engagement] == [
+        (EngagementType.DELIVERED, Channel.EMAIL)
+    ]
+    assert (await stack.tidings.stats()).engagement[EngagementType.DELIVERED] >= 1
+    assert (await stack.tidings.status(ref.notification_id)).engagement == []
 
     late_failure = {**receipt, "status": "failed", "reason": "bounced"}
     again = await client.post("/v1/receipts", **_signed(stack, late_failure, "r2"))
@@ -158,6 +170,7 @@ async def test_twilio_status_callback(stack: Stack, client: httpx.AsyncClient) -
     [sms] = stored.channels
     assert sms.status is DeliveryStatus.FAILED
     assert sms.reason == "twilio: undelivered (error 30003)"
+    assert stored.engagement == []  # a failure is no `delivered` event
 
 
 def test_twilio_signature_matches_the_documented_example() -> None:

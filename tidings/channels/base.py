@@ -53,6 +53,11 @@ class OutgoingMessage:
     priority: Priority = Priority.MEDIUM
     expires_at: datetime | None = None
     devices: list[Device] = field(default_factory=list)
+    # Where tapping a push takes the user (the data's `url` or `link`, tracked when tracking is
+    # on); None when there is none.
+    link: str | None = None
+    # The one-click unsubscribe URL (email's List-Unsubscribe); None for CRITICAL notifications.
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ class EmailSender:
         msg["X-Tidings-Notification"] = delivery.notification_id
         # Tells auto-responders (vacation replies, RFC 3834) not to answer.
         msg["Auto-Submitted"] = "auto-generated"
+        if delivery.unsubscribe_url:
+            # RFC 2369 and RFC 8058: mail providers show an unsubscribe button that POSTs
+            # `List-Unsubscribe=One-Click` to the URL (no mailto: nobody reads replies here).
+            msg["List-Unsubscribe"] = f"<{delivery.unsubscribe_url}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(message.text)
         if message.html is not None:
             msg.add_alternative(message.html, subtype="html")

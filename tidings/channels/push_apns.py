@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tidings.channels import provider_http
 from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
-from tidings.channels.push_common import InvalidTokenError, check_payload_size, collapse_id
+from tidings.channels.push_common import (
+    InvalidTokenError,
+    check_payload_size,
+    collapse_id,
+    data_payload,
+)
 from tidings.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -91,10 +96,8 @@ class ApnsClient:
             if content.subject
             else {"body": content.text}
         )
-        return {
-            "aps": {"alert": alert},
-            "notification_id": delivery.notification_id,
-        }
+        # Custom keys beside "aps" reach the app: the same ones FCM puts in "data".
+        return {"aps": {"alert": alert}, **data_payload(delivery)}
 
     def headers(self, delivery: OutgoingMessage, token: str) -> dict[str, str]:
         headers = {

@@ -27,6 +27,21 @@ class PushClient(Protocol):
     async def aclose(self) -> None: ...
 
 
+def data_payload(delivery: OutgoingMessage) -> dict[str, str]:
+    """What the app gets beside the visible notification (strings only, as FCM requires):
+    `tidings_notification_id` to report `opened` with (`POST /v1/notifications/{id}/events`),
+    and `url`, where a tap should lead (a tracked link when tracking is on). The older
+    `notification_id` key stays for apps that read it."""
+    data = {
+        "notification_id": delivery.notification_id,
+        "tidings_notification_id": delivery.notification_id,
+        "priority": delivery.priority.value,
+    }
+    if delivery.link:
+        data["url"] = delivery.link
+    return data
+
+
 def mask_token(token: str) -> str:
     return token[:6] + "…"
 

@@ -29,7 +29,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tidings.channels import provider_http
 from tidings.channels.base import OutgoingMessage, PermanentChannelError, TransientChannelError
-from tidings.channels.push_common import InvalidTokenError, check_payload_size, collapse_id
+from tidings.channels.push_common import (
+    InvalidTokenError,
+    check_payload_size,
+    collapse_id,
+    data_payload,
+)
 from tidings.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -212,10 +217,7 @@ class FcmClient:
             "token": token,
             "notification": notification,
             # FCM requires every data value to be a string.
-            "data": {
-                "notification_id": delivery.notification_id,
-                "priority": delivery.priority.value,
-            },
+            "data": data_payload(delivery),
             "android": android,
         }
 

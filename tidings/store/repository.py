@@ -20,6 +20,7 @@ from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.receipts import ReceiptsMixin
 from tidings.store.templates import TemplatesMixin
+from tidings.store.unsubscribe import UnsubscribeMixin
 from tidings.store.users import ErasureMixin, UsersMixin
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Store(
     ExperimentsMixin,
     ApiKeysMixin,
     ErasureMixin,
+    UnsubscribeMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
