@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.http.helpers import api, eventually
 from tests.support import Stack, running_stack
-from tidings.models import EngagementType
+from tidings import tracking
+from tidings.models import Channel, EngagementType
 
 BASE = "http://test"  # the in-process app's base URL (tests.http.helpers.api)
 TARGET = "https://example.com/orders/42?ref=mail&x=1"
@@ -78,6 +79,29 @@ async def test_a_sent_emails_link_redirects_and_counts_one_click(
     assert stored is not None
     clicks = [e for e in stored.engagement if e.type is EngagementType.CLICKED]
     assert len(clicks) == 1 and clicks[0].metadata == {"url": TARGET}
+    assert {e.channel for e in stored.engagement} == {Channel.EMAIL}
+
+    # The same URL sent by SMS is another link: its click is recorded on channel sms.
+    sms_link = tracking.make_tracking_link(
+        stack.settings, BASE, ref.notification_id, TARGET, channel=Channel.SMS
+    )
+    for _ in range(2):
+        r = await client.get(sms_link)
+        assert r.status_code == 302 and r.headers["location"] == TARGET
+
+    async def sms_recorded() -> bool:
+        stored = await stack.store.get_notification(ref.notification_id)
+        return stored is not None and any(e.channel is Channel.SMS for e in stored.engagement)
+
+    await eventually(sms_recorded)
+    await asyncio.sleep(0.3)
+    stored = await stack.store.get_notification(ref.notification_id)
+    assert stored is not None
+    assert sorted((e.type, e.channel) for e in stored.engagement if e.channel) == [
+        (EngagementType.CLICKED, Channel.EMAIL),
+        (EngagementType.CLICKED, Channel.SMS),
+        (EngagementType.OPENED, Channel.EMAIL),
+    ]
 
 
 async def test_without_a_public_base_url_links_are_left_alone(

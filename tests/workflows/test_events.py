@@ -155,3 +155,19 @@ async def test_events_are_refused_before_delivery_and_for_unknown_notifications(
         await stack.tidings.record_event("never-started", {"type": "opened"})
     with pytest.raises(InvalidRequest, match="converted"):
         await stack.tidings.record_event(ref.notification_id, {"type": "opened", "value": 3})
+
+
+async def test_delivered_is_recorded_once_and_never_signalled(stack: Stack) -> None:
+    nid = await _sent(stack)
+    signals, _, _ = await _history_counts(stack.tidings, nid)
+    report = {"type": "delivered", "channel": "in_app"}
+    first = await stack.tidings.record_event(nid, report)
+    again = await stack.tidings.record_event(nid, report)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    # Workers older than the `delivered` value could not decode it: the run is never told.
+    assert (await _history_counts(stack.tidings, nid))[0] == signals
+    assert (await stack.tidings.status(nid)).engagement == []
+    stored = await stack.store.get_notification(nid)
+    assert stored is not None and [e.type for e in stored.engagement] == [EngagementType.DELIVERED]
+    with pytest.raises(InvalidRequest, match="type: delivered"):
+        await stack.tidings.engage(nid, "delivered")
