@@ -1,12 +1,18 @@
-"""Signed engagement-tracking tokens for links and open pixels (`/t/<token>`).
+"""Signed engagement-tracking tokens for links and open pixels (`/t/<token>`), and the link
+rewrite that puts them into messages.
 
-A token is `base64url(payload) "." base64url(HMAC-SHA256(secret, payload))` with the payload
-`notification_id|type|expires|url`. The signature binds the URL: `track_links` rewrites the
-http(s) URLs of a rendered message into tokens, so a token signed with the service's secret
-names a URL that was in a message Tidings made, and `/t/` redirects to nothing else (a changed
-URL breaks the signature; production refuses the public development secret, with which anyone
-could sign). The redirect checks the scheme again: only absolute http(s) URLs, never
-`javascript:` or relative ones.
+A token is `base64url(payload) "." base64url(HMAC-SHA256(secret, context + payload))` with the
+payload `notification_id|type|channel|expires|url` (v3; v2 tokens, `notification_id|type|
+expires|url` under their own context, are still honoured and carry no channel). The signature
+binds the URL: the rewrite mints tokens for the URLs of a rendered message, so a token signed
+with the service's secret names a URL that was in a message Tidings made, and `/t/` redirects
+to nothing else (a changed URL breaks the signature; production refuses the public development
+secret, with which anyone could sign). The redirect checks the scheme again: only absolute
+http(s) URLs, never `javascript:` or relative ones.
+
+What is rewritten: in HTML only the href of `<a>` tags (`tidings.html_links`); in text every
+http(s) URL. A URL marked by the `untracked` template filter (`MARK_OPEN`...`MARK_CLOSE`), an
+`<a data-tidings-untracked>`, and links to the service's own `/t/` and `/u/` stay as written.
 
 Tokens expire: the engagement window (how long a notification takes engagement) plus
 TIDINGS_TRACKING_GRACE_HOURS (default 7 days, for a message opened late), counted from when

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,9 +93,11 @@ async def test_email_carries_one_click_headers_and_the_same_url_in_the_body(
     assert 'method="post"' in page.text and 'value="One-Click"' in page.text
     assert (await stack.tidings.get_preferences("reader_1")).categories == {}
 
-    # The mail provider's one-click POST (RFC 8058), then again: the same answer.
-    for _ in range(2):
-        done = await client.post(url, data=ONE_CLICK, headers={"Authorization": ""})
+    # The mail provider's one-click POST (RFC 8058: multipart SHOULD, urlencoded MAY), then
+    # again: the same answer.
+    multipart = {"files": {"List-Unsubscribe": (None, "One-Click")}}
+    for body in (multipart, {"data": ONE_CLICK}):
+        done = await client.post(url, headers={"Authorization": ""}, **body)
         assert done.status_code == 200 and "Unsubscribed" in done.text
         prefs = await stack.tidings.get_preferences("reader_1")
         assert prefs.categories == {"news": OFF}
@@ -162,8 +165,14 @@ async def test_tampered_foreign_and_misused_tokens_change_nothing(
             r = await client.request(method, f"/u/{bad}", data=ONE_CLICK)
             assert error_of(r, 400, "invalid_request")["field"] == "token", bad
     # A good token with a wrong body: not the one-click POST.
-    for body in ({}, {"List-Unsubscribe": "yes"}):
-        r = await client.post(f"/u/{good}", data=body)
+    wrong: list[dict[str, Any]] = [
+        {},
+        {"data": {"List-Unsubscribe": "yes"}},
+        {"content": b"List-Unsubscribe=One-Click", "headers": {"content-type": "text/plain"}},
+        {"content": b"--x\r\ngarbage", "headers": {"content-type": "multipart/form-data"}},
+    ]
+    for body in wrong:
+        r = await client.post(f"/u/{good}", **body)
         assert error_of(r, 400, "invalid_request")["field"] == "List-Unsubscribe"
     assert (await stack.tidings.get_preferences("reader_4")).categories == {}
 

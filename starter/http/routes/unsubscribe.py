@@ -11,10 +11,10 @@ user or a category no template has a 404; nothing changes then.
 from __future__ import annotations
 
 import html
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException
 
 from starter.http.deps import Api
 from starter.http.errors import error_response
@@ -24,7 +24,6 @@ from tidings.errors import InvalidRequest
 router = APIRouter()
 
 ONE_CLICK = "One-Click"
-_MAX_FORM_BYTES = 1024
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "Not an unsubscribe token, or a wrong body"},
@@ -77,10 +76,14 @@ async def one_click(token: str, request: Request, tidings: Api) -> Response:
         who = tidings.read_unsubscribe_token(token)
     except InvalidRequest as e:
         return error_response(400, "invalid_request", e.reason, "token")
-    body = await request.body()
-    form = parse_qs(body[:_MAX_FORM_BYTES].decode("utf-8", "replace"))
-    if len(body) > _MAX_FORM_BYTES or form.get("List-Unsubscribe") != [ONE_CLICK]:
-        reason = f"the form body must be List-Unsubscribe={ONE_CLICK} (RFC 8058)"
+    # RFC 8058: multipart/form-data (SHOULD) or application/x-www-form-urlencoded (MAY).
+    reason = f"the form body must be List-Unsubscribe={ONE_CLICK} (RFC 8058)"
+    try:
+        async with request.form(max_files=0, max_fields=8) as form:
+            value = form.get("List-Unsubscribe")
+    except (HTTPException, ValueError):  # malformed multipart, or too many parts
+        return error_response(400, "invalid_request", reason, "List-Unsubscribe")
+    if value != ONE_CLICK:
         return error_response(400, "invalid_request", reason, "List-Unsubscribe")
     await tidings.unsubscribe(who.user_id, who.category)  # NotFound: 404, nothing changed
     category = html.escape(who.category)
