@@ -11,6 +11,7 @@ user or a category no template has a 404; nothing changes then.
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -25,9 +26,11 @@ router = APIRouter()
 
 ONE_CLICK = "One-Click"
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A small HTML page", "content": {"text/html": {}}},
     400: {"model": ErrorBody, "description": "Not an unsubscribe token, or a wrong body"},
     404: {"model": ErrorBody, "description": "Unknown user, or a category no template has"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
 }
 
 _PAGE = """<!doctype html>
@@ -47,7 +50,7 @@ def _page(title: str, text: str, form: str = "") -> HTMLResponse:
 @router.get(
     "/u/{token}",
     summary="The unsubscribe confirmation page (changes nothing)",
-    response_class=HTMLResponse,
+    response_class=Response,
     responses=_RESPONSES,
 )
 async def confirm(token: str, tidings: Api) -> Response:
@@ -68,7 +71,7 @@ async def confirm(token: str, tidings: Api) -> Response:
 @router.post(
     "/u/{token}",
     summary="One-click unsubscribe (RFC 8058): switch the token's category off",
-    response_class=HTMLResponse,
+    response_class=Response,
     responses=_RESPONSES,
 )
 async def one_click(token: str, request: Request, tidings: Api) -> Response:
