@@ -30,6 +30,14 @@ class TrackingMixin:
         except unsubscribe.InvalidUnsubscribeToken as e:
             raise InvalidRequest("token", str(e)) from e
 
+    async def check_unsubscription(self, who: unsubscribe.Unsubscription) -> None:
+        """NotFound unless the user exists and some template has the category: what the
+        confirmation page checks before offering its button."""
+        if await self.store.get_user(who.user_id) is None:
+            raise NotFound("user", who.user_id)
+        if not await self.store.has_category(who.category):
+            raise NotFound("category", who.category)
+
     async def unsubscribe(self, user_id: str, category: str) -> CategoryOff:
         """Switch every channel of `category` off for `user_id`; idempotent (`changed` is False
         the second time). NotFound for an unknown user or a category no template has."""

@@ -47,7 +47,7 @@ _CONTEXT = b"tidings-tracking-v3\x00"
 _CONTEXT_V2 = b"tidings-tracking-v2\x00"
 # A URL in plain text stops at white space, quotes, angle brackets and `|` (Slack's
 # `<url|label>`; a literal `|` must be percent-encoded in a URL anyway).
-_LINK = re.compile(r"https?://[^\s<>\"'`|]+")
+_LINK = re.compile(r"https?://[^\s<>\"'`|]+", re.IGNORECASE)
 # Punctuation that ends a sentence rather than the URL ("see https://x.com/a.").
 _TRAILING = ".,;:!?"
 
@@ -56,7 +56,9 @@ _TRAILING = ".,;:!?"
 # removes the marks; `strip_marks` removes them wherever tracking does not run.
 MARK_OPEN = "\ue000"
 MARK_CLOSE = "\ue001"
-_MARKED_OR_LINK = re.compile(f"{MARK_OPEN}[^{MARK_OPEN}{MARK_CLOSE}]*{MARK_CLOSE}|{_LINK.pattern}")
+_MARKED_OR_LINK = re.compile(
+    f"{MARK_OPEN}[^{MARK_OPEN}{MARK_CLOSE}]*{MARK_CLOSE}|{_LINK.pattern}", re.IGNORECASE
+)
 
 
 class InvalidToken(ValueError):

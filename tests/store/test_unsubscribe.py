@@ -50,6 +50,7 @@ async def test_concurrent_unsubscribes_without_stored_preferences_all_land(
 
 async def test_unknown_user_or_category_changes_nothing(store: Store, user: User) -> None:
     await _templates(store)
+    assert await store.has_category("news") and not await store.has_category("nothing_has_this")
     with pytest.raises(UnknownCategory):
         await store.switch_off_category(user.id, "nothing_has_this")
     with pytest.raises(LookupError, match="user nobody"):

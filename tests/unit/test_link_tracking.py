@@ -90,13 +90,13 @@ def test_anchors_without_links_and_broken_html_are_left_alone() -> None:
 def test_text_links_end_before_sentence_punctuation_and_unbalanced_parentheses() -> None:
     message = RenderedMessage(
         channel=Channel.SMS,
-        text="Go to https://a.example/x. Or (see https://b.example/wiki/A_(b)), "
+        text="Go to HTTPS://a.example/x. Or (see https://b.example/wiki/A_(b)), "
         "or <https://c.example/|Slack>!",
     )
     out = tracking.track_links(SETTINGS, BASE, "n-1", message).text
     links = TRACKED.findall(out)
     assert [_target(link).url for link in links] == [
-        "https://a.example/x",
+        "HTTPS://a.example/x",
         "https://b.example/wiki/A_(b)",
         "https://c.example/",
     ]

@@ -24,6 +24,12 @@ class CategoryOff:
 
 
 class UnsubscribeMixin(StoreBase):
+    async def has_category(self, category: str) -> bool:
+        """Whether any template, in any version, has this category."""
+        async with self._read() as session:
+            stmt = select(TemplateRow.id).where(TemplateRow.category == category).limit(1)
+            return await session.scalar(stmt) is not None
+
     async def switch_off_category(self, user_id: str, category: str) -> CategoryOff:
         """Every channel of `category` off in the user's preferences, in one transaction (the
         row is locked, so two unsubscribes at once both land). LookupError for an unknown user,

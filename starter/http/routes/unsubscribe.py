@@ -58,7 +58,7 @@ async def confirm(token: str, tidings: Api) -> Response:
         who = tidings.read_unsubscribe_token(token)
     except InvalidRequest as e:
         return error_response(400, "invalid_request", e.reason, "token")
-    await tidings.get_user(who.user_id)  # NotFound: 404 before offering the button
+    await tidings.check_unsubscription(who)  # NotFound: 404 before offering the button
     form = (
         '<form method="post"><input type="hidden" name="List-Unsubscribe"'
         f' value="{ONE_CLICK}"><button type="submit">Unsubscribe</button></form>'
