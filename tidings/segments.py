@@ -6,8 +6,8 @@ condition `{"field": ..., "op": ..., "value": ...}`. Fields and their operators:
 - `id`, `locale`, `timezone`: eq, ne, in, not_in, prefix (value a string, or a list for in/not_in)
 - `email`, `phone`: exists, not_exists (no value)
 - `created_at`: before, after (an ISO timestamp with offset), within_days (a number of days)
-- `attributes.<name>`: eq, ne (string, number or boolean), in, not_in (a list of those), gt, gte,
-  lt, lte (a number), prefix (a string), exists, not_exists
+- `attributes.<name>` (letters, digits, _ and -): eq, ne (string, number or boolean), in,
+  not_in (a list of those), gt, gte, lt, lte (a number), prefix (a string), exists, not_exists
 - `channels.<channel>`: eq (true: the user's global switch lets the channel through; a channel
   never switched is on)
 - `engagement.opened`, `engagement.clicked`, `engagement.converted`: eq, gt, gte, lt, lte (a whole
@@ -23,6 +23,7 @@ with the path of the offending part, e.g. `rules.all[1].op`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,8 @@ ATTRIBUTE_OPS = {"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "prefix"}
 COUNT_OPS = {"eq", "gt", "gte", "lt", "lte"}
 RATE_OPS = {"gt", "gte", "lt", "lte"}
 ENGAGEMENT_TYPES = ("opened", "clicked", "converted")
+# Attribute names go into JSON paths: plain names only.
+_attribute_re = re.compile(r"^attributes\.[A-Za-z0-9_-]{1,64}$")
 
 
 class SegmentError(ValueError):
@@ -76,7 +79,7 @@ def _ops(field: str) -> set[str] | None:
         return PRESENCE_OPS
     if field == "created_at":
         return TIME_OPS
-    if field.startswith("attributes.") and len(field) > len("attributes."):
+    if _attribute_re.match(field):
         return ATTRIBUTE_OPS
     if field.startswith("channels."):
         return {"eq"}

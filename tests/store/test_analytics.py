@@ -59,7 +59,7 @@ DATA = _data()
 
 
 def _in_period(n: Row) -> bool:
-    return PERIOD.start <= n["created_at"] < PERIOD.end
+    return bool(PERIOD.start <= n["created_at"] < PERIOD.end)
 
 
 def _cohort(keep: Callable[[Row], bool], channel: str | None = None) -> list[Row]:
