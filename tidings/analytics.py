@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
 
 from tidings.models import Channel, Identifier, Model
 
@@ -51,13 +52,17 @@ class Period(Model):
     start: AwareDatetime
     end: AwareDatetime
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Period:
-        if self.end <= self.start:
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is None:
+            return end
+        if end <= start:
             raise ValueError("end must be after start")
-        if self.end - self.start > MAX_PERIOD:
+        if end - start > MAX_PERIOD:
             raise ValueError(f"a period covers at most {MAX_PERIOD.days} days")
-        return self
+        return end
 
 
 class MetricsFilter(Model):
@@ -72,13 +77,13 @@ class MetricsFilter(Model):
     user_id: Identifier | None = None
     segment: Identifier | None = None
 
-    @model_validator(mode="after")
-    def _version_needs_template(self) -> MetricsFilter:
-        if self.template_version is not None and self.template_id is None:
-            raise ValueError("template_version needs template_id")
-        if self.variant is not None and self.experiment_id is None:
-            raise ValueError("variant needs experiment_id")
-        return self
+    @field_validator("template_version", "variant")
+    @classmethod
+    def _needs_parent(cls, value: Any, info: ValidationInfo) -> Any:
+        parent = "template_id" if info.field_name == "template_version" else "experiment_id"
+        if value is not None and info.data.get(parent) is None:
+            raise ValueError(f"give {parent} too")
+        return value
 
 
 def rate(part: int, whole: int) -> float | None:

@@ -19,6 +19,7 @@ from starter.client import Tidings
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
+    analytics,
     api_keys,
     codec,
     devices,
@@ -27,6 +28,7 @@ from starter.http.routes import (
     inbox,
     notifications,
     receipts,
+    segments,
     stats,
     templates,
     tracking,
@@ -47,6 +49,8 @@ V1_MODULES = (
     receipts,
     api_keys,
     experiments,
+    analytics,
+    segments,
 )
 
 
