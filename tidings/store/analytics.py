@@ -6,6 +6,8 @@ at) and engagement_events(at), all from migrations 0001 and 0011."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,9 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.analytics import QUARTER_HOUR as _QUARTER_HOUR
 from tidings.analytics import (
@@ -79,6 +83,16 @@ class AnalyticsMixin(SegmentsMixin):
     @property
     def _dialect(self) -> str:
         return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def _figures(self) -> AsyncIterator[AsyncSession]:
+        """A read for analytics. On PostgreSQL without JIT: the joins of grouped subqueries are
+        estimated far above their real size, which makes the planner JIT-compile a query that
+        then runs in milliseconds (measured: 1.8 s of compiling for 0.1 s of work)."""
+        async with self._read() as session:
+            if self._dialect == "postgresql":
+                await session.execute(text("SET LOCAL jit = off"))
+            yield session
 
     async def _cohort(
         self, period: Period, f: MetricsFilter, extra: list[Any] | None = None
@@ -200,7 +214,7 @@ class AnalyticsMixin(SegmentsMixin):
             )
             .group_by(currency)
         )
-        async with self._read() as session:
+        async with self._figures() as session:
             counts = self._counts((await session.execute(total)).one())
             points = (await session.execute(series.order_by(cohort.c.bucket))).all()
             money = (await session.execute(values)).all()
@@ -247,7 +261,7 @@ class AnalyticsMixin(SegmentsMixin):
             .order_by(score.desc(), t.sent.desc(), t.template_id)
             .limit(limit)
         )
-        async with self._read() as session:
+        async with self._figures() as session:
             rows = (await session.execute(stmt)).all()
         ranks = []
         for row in rows:
@@ -314,7 +328,7 @@ class AnalyticsMixin(SegmentsMixin):
             .where(w.rn.in_([(w.cnt + 1) // 2, (w.cnt + 2) // 2]))
             .group_by(w.channel)
         )
-        async with self._read() as session:
+        async with self._figures() as session:
             rows = (await session.execute(per_channel)).all()
             median = {c: m for c, m in (await session.execute(medians)).all()}
         result = []
@@ -369,7 +383,7 @@ class AnalyticsMixin(SegmentsMixin):
         )
         if f.channel is not None:
             stmt = stmt.where(d.channel == f.channel.value)
-        async with self._read() as session:
+        async with self._figures() as session:
             rows = (await session.execute(stmt)).all()
         return [
             ProviderPerformance(
@@ -434,7 +448,7 @@ class AnalyticsMixin(SegmentsMixin):
             .where(*mine, e.type.in_(_ENGAGED))
             .group_by(literal_column("q"))
         )
-        async with self._read() as session:
+        async with self._figures() as session:
             user = await session.get(UserRow, user_id)
             if user is None:
                 raise LookupError(f"user {user_id} not found")
