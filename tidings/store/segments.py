@@ -1,6 +1,9 @@
 """Saved segments, and their rules compiled to one SQL condition on `users`
-(the language is `tidings.segments`). Engagement conditions become `users.id IN (...)` over a
-grouped subquery, never a per-user subquery, so a count over every user stays one scan."""
+(the language is `tidings.segments`). Engagement conditions are subqueries correlated with the
+user, through notifications(user_id, created_at) and engagement_events(notification_id, type,
+at): a page of members stops at its limit instead of first grouping every event of the window
+(measured on 100,000 notifications: 36 ms instead of 1,000 ms for a page; 230 instead of 2,400
+for a count)."""
 
 from __future__ import annotations
 
@@ -53,9 +56,10 @@ def _compare(left: Any, op: str, value: Any) -> ColumnElement[bool]:
 
 
 class _Compiler:
-    def __init__(self, dialect: str, now: datetime) -> None:
+    def __init__(self, dialect: str, now: datetime, paged: bool) -> None:
         self.dialect = dialect
         self.now = now
+        self.paged = paged  # compiled for a page of members (LIMIT) rather than a whole set
 
     def rule(self, rule: Rule) -> ColumnElement[bool]:
         if isinstance(rule, Group):
@@ -140,20 +144,28 @@ class _Compiler:
         return not_(switched_off) if enabled else switched_off
 
     def _engaged_at_least(self, kind: str, n: int, days: int) -> ColumnElement[bool]:
+        """Correlated with the user: through notifications(user_id, ...) and
+        engagement_events(notification_id, type, at), so a page stops at its limit and a
+        narrow audience costs only its own rows."""
         if n <= 0:
             return true()
         types = _OPENED if kind == "opened" else [kind]
-        users = (
-            select(NotificationRow.user_id)
+        theirs = [
+            NotificationRow.user_id == UserRow.id,
+            EngagementRow.notification_id == NotificationRow.id,
+            EngagementRow.type.in_(types),
+            EngagementRow.at >= self.now - timedelta(days=days),
+        ]
+        if n == 1:
+            return exists().where(*theirs)
+        engaged = (
+            select(func.count(func.distinct(NotificationRow.id)))
+            .select_from(NotificationRow)
             .join(EngagementRow, EngagementRow.notification_id == NotificationRow.id)
-            .where(
-                EngagementRow.type.in_(types),
-                EngagementRow.at >= self.now - timedelta(days=days),
-            )
-            .group_by(NotificationRow.user_id)
-            .having(func.count(func.distinct(NotificationRow.id)) >= n)
+            .where(*theirs)
+            .scalar_subquery()
         )
-        return UserRow.id.in_(users)
+        return engaged >= n
 
     def _engaged(self, kind: str, op: str, n: int, days: int) -> ColumnElement[bool]:
         """Counts are whole numbers, so every comparison is "at least" or its negation."""
@@ -171,17 +183,25 @@ class _Compiler:
         return and_(at_least(kind, n, days), not_(at_least(kind, n + 1, days)))
 
     def _rate(self, op: str, value: float, days: int) -> ColumnElement[bool]:
+        """The user's share of sent notifications (created in the window) opened; a user sent
+        nothing has no share and matches no comparison. For a page, correlated with the user
+        (it stops at the limit); for a count, one grouped pass, where PostgreSQL can hash the
+        events once instead of probing them per notification (2.2 s against 0.6 s measured)."""
         opened = exists().where(
             EngagementRow.notification_id == NotificationRow.id,
             EngagementRow.type.in_(_OPENED),
         )
-        share = cast(func.sum(case((opened, 1), else_=0)), Float) / func.count()
+        share = cast(func.sum(case((opened, 1), else_=0)), Float) / func.nullif(func.count(), 0)
+        window = [
+            NotificationRow.created_at >= self.now - timedelta(days=days),
+            NotificationRow.status == NotificationStatus.SENT.value,
+        ]
+        if self.paged:
+            mine = select(share).where(NotificationRow.user_id == UserRow.id, *window)
+            return func.coalesce(_compare(mine.scalar_subquery(), op, value), false())
         users = (
             select(NotificationRow.user_id)
-            .where(
-                NotificationRow.created_at >= self.now - timedelta(days=days),
-                NotificationRow.status == NotificationStatus.SENT.value,
-            )
+            .where(*window)
             .group_by(NotificationRow.user_id)
             .having(_compare(share, op, value))
         )
@@ -193,9 +213,12 @@ def _segment(row: SegmentRow) -> Segment:
 
 
 class SegmentsMixin(StoreBase):
-    def segment_condition(self, rule: Rule, now: datetime | None = None) -> ColumnElement[bool]:
-        """The rule as a condition on `users` (for this store's backend)."""
-        return _Compiler(self.engine.dialect.name, now or utcnow()).rule(rule)
+    def segment_condition(
+        self, rule: Rule, now: datetime | None = None, *, paged: bool = False
+    ) -> ColumnElement[bool]:
+        """The rule as a condition on `users` (for this store's backend); `paged` when the
+        query takes a page of users in id order."""
+        return _Compiler(self.engine.dialect.name, now or utcnow(), paged).rule(rule)
 
     async def _no_jit(self, session: AsyncSession) -> None:
         """PostgreSQL's JIT costs seconds of compiling on these grouped subqueries, whose work
@@ -240,10 +263,12 @@ class SegmentsMixin(StoreBase):
             raise LookupError(f"segment {name} not found")
         return segment.rule()
 
-    async def segment_users(self, name: str, now: datetime | None = None) -> Any:
+    async def segment_users(
+        self, name: str, now: datetime | None = None, *, paged: bool = False
+    ) -> Any:
         """`SELECT users.id WHERE <rules>` for use inside another query (analytics)."""
         rule = await self._rule_of(name)
-        return select(UserRow.id).where(self.segment_condition(rule, now))
+        return select(UserRow.id).where(self.segment_condition(rule, now, paged=paged))
 
     async def segment_count(self, name: str, *, now: datetime | None = None) -> int:
         users = await self.segment_users(name, now)
@@ -258,7 +283,7 @@ class SegmentsMixin(StoreBase):
         """One page of the segment's user ids in id order, after `after` (keyset pagination:
         each page is one index range, however deep). Raises LookupError for an unknown name."""
         check_limit(limit)
-        users = await self.segment_users(name, now)
+        users = await self.segment_users(name, now, paged=True)
         if after is not None:
             users = users.where(UserRow.id > after)
         users = users.order_by(UserRow.id).limit(limit + 1)
