@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from starter.client import Tidings
+from starter.http import console
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
@@ -124,6 +125,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
+    app.include_router(console.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
     codec.redact_access_log()
     for routes in V1_MODULES:
