@@ -155,4 +155,7 @@ class AnalyticsClient:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest("limit", f"must be between 1 and {MAX_PAGE}")
         await self.get_segment(name)
-        return await self.store.segment_page(name, after, limit)
+        ids = await self.store.segment_page(name, after, limit + 1)  # one more: is there a next?
+        more = len(ids) > limit
+        ids = ids[:limit]
+        return SegmentPage(name=name, user_ids=ids, next_after=ids[-1] if more else None)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.models import EngagementType, NotificationStatus
-from tidings.segments import Condition, Group, Rule, Segment, SegmentDefinition, SegmentPage
+from tidings.segments import Condition, Group, Rule, Segment, SegmentDefinition
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.portable import json_is, json_number, json_string
 from tidings.store.tables import EngagementRow, NotificationRow, PreferencesRow, SegmentRow, UserRow
@@ -279,17 +279,17 @@ class SegmentsMixin(StoreBase):
 
     async def segment_page(
         self, name: str, after: str | None, limit: int, *, now: datetime | None = None
-    ) -> SegmentPage:
-        """One page of the segment's user ids in id order, after `after` (keyset pagination:
-        each page is one index range, however deep). Raises LookupError for an unknown name."""
+    ) -> list[str]:
+        """Up to `limit` of the segment's user ids in id order, after `after` (keyset
+        pagination: each page is one index range, however deep; the next page is after the
+        last id, and a page shorter than `limit` is the last). The rules are evaluated now, at
+        each call. Raises LookupError for an unknown name. This is what a bulk send to a
+        segment pages through."""
         check_limit(limit)
         users = await self.segment_users(name, now, paged=True)
         if after is not None:
             users = users.where(UserRow.id > after)
-        users = users.order_by(UserRow.id).limit(limit + 1)
+        users = users.order_by(UserRow.id).limit(limit)
         async with self._read() as session:
             await self._no_jit(session)
-            ids = list((await session.scalars(users)).all())
-        more = len(ids) > limit
-        ids = ids[:limit]
-        return SegmentPage(name=name, user_ids=ids, next_after=ids[-1] if more else None)
+            return list((await session.scalars(users)).all())
