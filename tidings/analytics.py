@@ -12,9 +12,10 @@ a notification created before `start` never does). Each rate counts notification
 - failed: at least one delivery failed and none sent or delivered; suppressed: at least one
   delivery suppressed and none sent, delivered or failed;
 - delivery rate = sent / (sent + failed);
-- open rate = notifications with at least one opened OR clicked event (a click implies an open)
-  / sent; click rate = with at least one clicked event / sent; conversion rate = with at least one
-  converted event / sent;
+- open rate = SENT notifications with at least one opened OR clicked event (a click implies an
+  open) / sent; click rate = sent ones with at least one clicked event / sent; conversion rate =
+  sent ones with at least one converted event / sent (events of a notification never sent, a
+  stray signal, count nowhere);
 - conversion value: the sum of `value` over every converted event, per `currency`.
 
 With a channel filter, deliveries of that channel only, and events of that channel or of none.
