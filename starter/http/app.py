@@ -16,9 +16,11 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from starter.client import Tidings
+from starter.http import console
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
+    analytics,
     api_keys,
     codec,
     devices,
@@ -27,6 +29,7 @@ from starter.http.routes import (
     inbox,
     notifications,
     receipts,
+    segments,
     stats,
     templates,
     tracking,
@@ -48,6 +51,8 @@ V1_MODULES = (
     receipts,
     api_keys,
     experiments,
+    analytics,
+    segments,
 )
 
 
@@ -122,6 +127,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     app.include_router(health.router)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
+    app.include_router(console.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
     codec.redact_access_log()
     for routes in V1_MODULES:

@@ -44,6 +44,7 @@ PATH_VALUES = {
     "notification_id": "no-such-notification",
     "template_id": "welcome",
     "experiment_id": "no-such-experiment",
+    "segment": "no-such-segment",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -95,6 +96,16 @@ SCOPES = {
     ("POST", "/v1/api-keys"): Scope.ADMIN,
     ("GET", "/v1/api-keys"): Scope.ADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Scope.ADMIN,
+    ("GET", "/v1/analytics/metrics"): Scope.READ,
+    ("GET", "/v1/analytics/templates"): Scope.READ,
+    ("GET", "/v1/analytics/channels"): Scope.READ,
+    ("GET", "/v1/analytics/providers"): Scope.READ,
+    ("GET", "/v1/analytics/users/{user_id}"): Scope.READ,
+    ("POST", "/v1/segments"): Scope.ADMIN,
+    ("GET", "/v1/segments"): Scope.READ,
+    ("GET", "/v1/segments/{segment}"): Scope.READ,
+    ("GET", "/v1/segments/{segment}/members"): Scope.READ,
+    ("DELETE", "/v1/segments/{segment}"): Scope.ADMIN,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tidings.store.analytics import AnalyticsMixin
 from tidings.store.api_keys import ApiKeysMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
@@ -39,6 +40,7 @@ class Store(
     IdempotencyMixin,
     ExperimentsMixin,
     ApiKeysMixin,
+    AnalyticsMixin,
     ErasureMixin,
     UnsubscribeMixin,
 ):

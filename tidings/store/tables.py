@@ -147,6 +147,7 @@ class NotificationRow(Base):
         Index(None, "user_id", "created_at"),
         Index(None, "created_at"),
         Index(None, "experiment_id", "variant"),
+        Index(None, "template_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -175,6 +176,7 @@ class NotificationRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
+    __table_args__ = (Index(None, "channel", "status"),)
 
     notification_id: Mapped[str] = mapped_column(
         String, ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
@@ -192,7 +194,12 @@ class DeliveryRow(Base):
 class EngagementRow(Base):
     __tablename__ = "engagement_events"
     # One row per event: repeats (a re-fetched pixel, a retried signal) are the same event.
-    __table_args__ = (UniqueConstraint("notification_id", "dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("notification_id", "dedupe_key"),
+        # Analytics: which notifications had an event of a type, and when (tidings.analytics).
+        Index(None, "notification_id", "type", "at"),
+        Index(None, "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(
@@ -288,3 +295,13 @@ class ApiKeyRow(Base):
     digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SegmentRow(Base):
+    """A saved audience: its rules as checked by `tidings.segments` (evaluated at each use)."""
+
+    __tablename__ = "segments"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,189 @@
+"""How fast the analytics and segment queries answer on a large data set, on SQLite and on
+PostgreSQL.
+
+At --scale 1: 100,000 users, 1,000,000 notifications over 30 days and about 3,000,000 engagement
+events (bench/analytics_data.py), loaded with COPY (PostgreSQL) or executemany (SQLite), then
+ANALYZEd. Each query runs --runs times; the median is printed as `query NAME BACKEND MS`.
+The target is under 200 ms for each.
+
+    .venv/bin/python bench/analytics.py --scale 0.1
+    .venv/bin/python bench/analytics.py --scale 1 --backends postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a script: bench/analytics.py
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.analytics_data import DAYS, START, Size, load
+from tidings.analytics import Bucket, MetricsFilter, Period, RankBy
+from tidings.models import Channel
+from tidings.segments import SegmentDefinition
+from tidings.store import Store
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+NOW = START + timedelta(days=DAYS + 1)  # "now" for segments' day windows: just after the data
+
+SEGMENTS: dict[str, dict[str, Any]] = {
+    "plan_pro": {"field": "attributes.plan", "op": "eq", "value": "pro"},
+    "age_over_60": {"field": "attributes.age", "op": "gt", "value": 60},
+    "opened_30d": {"field": "engagement.opened", "op": "gte", "value": 1, "days": 30},
+    "rate_over_half": {"field": "engagement.rate", "op": "gt", "value": 0.5, "days": 30},
+    "email_on_de": {
+        "all": [
+            {"field": "channels.email", "op": "eq", "value": True},
+            {"field": "locale", "op": "eq", "value": "de"},
+            {"field": "email", "op": "exists"},
+        ]
+    },
+}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="1 = 1,000,000 notifications")
+    p.add_argument("--runs", type=int, default=5, help="runs per query (median printed)")
+    p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
+    p.add_argument("--pg-url", default=PG_URL)
+    args = p.parse_args(argv)
+    if not 0.0001 <= args.scale <= 1:
+        p.error("--scale: between 0.0001 and 1")
+    if args.runs < 1:
+        p.error("--runs: at least 1")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or set(backends) - {"sqlite", "postgresql"}:
+        p.error("--backends: sqlite, postgresql or both")
+    args.backends = backends
+    return args
+
+
+@asynccontextmanager
+async def open_store(backend: str, pg_url: str) -> AsyncIterator[Store]:
+    """A fresh database: a temporary SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="tidings-bench-") as where:
+            store = await Store.open(f"sqlite+aiosqlite:///{Path(where) / 'bench.db'}")
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    schema = f"bench_analytics_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(pg_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        store = await Store.open(pg_url, connect_args={"server_settings": {"search_path": schema}})
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def queries(store: Store) -> dict[str, Callable[[], Awaitable[Any]]]:
+    day = Period(start=START + timedelta(days=10), end=START + timedelta(days=11))
+    week = Period(start=START + timedelta(days=10), end=START + timedelta(days=17))
+    anyone = MetricsFilter()
+    out: dict[str, Callable[[], Awaitable[Any]]] = {
+        "metrics_day": lambda: store.analytics_metrics(day, anyone),
+        "metrics_day_hourly": lambda: store.analytics_metrics(day, anyone, Bucket.HOUR),
+        "metrics_week_template": lambda: store.analytics_metrics(
+            week, MetricsFilter(template_id="t03")
+        ),
+        "metrics_day_email": lambda: store.analytics_metrics(
+            day, MetricsFilter(channel=Channel.EMAIL)
+        ),
+        "metrics_day_category": lambda: store.analytics_metrics(
+            day, MetricsFilter(category="marketing")
+        ),
+        "metrics_week_experiment": lambda: store.analytics_metrics(
+            week, MetricsFilter(experiment_id="exp1", variant="a")
+        ),
+        "metrics_day_segment": lambda: store.analytics_metrics(
+            day, MetricsFilter(segment="plan_pro")
+        ),
+        "metrics_user": lambda: store.analytics_metrics(
+            Period(start=START, end=START + timedelta(days=DAYS)), MetricsFilter(user_id="u0000042")
+        ),
+        "best_templates_day": lambda: store.best_templates(
+            day, anyone, by=RankBy.CLICK_RATE, minimum_sample=10
+        ),
+        "channels_day": lambda: store.channel_performance(day, anyone),
+        "providers_day": lambda: store.provider_performance(day, anyone),
+        "profile": lambda: store.engagement_profile("u0000042"),
+    }
+    for name in SEGMENTS:
+        out[f"segment_count_{name}"] = functools.partial(store.segment_count, name, now=NOW)
+        out[f"segment_page_{name}"] = functools.partial(
+            store.segment_page, name, "u0001000", 500, now=NOW
+        )
+    return out
+
+
+async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, float]:
+    async with open_store(backend, args.pg_url) as store:
+        began = time.monotonic()
+        written = await load(store.engine, args.scale)
+        took = time.monotonic() - began
+        say(f"load {backend} {sum(written.values()):,} rows in {took:.0f} s: {written}")
+        async with store.engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+        for name, rules in SEGMENTS.items():
+            await store.create_segment(SegmentDefinition(name=name, rules=rules))
+        figures: dict[str, float] = {}
+        for name, query in queries(store).items():
+            await query()  # warm the caches once
+            times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                await query()
+                times.append((time.perf_counter() - t0) * 1000)
+            figures[name] = statistics.median(times)
+            say(f"query {name} {backend} {figures[name]:.1f}")
+        return figures
+
+
+async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    size = Size.at(args.scale)
+    say(f"scale {args.scale}: {size.users:,} users, {size.notifications:,} notifications")
+    return {b: await bench_backend(b, args) for b in args.backends}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    args = parse_args(argv)
+    figures = asyncio.run(run(args))
+    slow = [(b, q, ms) for b, f in figures.items() for q, ms in f.items() if ms >= 200]
+    say("over 200 ms: " + (", ".join(f"{q} {b} {ms:.0f}" for b, q, ms in slow) or "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Charts for the console, drawn on the server as inline SVG (no script, no front-end build).
+Every label goes through `escape`; numbers are formatted here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from markupsafe import Markup, escape
+
+COLOURS = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626")
+
+
+def funnel(steps: Sequence[tuple[str, int]], width: int = 520) -> Markup:
+    """Horizontal bars, one per step, as wide as the step's share of the first."""
+    top = max((n for _, n in steps), default=0) or 1
+    row, label_w = 26, 90
+    parts = [
+        f'<svg class="funnel" role="img" width="{width}" height="{row * len(steps) + 4}"'
+        f' viewBox="0 0 {width} {row * len(steps) + 4}">'
+    ]
+    for i, (name, n) in enumerate(steps):
+        y = i * row + 2
+        w = round((width - label_w - 120) * n / top)
+        share = "" if i == 0 or steps[0][1] == 0 else f" ({n / steps[0][1]:.1%})"
+        parts.append(
+            f'<text x="0" y="{y + 17}" font-size="13">{escape(name)}</text>'
+            f'<rect data-step="{escape(name)}" data-value="{n}" x="{label_w}" y="{y}"'
+            f' width="{w}" height="20" fill="{COLOURS[i % len(COLOURS)]}" />'
+            f'<text x="{label_w + w + 6}" y="{y + 15}" font-size="12">{n:,}{share}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def lines(
+    labels: Sequence[str], series: Sequence[tuple[str, Sequence[int]]], width: int = 640
+) -> Markup:
+    """One polyline per named series over the labels (days), with a legend and the maximum."""
+    height, left, bottom = 180, 40, 24
+    top = max((v for _, values in series for v in values), default=0) or 1
+    n = max(len(labels) - 1, 1)
+    plot_w, plot_h = width - left - 10, height - bottom - 10
+    parts = [
+        f'<svg class="series" role="img" width="{width}" height="{height + 20}"'
+        f' viewBox="0 0 {width} {height + 20}">',
+        f'<line x1="{left}" y1="{10 + plot_h}" x2="{width - 10}" y2="{10 + plot_h}"'
+        ' stroke="#999" />',
+        f'<text x="0" y="16" font-size="11">{top:,}</text>',
+        f'<text x="0" y="{10 + plot_h}" font-size="11">0</text>',
+    ]
+    for i, (name, values) in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        points = " ".join(
+            f"{left + plot_w * j / n:.1f},{10 + plot_h - plot_h * v / top:.1f}"
+            for j, v in enumerate(values)
+        )
+        parts.append(
+            f'<polyline data-series="{escape(name)}" data-points="{len(values)}"'
+            f' points="{points}" fill="none" stroke="{colour}" stroke-width="2" />'
+        )
+        parts.append(
+            f'<text x="{left + 110 * i}" y="{height + 14}" font-size="12"'
+            f' fill="{colour}">{escape(name)}</text>'
+        )
+    if labels:
+        parts.append(f'<text x="{left}" y="{height}" font-size="11">{escape(labels[0])}</text>')
+        parts.append(
+            f'<text x="{width - 80}" y="{height}" font-size="11">{escape(labels[-1])}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,295 @@
+"""Saved segments, and their rules compiled to one SQL condition on `users`
+(the language is `tidings.segments`). Engagement conditions are subqueries correlated with the
+user, through notifications(user_id, created_at) and engagement_events(notification_id, type,
+at): a page of members stops at its limit instead of first grouping every event of the window
+(measured on 100,000 notifications: 36 ms instead of 1,000 ms for a page; 230 instead of 2,400
+for a count)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.models import EngagementType, NotificationStatus
+from tidings.segments import Condition, Group, Rule, Segment, SegmentDefinition
+from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.portable import json_is, json_number, json_string
+from tidings.store.tables import EngagementRow, NotificationRow, PreferencesRow, SegmentRow, UserRow
+
+_OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
+
+
+def _compare(left: Any, op: str, value: Any) -> ColumnElement[bool]:
+    match op:
+        case "eq":
+            return left == value  # type: ignore[no-any-return]
+        case "ne":
+            return left != value  # type: ignore[no-any-return]
+        case "gt":
+            return left > value  # type: ignore[no-any-return]
+        case "gte":
+            return left >= value  # type: ignore[no-any-return]
+        case "lt":
+            return left < value  # type: ignore[no-any-return]
+        case "lte":
+            return left <= value  # type: ignore[no-any-return]
+    raise ValueError(f"operator {op!r}")
+
+
+class _Compiler:
+    def __init__(self, dialect: str, now: datetime, paged: bool) -> None:
+        self.dialect = dialect
+        self.now = now
+        self.paged = paged  # compiled for a page of members (LIMIT) rather than a whole set
+
+    def rule(self, rule: Rule) -> ColumnElement[bool]:
+        if isinstance(rule, Group):
+            parts = [self.rule(r) for r in rule.rules]
+            return and_(*parts) if rule.combine == "all" else or_(*parts)
+        return self.condition(rule)
+
+    def condition(self, c: Condition) -> ColumnElement[bool]:
+        field, op, value = c.field, c.op, c.value
+        if field in ("id", "locale", "timezone"):
+            return self._string(getattr(UserRow, field), op, value)
+        if field in ("email", "phone"):
+            column = UserRow.email if field == "email" else UserRow.phone
+            return column.is_not(None) if op == "exists" else column.is_(None)
+        if field == "created_at":
+            if op == "within_days":
+                return UserRow.created_at >= self.now - timedelta(days=value)
+            at = datetime.fromisoformat(value)
+            return UserRow.created_at < at if op == "before" else UserRow.created_at >= at
+        if field.startswith("attributes."):
+            return self._attribute(field.removeprefix("attributes."), op, value)
+        if field.startswith("channels."):
+            return self._channel(field.removeprefix("channels."), value)
+        if field == "engagement.rate":
+            return self._rate(op, value, c.days)
+        return self._engaged(field.removeprefix("engagement."), op, value, c.days)
+
+    @staticmethod
+    def _string(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "in":
+            return column.in_(value)  # type: ignore[no-any-return]
+        if op == "not_in":
+            return column.not_in(value)  # type: ignore[no-any-return]
+        if op == "prefix":
+            return column.startswith(value, autoescape=True)  # type: ignore[no-any-return]
+        return _compare(column, op, value)
+
+    def _attribute_eq(self, key: str, value: Any) -> ColumnElement[bool]:
+        d, column = self.dialect, UserRow.attributes
+        if isinstance(value, bool):
+            return json_is(column, key, "true" if value else "false", d)
+        if isinstance(value, str):
+            return and_(json_is(column, key, "string", d), column[key].as_string() == value)
+        return and_(
+            json_is(column, key, "number", d),
+            func.coalesce(json_number(column, key, d) == value, false()),
+        )
+
+    def _attribute(self, key: str, op: str, value: Any) -> ColumnElement[bool]:
+        d, column = self.dialect, UserRow.attributes
+        if op in ("exists", "not_exists"):
+            present = and_(
+                json_is(column, key, "number", d)
+                | json_is(column, key, "string", d)
+                | json_is(column, key, "boolean", d)
+            )
+            return present if op == "exists" else not_(present)
+        if op in ("eq", "ne"):
+            match = self._attribute_eq(key, value)
+            return match if op == "eq" else not_(match)
+        if op in ("in", "not_in"):
+            match = or_(*(self._attribute_eq(key, v) for v in value))
+            return match if op == "in" else not_(match)
+        if op == "prefix":
+            return and_(
+                json_is(column, key, "string", d),
+                func.coalesce(
+                    json_string(column, key, d).startswith(value, autoescape=True), false()
+                ),
+            )
+        return and_(
+            json_is(column, key, "number", d),
+            func.coalesce(_compare(json_number(column, key, d), op, value), false()),
+        )
+
+    def _channel(self, channel: str, enabled: bool) -> ColumnElement[bool]:
+        """A channel is on unless the user's global switch for it is false."""
+        switched_off = exists().where(
+            PreferencesRow.user_id == UserRow.id,
+            json_is(PreferencesRow.channels, channel, "false", self.dialect),
+        )
+        return not_(switched_off) if enabled else switched_off
+
+    def _engaged_at_least(self, kind: str, n: int, days: int) -> ColumnElement[bool]:
+        """Correlated with the user: through notifications(user_id, ...) and
+        engagement_events(notification_id, type, at), so a page stops at its limit and a
+        narrow audience costs only its own rows."""
+        if n <= 0:
+            return true()
+        types = _OPENED if kind == "opened" else [kind]
+        theirs = [
+            NotificationRow.user_id == UserRow.id,
+            EngagementRow.notification_id == NotificationRow.id,
+            EngagementRow.type.in_(types),
+            EngagementRow.at >= self.now - timedelta(days=days),
+        ]
+        if n == 1:
+            return exists().where(*theirs)
+        engaged = (
+            select(func.count(func.distinct(NotificationRow.id)))
+            .select_from(NotificationRow)
+            .join(EngagementRow, EngagementRow.notification_id == NotificationRow.id)
+            .where(*theirs)
+            .scalar_subquery()
+        )
+        return engaged >= n
+
+    def _engaged(self, kind: str, op: str, n: int, days: int) -> ColumnElement[bool]:
+        """Counts are whole numbers, so every comparison is "at least" or its negation."""
+        at_least = self._engaged_at_least
+        match op:
+            case "gte":
+                return at_least(kind, n, days)
+            case "gt":
+                return at_least(kind, n + 1, days)
+            case "lt":
+                return not_(at_least(kind, n, days)) if n > 0 else false()
+            case "lte":
+                return not_(at_least(kind, n + 1, days))
+        # eq
+        return and_(at_least(kind, n, days), not_(at_least(kind, n + 1, days)))
+
+    def _rate(self, op: str, value: float, days: int) -> ColumnElement[bool]:
+        """The user's share of sent notifications (created in the window) opened; a user sent
+        nothing has no share and matches no comparison. For a page, correlated with the user
+        (it stops at the limit); for a count, one grouped pass, where PostgreSQL can hash the
+        events once instead of probing them per notification (2.2 s against 0.6 s measured)."""
+        opened = exists().where(
+            EngagementRow.notification_id == NotificationRow.id,
+            EngagementRow.type.in_(_OPENED),
+        )
+        share = cast(func.sum(case((opened, 1), else_=0)), Float) / func.nullif(func.count(), 0)
+        window = [
+            NotificationRow.created_at >= self.now - timedelta(days=days),
+            NotificationRow.status == NotificationStatus.SENT.value,
+        ]
+        if self.paged:
+            mine = select(share).where(NotificationRow.user_id == UserRow.id, *window)
+            return func.coalesce(_compare(mine.scalar_subquery(), op, value), false())
+        users = (
+            select(NotificationRow.user_id)
+            .where(*window)
+            .group_by(NotificationRow.user_id)
+            .having(_compare(share, op, value))
+        )
+        return UserRow.id.in_(users)
+
+
+def _segment(row: SegmentRow) -> Segment:
+    return Segment(name=row.name, rules=row.rules, created_at=row.created_at)
+
+
+class SegmentsMixin(StoreBase):
+    def segment_condition(
+        self, rule: Rule, now: datetime | None = None, *, paged: bool = False
+    ) -> ColumnElement[bool]:
+        """The rule as a condition on `users` (for this store's backend); `paged` when the
+        query takes a page of users in id order."""
+        return _Compiler(self.engine.dialect.name, now or utcnow(), paged).rule(rule)
+
+    async def _no_jit(self, session: AsyncSession) -> None:
+        """PostgreSQL's JIT costs seconds of compiling on these grouped subqueries, whose work
+        takes milliseconds (see tidings.store.analytics)."""
+        if self.engine.dialect.name == "postgresql":
+            await session.execute(text("SET LOCAL jit = off"))
+
+    async def create_segment(self, definition: SegmentDefinition) -> tuple[Segment, bool]:
+        """Save the segment; (segment, False) when one of that name exists already (then the
+        stored one is returned unchanged, whatever its rules)."""
+        row = SegmentRow(name=definition.name, rules=definition.rules, created_at=utcnow())
+        try:
+            async with self._write() as session:
+                session.add(row)
+            return _segment(row), True
+        except IntegrityError:
+            existing = await self.get_segment(definition.name)
+            if existing is None:
+                raise
+            return existing, False
+
+    async def get_segment(self, name: str) -> Segment | None:
+        async with self._read() as session:
+            row = await session.get(SegmentRow, name)
+            return None if row is None else _segment(row)
+
+    async def list_segments(self) -> list[Segment]:
+        async with self._read() as session:
+            rows = (await session.scalars(select(SegmentRow).order_by(SegmentRow.name))).all()
+            return [_segment(r) for r in rows]
+
+    async def delete_segment(self, name: str) -> bool:
+        async with self._write() as session:
+            return (
+                rowcount(await session.execute(delete(SegmentRow).where(SegmentRow.name == name)))
+                > 0
+            )
+
+    async def _rule_of(self, name: str) -> Rule:
+        segment = await self.get_segment(name)
+        if segment is None:
+            raise LookupError(f"segment {name} not found")
+        return segment.rule()
+
+    async def segment_users(
+        self, name: str, now: datetime | None = None, *, paged: bool = False
+    ) -> Any:
+        """`SELECT users.id WHERE <rules>` for use inside another query (analytics)."""
+        rule = await self._rule_of(name)
+        return select(UserRow.id).where(self.segment_condition(rule, now, paged=paged))
+
+    async def segment_count(self, name: str, *, now: datetime | None = None) -> int:
+        users = await self.segment_users(name, now)
+        async with self._read() as session:
+            return int(
+                await session.scalar(select(func.count()).select_from(users.subquery())) or 0
+            )
+
+    async def segment_page(
+        self, name: str, after: str | None, limit: int, *, now: datetime | None = None
+    ) -> list[str]:
+        """Up to `limit` of the segment's user ids in id order, after `after` (keyset
+        pagination: each page is one index range, however deep; the next page is after the
+        last id, and a page shorter than `limit` is the last). The rules are evaluated now, at
+        each call. Raises LookupError for an unknown name. This is what a bulk send to a
+        segment pages through."""
+        check_limit(limit)
+        users = await self.segment_users(name, now, paged=True)
+        if after is not None:
+            users = users.where(UserRow.id > after)
+        users = users.order_by(UserRow.id).limit(limit)
+        async with self._read() as session:
+            await self._no_jit(session)
+            return list((await session.scalars(users)).all())
