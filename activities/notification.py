@@ -84,6 +84,7 @@ class NotificationActivities:
             not_before=input.not_before,
             requested_channels=input.requested_channels,
             fallback_channels=input.fallback_channels,
+            optimal_latest=input.optimal_latest,
         )
         with classified(f"plan {input.notification_id}"):
             plan = await planning.plan_from_store(
@@ -95,6 +96,8 @@ class NotificationActivities:
             send_at=plan.send_at,
             fallback=plan.fallback,
             deferred_reason=plan.deferred_reason,
+            send_time_reason=plan.send_time_reason,
+            channel_reason=plan.channel_reason,
         )
 
     @activity.defn(name="deliver")
