@@ -111,6 +111,9 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
+            # The server's clock when this attempt was scheduled: the run's "now", even on a
+            # test server whose clock runs ahead of this host's.
+            render_at=activity.info().current_attempt_scheduled_time,
         )
         with classified(f"deliver {input.channel.value} {input.notification_id}"):
             async with heartbeating(self._heartbeat_every):

@@ -368,7 +368,9 @@ class Tidings:
                 )
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
-                await rendering.render_async(template, channel, req.data, locale=user.locale)
+                await rendering.render_async(
+                    template, channel, req.data, locale=user.locale, user=user, at=now
+                )
             except rendering.TemplateError as e:
                 raise InvalidRequest(
                     "data", f"{e.reason} (template {template.id}, {e.field})"

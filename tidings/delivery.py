@@ -46,6 +46,9 @@ class SendRequest:
     data: dict[str, Any] = field(default_factory=dict)
     priority: Priority = Priority.MEDIUM
     expires_at: datetime | None = None
+    # The instant the send happens on the run's clock (the activity's scheduled time); the
+    # greeting and time of day are for it. None: the `now` given to `send`.
+    render_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,12 @@ async def send(
         version=request.template_version,
     )
     message = await rendering.render_async(
-        template, request.channel, request.data, locale=user.locale
+        template,
+        request.channel,
+        request.data,
+        locale=user.locale,
+        user=user,
+        at=request.render_at or now(),  # the greeting is for the moment it is sent
     )
     base_url = settings.public_base_url if settings is not None else None
     tracked = request.channel is Channel.EMAIL and template.tracking

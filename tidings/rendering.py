@@ -41,6 +41,7 @@ import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, ParamSpec, TypeVar
 
@@ -50,8 +51,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from tidings import personalise
 from tidings import render_limits as limits
-from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
+from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition, User
 
 MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
 MAX_SMS_CHARS = 1600  # what SMS providers accept as one (concatenated) message
@@ -105,6 +107,19 @@ _SLOTS: dict[Channel, tuple[_Slot, ...]] = {
 }
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined that names the whole path of a missing key of the user's profile."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        path = personalise.path_of(self._undefined_obj)
+        if path is not None and self._undefined_hint is None:
+            return f"{path}.{self._undefined_name} is undefined"
+        return str(super()._undefined_message)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus the render budget on loops, ranges and calls, and bounds on
     the operations that allocate in one go (`tidings.render_limits`), checked before they run."""
@@ -118,6 +133,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.filters[_LOOP_FILTER] = limits.budgeted
         self.filters[_CONCAT_FILTER] = limits.bounded_concat
         self.filters.update(limits.limited_filters(self.filters))
+        # Locale-aware formatting, as filters and as functions (tidings.personalise).
+        self.filters.update(personalise.HELPERS)
+        self.globals.update(personalise.HELPERS)
 
     def call(
         self,
@@ -154,7 +172,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> _Sandbox:
     # finalize sees every {{ value }} before it becomes text.
-    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=limits.check_size)
+    return _Sandbox(undefined=_Undefined, autoescape=autoescape, finalize=limits.check_size)
 
 
 def _check_ast(tree: nodes.Template) -> None:
@@ -262,12 +280,19 @@ def render(
     data: dict[str, Any],
     *,
     locale: str | None = None,
+    user: User | None = None,
+    at: datetime | None = None,
 ) -> RenderedMessage:
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
     to the default content), within the render budget. Raises TemplateError naming the field and
-    the reason. CPU-bound: from async code, use `render_async`."""
-    with limits.budget():
-        return _render(template, channel, data, locale)
+    the reason. CPU-bound: from async code, use `render_async`.
+
+    The template sees `data` over the personal names of `tidings.personalise` for `user` at the
+    instant `at` (the send time; without them, the sample user on a Monday morning)."""
+    profile = user or personalise.SAMPLE_USER
+    names = personalise.context(data, user=user, at=at, locale=locale)
+    with limits.budget(), personalise.formatting(locale or profile.locale, profile.timezone):
+        return _render(template, channel, names, locale)
 
 
 def _render(
@@ -334,7 +359,7 @@ def required_variables(template: TemplateDefinition) -> set[str]:
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(field, f"syntax error on line {e.lineno}: {e.message}") from e
         names |= meta.find_undeclared_variables(tree)
-    return names - set(_environment(False).globals)
+    return names - set(_environment(False).globals) - personalise.NAMES
 
 
 P = ParamSpec("P")
@@ -359,9 +384,11 @@ async def render_async(
     data: dict[str, Any],
     *,
     locale: str | None = None,
+    user: User | None = None,
+    at: datetime | None = None,
 ) -> RenderedMessage:
     """`render`, on the render threads, so the calling event loop keeps serving."""
-    return await _off_loop(render, template, channel, data, locale=locale)
+    return await _off_loop(render, template, channel, data, locale=locale, user=user, at=at)
 
 
 async def validate_template_async(template: TemplateDefinition) -> None:

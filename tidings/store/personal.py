@@ -1,16 +1,18 @@
 """What send-time optimisation and channel recommendation read about one user's engagement.
 
-Histograms come out of SQL grouped by UTC hour (at most 24 * 90 rows per user over the 90 days
-`tidings.send_time` looks at); `tidings.send_time.local_histogram` turns them into the user's
-local hours of the week in Python, where zoneinfo knows the DST rules. The population's
-histogram is grouped by (timezone, UTC hour) the same way and cached for `POPULATION_TTL`:
-it changes slowly and costs a scan of the recent events.
+Every bound is on a time the run wrote (an event's `at`, a delivery's `at`), never on a row's
+`created_at`, which is the database host's clock. Histograms come out of SQL grouped by UTC
+hour (at most 24 * 90 rows per user over the 90 days `tidings.send_time` looks at);
+`tidings.send_time.local_histogram` turns them into the user's local hours of the week in
+Python, where zoneinfo knows the DST rules. The population's histogram is grouped by
+(timezone, UTC hour) the same way and cached for `POPULATION_TTL`: it changes slowly and costs
+a scan of the recent events.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
@@ -22,9 +24,6 @@ from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow, Us
 POPULATION_TTL = 3600.0  # seconds a population histogram is reused
 ENGAGED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
 _SENT = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
-# A notification takes engagement for at most 90 days after it was created (the longest
-# engagement window): events are bounded by `since` exactly, notifications with this slack.
-_WINDOW_SLACK = timedelta(days=90)
 
 
 def _as_utc_hour(value: Any) -> datetime:
@@ -52,9 +51,6 @@ class PersonalMixin(StoreBase):
             .join(EngagementRow, EngagementRow.notification_id == NotificationRow.id)
             .where(
                 NotificationRow.user_id == user_id,
-                # Engagement comes after the notification: this bound lets the index on
-                # (user_id, created_at) skip older notifications.
-                NotificationRow.created_at >= since - _WINDOW_SLACK,
                 EngagementRow.type.in_(ENGAGED),
                 EngagementRow.at >= since,
             )
@@ -112,8 +108,8 @@ class PersonalMixin(StoreBase):
             .join(NotificationRow, NotificationRow.id == DeliveryRow.notification_id)
             .where(
                 NotificationRow.user_id == user_id,
-                NotificationRow.created_at >= since,
                 DeliveryRow.status.in_(_SENT),
+                DeliveryRow.at >= since,  # the run's clock, like the events' `at`
             )
             .group_by(DeliveryRow.channel)
         )
