@@ -115,12 +115,15 @@ def babel_locale(locale: str | None) -> Locale:
     """The Babel locale for a user's locale tag ("fr-CA", "pt_BR", "de"); English when Babel
     knows neither the tag nor its language."""
     tag = (locale or "en").replace("-", "_")
-    for candidate in (tag, language(tag)):
+    for candidate in (tag, language(tag), "en"):
         try:
-            return Locale.parse(candidate)
+            found = Locale.parse(candidate)
         except (UnknownLocaleError, ValueError):
             continue
-    return Locale.parse("en")
+        # Load the CLDR data now, outside any render's time budget (it is read lazily).
+        found.number_symbols, found.date_formats, found.currency_formats  # noqa: B018
+        return found
+    raise LookupError("Babel has no English locale data")  # a broken install, never input
 
 
 @contextmanager

@@ -291,7 +291,8 @@ def render(
     instant `at` (the send time; without them, the sample user on a Monday morning)."""
     profile = user or personalise.SAMPLE_USER
     names = personalise.context(data, user=user, at=at, locale=locale)
-    with limits.budget(), personalise.formatting(locale or profile.locale, profile.timezone):
+    # Formatting first: it loads the locale's data, which is not the template's cost.
+    with personalise.formatting(locale or profile.locale, profile.timezone), limits.budget():
         return _render(template, channel, names, locale)
 
 
