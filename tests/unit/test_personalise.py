@@ -19,7 +19,7 @@ def template(text: str, **fields: object) -> TemplateDefinition:
         "content": TemplateContent(sms=text),
         **fields,
     }
-    return TemplateDefinition(**values)  # type: ignore[arg-type]
+    return TemplateDefinition(**values)
 
 
 def sms(text: str, user: User, at: datetime, data: dict[str, object] | None = None) -> str:
