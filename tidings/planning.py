@@ -203,10 +203,9 @@ async def plan_from_store(
     if request.optimal_latest is not None:
         since = request.not_before - send_time.HISTORY
         own = await store.engagement_hours(user.id, since=since)
-        everyone = await store.population_engagement_hours(since=since)
         model = send_time.smooth(
             send_time.local_histogram(own, user.timezone),
-            send_time.population_histogram(everyone),
+            await store.population_histogram(since=since),
         )
     engagement = None
     if recommends_channels(request, template, preferences):

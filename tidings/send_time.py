@@ -20,9 +20,10 @@ to at 19:00:00. Candidate hours are walked in local wall-clock time and mapped t
 zoneinfo: a wall time skipped by a DST change is not a candidate, a repeated one is a candidate
 twice (both instants; ties go to the earlier). Ties between hours go to the earlier instant.
 
-Pure: no I/O, no clock. The store builds the histograms from UTC hour buckets
-(`local_histogram` turns them into the user's local hours, splitting a bucket by overlap in zones
-with a :30 or :45 offset), and planning calls `choose`.
+Pure: no I/O, no clock. The store counts events per quarter hour of UTC (`BUCKET_MINUTES`);
+`local_histogram` turns those into the user's local hours (every zone's offset is a multiple of
+15 minutes, so a quarter hour of UTC lies in one local hour, DST or not), and planning calls
+`choose`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ HISTORY = timedelta(days=90)  # engagement older than this does not count
 DEFAULT_WITHIN = timedelta(hours=24)
 MAX_WITHIN = timedelta(days=7)  # a week covers every hour of the week once
 JITTER_MINUTES = 15  # the per-user offset into the chosen hour is 0..JITTER_MINUTES-1
+BUCKET_MINUTES = 15  # the store counts events per quarter hour of UTC
 
 _HOUR = timedelta(hours=1)
 
@@ -54,20 +56,26 @@ def minute_offset(user_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % JITTER_MINUTES
 
 
-def local_histogram(buckets: Iterable[tuple[datetime, float]], timezone: str) -> list[float]:
-    """Counts per UTC hour (the bucket's start, aware) as counts per local hour of the week.
-
-    In a zone whose offset is not whole hours (Asia/Kolkata +5:30, Pacific/Chatham +12:45) a
-    UTC hour overlaps two local hours; its count is split between them by overlap."""
+def local_histogram(
+    buckets: Iterable[tuple[datetime, float]],
+    timezone: str,
+    *,
+    bucket_minutes: int = BUCKET_MINUTES,
+) -> list[float]:
+    """Counts per UTC bucket (its start, aware; `bucket_minutes` long) as counts per local hour
+    of the week. Every zone's offset is a multiple of 15 minutes (Asia/Kolkata +5:30,
+    Pacific/Chatham +12:45), so a 15-minute bucket lies in one local hour; a longer one that
+    overlaps two is split between them by overlap."""
     zone = ZoneInfo(timezone)
     counts = [0.0] * HOURS_OF_WEEK
     for start, count in buckets:
         local = start.astimezone(zone)
         h = hour_of_week(local)
-        into = local.minute / 60  # how far into local hour h the UTC hour starts
-        counts[h] += count * (1 - into)
-        if into:
-            counts[(h + 1) % HOURS_OF_WEEK] += count * into
+        left = 60 - local.minute  # minutes of local hour h from the bucket's start
+        first = 1.0 if bucket_minutes <= left else left / bucket_minutes
+        counts[h] += count * first
+        if first < 1:
+            counts[(h + 1) % HOURS_OF_WEEK] += count * (1 - first)
     return counts
 
 

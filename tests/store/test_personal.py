@@ -73,17 +73,20 @@ async def test_engagement_hours_are_counted_per_utc_hour(store: Store) -> None:
     )
     since = T0 - send_time.HISTORY
     hours = sorted(await store.engagement_hours("ada", since=since))
-    assert hours == [(at, 2), (at + timedelta(hours=3), 1)]
+    quarter = timedelta(minutes=15)
+    assert hours == [(at, 1), (at + 3 * quarter, 1), (at + timedelta(hours=3), 1)]
     population = sorted(await store.population_engagement_hours(since=since))
     assert population == [
-        ("Asia/Kolkata", at, 2),
+        ("Asia/Kolkata", at, 1),
+        ("Asia/Kolkata", at + 3 * quarter, 1),
         ("Asia/Kolkata", at + timedelta(hours=3), 1),
         ("UTC", at, 1),
     ]
-    # 08:00 UTC is 13:30 in Kolkata: the two events of that hour split between 13:00 and 14:00.
+    # 08:05 UTC is 13:35 in Kolkata, 08:50 is 14:20, 11:00 is 16:30 (a Monday).
     local = send_time.local_histogram(hours, "Asia/Kolkata")
-    monday = 0
-    assert local[monday * 24 + 13] == 1 and local[monday * 24 + 14] == 1
+    assert [h for h, c in enumerate(local) if c] == [13, 14, 16]
+    everyone = await store.population_histogram(since=since)
+    assert everyone[13] == everyone[14] == everyone[16] == 1 and everyone[8] == 1  # UTC user
 
 
 async def test_channel_engagement_counts_sends_and_engaged_sends(store: Store) -> None:

@@ -74,11 +74,28 @@ def test_local_histogram_follows_dst_per_bucket() -> None:
 def test_a_utc_hour_straddling_two_local_hours_is_split_by_overlap(
     timezone: str, local_start: tuple[int, int], first_share: float
 ) -> None:
-    counts = local_histogram([(datetime(2026, 11, 30, 10, tzinfo=UTC), 4)], timezone)
+    bucket = [(datetime(2026, 11, 30, 10, tzinfo=UTC), 4)]
+    counts = local_histogram(bucket, timezone, bucket_minutes=60)
     h = local_hour(*local_start)
     assert counts[h] == pytest.approx(4 * first_share)
     assert counts[(h + 1) % HOURS_OF_WEEK] == pytest.approx(4 * (1 - first_share))
     assert sum(counts) == pytest.approx(4)
+
+
+@pytest.mark.parametrize(
+    ("utc", "timezone", "local"),
+    [
+        ((10, 15), "Asia/Kolkata", (0, 15)),  # 15:45
+        ((10, 30), "Asia/Kolkata", (0, 16)),  # 16:00
+        ((10, 0), "Pacific/Chatham", (0, 23)),  # 23:45 (+13:45 in the southern summer)
+        ((10, 15), "Pacific/Chatham", (1, 0)),  # Tuesday 00:00
+    ],
+)
+def test_a_quarter_hour_of_utc_lies_in_one_local_hour(
+    utc: tuple[int, int], timezone: str, local: tuple[int, int]
+) -> None:
+    counts = local_histogram([(datetime(2026, 11, 30, *utc, tzinfo=UTC), 2)], timezone)
+    assert counts[local_hour(*local)] == 2 and sum(counts) == 2
 
 
 def test_population_histogram_puts_every_user_in_their_own_time() -> None:
