@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.notification import NotificationActivities
 from starter.client import Tidings
 from tests.support import RecordingTidings, make_settings, running_stack
+from tidings import personalise
 from tidings.models import (
     Channel,
     ChannelResult,
@@ -24,7 +25,9 @@ from tidings.models import (
     EngagementType,
     NotificationResult,
     NotificationStatus,
+    Preferences,
     Priority,
+    QuietHours,
 )
 from tidings.send_time import minute_offset
 from tidings.store import Store
@@ -34,7 +37,7 @@ from workflows.queues import workflow_id, workflow_queue
 TEMPLATE = {
     "id": "digest",
     "channels": ["email", "in_app"],
-    "content": {"subject": "Your digest", "text": "Hello {{ user.id }}"},
+    "content": {"subject": "Your digest", "text": "{{ greeting }}, {{ user.id }}"},
 }
 
 
@@ -164,7 +167,10 @@ async def test_optimal_waits_for_the_users_hour_through_a_worker_restart(
         assert email.at - expected < timedelta(minutes=5)
         result = await second.tidings.status(ref.notification_id)
         assert result.send_time_reason == status.send_time_reason
-        assert len(second.sink.messages) == 1
+        (mail,) = second.sink.messages
+        # The greeting is for Kim's clock when the email went out, not this host's.
+        greeting = personalise.greeting("en", expected.astimezone(ZoneInfo(zone)))
+        assert (mail.body() or "").startswith(f"{greeting}, kim")
 
 
 async def test_a_new_user_gets_the_populations_hour(
@@ -213,3 +219,42 @@ async def test_channels_ordered_by_the_users_engagement(
         result = await stack.tidings.wait_sent(ref.notification_id)
         assert [c.channel for c in result.channels] == [Channel.IN_APP, Channel.EMAIL]
         assert result.channel_reason == "ordered by the user's engagement: in_app 6/6, email 0/6"
+
+
+async def test_quiet_hours_set_during_the_wait_still_hold_the_send(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_stack(time_env.client, tmp_path) as stack:
+        await stack.add_user("qin", timezone="UTC")
+        await stack.tidings.register_template(TEMPLATE)
+        now = await time_env.get_current_time()
+        ahead = timedelta(hours=6)
+        await _history_at(stack.store, "qin", [now + ahead - timedelta(weeks=k) for k in (1, 2)])
+        ref = await stack.tidings.notify(
+            user_id="qin", template_id="digest", channels=["email"], send_at="optimal"
+        )
+        status = await _planned(stack.tidings, time_env, ref.notification_id)
+        chosen = _expected(now, ahead, "UTC", "qin")
+        assert status.send_at == chosen
+        # While it waits, the user sets quiet hours around the chosen time.
+        quiet_end = chosen + timedelta(hours=2)
+        await stack.tidings.set_preferences(
+            Preferences(
+                user_id="qin",
+                quiet_hours=QuietHours(
+                    start=(chosen - timedelta(minutes=30)).time(), end=quiet_end.time()
+                ),
+            )
+        )
+        await time_env.sleep(ahead + timedelta(minutes=30))  # past the chosen time
+        held = await stack.tidings.status(ref.notification_id)
+        assert held.status is NotificationStatus.SCHEDULED
+        assert held.send_at == quiet_end
+        assert held.reason == f"quiet hours until {quiet_end:%H:%M} UTC"
+        assert held.send_time_reason == status.send_time_reason
+        assert stack.sink.messages == []
+        await time_env.sleep(timedelta(hours=3))
+        result = await stack.tidings.wait_sent(ref.notification_id)
+        assert result.status is NotificationStatus.SENT
+        (email,) = result.channels
+        assert email.at is not None and email.at >= quiet_end
