@@ -40,6 +40,8 @@ class PlanInput(BaseModel):
     requested_channels: list[Channel] | None = None
     fallback_channels: list[Channel] = Field(default_factory=list)
     not_before: AwareDatetime  # max(now, scheduled time), decided by the workflow
+    # send_at="optimal": choose the user's best hour in [not_before, optimal_latest].
+    optimal_latest: AwareDatetime | None = None
 
 
 class PlanResult(BaseModel):
@@ -48,6 +50,8 @@ class PlanResult(BaseModel):
     send_at: AwareDatetime  # later than not_before when quiet hours defer the send
     fallback: list[Channel] = Field(default_factory=list)  # usable fallback channels, in order
     deferred_reason: str | None = None  # why send_at is later than not_before
+    send_time_reason: str | None = None  # the optimal send time chosen, and from what
+    channel_reason: str | None = None  # why the channels are in this order
 
 
 class DeliverInput(BaseModel):

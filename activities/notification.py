@@ -84,6 +84,7 @@ class NotificationActivities:
             not_before=input.not_before,
             requested_channels=input.requested_channels,
             fallback_channels=input.fallback_channels,
+            optimal_latest=input.optimal_latest,
         )
         with classified(f"plan {input.notification_id}"):
             plan = await planning.plan_from_store(
@@ -95,6 +96,8 @@ class NotificationActivities:
             send_at=plan.send_at,
             fallback=plan.fallback,
             deferred_reason=plan.deferred_reason,
+            send_time_reason=plan.send_time_reason,
+            channel_reason=plan.channel_reason,
         )
 
     @activity.defn(name="deliver")
@@ -108,6 +111,9 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
+            # The server's clock when this attempt was scheduled: the run's "now", even on a
+            # test server whose clock runs ahead of this host's.
+            render_at=activity.info().current_attempt_scheduled_time,
         )
         with classified(f"deliver {input.channel.value} {input.notification_id}"):
             async with heartbeating(self._heartbeat_every):

@@ -37,7 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_analytics import AnalyticsClient
 from starter.client_tracking import TrackingMixin
-from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
+from tidings import api_keys, idempotency, inbox_tokens, rendering, send_time, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
@@ -342,6 +342,18 @@ class Tidings(TrackingMixin, AnalyticsClient):
             raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
         for name in ("scheduled_at", "expires_at"):
             _check_horizon(getattr(req, name), name, now)
+        optimal_latest = None
+        if req.send_at == "optimal":
+            try:
+                optimal_latest = send_time.window_end(
+                    now=now,
+                    scheduled_at=req.scheduled_at,
+                    expires_at=req.expires_at,
+                    within=req.optimal_within,
+                    latest=req.optimal_latest,
+                )
+            except send_time.WindowError as e:
+                raise InvalidRequest(e.field, e.reason) from e
         user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
@@ -358,7 +370,9 @@ class Tidings(TrackingMixin, AnalyticsClient):
                 )
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
-                await rendering.render_async(template, channel, req.data, locale=user.locale)
+                await rendering.render_async(
+                    template, channel, req.data, locale=user.locale, user=user, at=now
+                )
             except rendering.TemplateError as e:
                 raise InvalidRequest(
                     "data", f"{e.reason} (template {template.id}, {e.field})"
@@ -372,6 +386,7 @@ class Tidings(TrackingMixin, AnalyticsClient):
             or self.settings.engagement_window_hours,
             task_queue_base=self.settings.task_queue,
             fallback=template.fallback if req.fallback is None else req.fallback,
+            optimal_latest=optimal_latest,
         )
 
     async def _start(self, prepared: NotificationInput) -> NotificationRef:

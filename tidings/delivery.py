@@ -78,6 +78,9 @@ class SendRequest:
     data: dict[str, Any] = field(default_factory=dict)
     priority: Priority = Priority.MEDIUM
     expires_at: datetime | None = None
+    # The instant the send happens on the run's clock (the activity's scheduled time); the
+    # greeting and time of day are for it. None: the `now` given to `send`.
+    render_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,13 @@ async def send(
         rendering.UNSUBSCRIBE_VARIABLE: tracking.mark_untracked(unsubscribe_url or ""),
     }
     message = await rendering.render_async(
-        template, request.channel, data, locale=user.locale, keep_marks=True
+        template,
+        request.channel,
+        data,
+        locale=user.locale,
+        user=user,
+        at=request.render_at or now(),  # the greeting is for the moment it is sent
+        keep_marks=True,
     )
     base_url = settings.public_base_url if settings is not None else None
     link = _link(request.data) if request.channel is Channel.PUSH else None

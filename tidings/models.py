@@ -28,7 +28,7 @@ import json
 import re
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -55,6 +55,7 @@ MAX_DEPTH = 32  # nesting of free-form JSON; well below pydantic-core's JSON rec
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
+MAX_OPTIMAL_WITHIN = timedelta(days=7)  # send_at="optimal" looks at most a week ahead
 
 # The validation context key that says "this is a Temporal payload, not a caller's input".
 PAYLOAD_CONTEXT = "tidings.payload"
@@ -383,6 +384,20 @@ class NotificationRequest(Model):
     engagement_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
     fallback: list[Channel] | None = None  # overrides the template's fallback order
     escalate_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
+    # "optimal": wait for the user's best hour (tidings.send_time) between the send time
+    # (scheduled_at, else now) and optimal_latest, or that plus optimal_within (default 24 h).
+    send_at: Literal["optimal"] | None = None
+    optimal_within: timedelta | None = None
+    optimal_latest: Timestamp | None = None
+
+    @field_validator("optimal_within")
+    @classmethod
+    def _bounded_within(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and not timedelta(0) < v <= MAX_OPTIMAL_WITHIN:
+            raise ValueError(
+                f"must be more than 0 and at most {MAX_OPTIMAL_WITHIN.days} days, got {v}"
+            )
+        return v
 
     @field_validator("data")
     @classmethod
@@ -400,6 +415,10 @@ class NotificationRequest(Model):
     def _expiry_after_schedule(self) -> NotificationRequest:
         if self.expires_at and self.scheduled_at and self.expires_at <= self.scheduled_at:
             raise ValueError("expires_at must be after scheduled_at")
+        if self.send_at is None and (self.optimal_within or self.optimal_latest):
+            raise ValueError('optimal_within and optimal_latest need send_at="optimal"')
+        if self.optimal_within is not None and self.optimal_latest is not None:
+            raise ValueError("give optimal_within or optimal_latest, not both")
         return self
 
 
@@ -507,6 +526,10 @@ class NotificationResult(Model):
     # Engagement signals that arrived outside the window or past the cap, and were not recorded.
     engagement_dropped: int = 0
     reason: str | None = None
+    # send_at="optimal": the time chosen and from what (tidings.send_time).
+    send_time_reason: str | None = None
+    # Why the channels are in their order when the request named none (tidings.channel_choice).
+    channel_reason: str | None = None
 
 
 class InboxItem(Model):

@@ -8,12 +8,13 @@ unit-tested without a database. `plan_from_store` does the reads the policy need
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tidings import frequency, routing
+from tidings import channel_choice, frequency, routing, send_time
+from tidings.channel_choice import ChannelEngagement
 from tidings.errors import NotFound
 from tidings.frequency import CapDecision, FrequencyCaps
 from tidings.models import Channel, Preferences, Priority, Template, User
@@ -32,6 +33,8 @@ class PlanRequest:
     not_before: datetime  # max(now, scheduled time), decided by the caller
     requested_channels: list[Channel] | None = None
     fallback_channels: list[Channel] = field(default_factory=list)
+    # Send-time optimisation: look for the user's best hour in [not_before, optimal_latest].
+    optimal_latest: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Plan:
     send_at: datetime  # later than not_before when quiet hours or a cap defer the send
     fallback: list[Channel] = field(default_factory=list)  # usable fallback channels, in order
     deferred_reason: str | None = None  # why send_at is later than not_before
+    send_time_reason: str | None = None  # the optimal send time chosen, and from what
+    channel_reason: str | None = None  # why the channels are in this order
 
 
 def counts_against_cap(caps: FrequencyCaps, priority: Priority, category: str) -> bool:
@@ -66,9 +71,14 @@ def plan(
     configured: Collection[Channel],
     caps: FrequencyCaps,
     recent: RecentSends | None,
+    send_time_model: send_time.EngagementModel | None = None,
+    engagement: Mapping[Channel, ChannelEngagement] | None = None,
 ) -> Plan:
     """Decide the plan. `configured` are the channels this worker fleet has a sender for;
-    `recent` is None when the cap does not apply (see `counts_against_cap`)."""
+    `recent` is None when the cap does not apply (see `counts_against_cap`). With
+    `request.optimal_latest` and a `send_time_model`, the send time is the user's best hour in
+    the window, then quiet hours and caps apply to it; with `engagement` (read only when
+    `recommends_channels`), the channels are ordered by it (`tidings.channel_choice`)."""
 
     def choose(requested: list[Channel] | None) -> routing.RoutingDecision:
         return routing.choose_channels(
@@ -84,6 +94,12 @@ def plan(
     # Only channels this worker fleet can deliver are planned; the rest are suppressed with a
     # reason rather than failing, so a deployment without (say) SMS still sends email.
     channels = [c for c in decision.channels if c in configured]
+    channel_reason = None
+    if request.requested_channels is None and len(channels) > 1:
+        if channel_choice.states_preference(preferences, template):
+            channel_reason = "template order: the user has set channel preferences"
+        elif engagement is not None:
+            channels, channel_reason = channel_choice.recommend(channels, engagement)
     suppressed = dict(decision.suppressed)
     for c in decision.channels:
         if c not in configured:
@@ -93,15 +109,27 @@ def plan(
         usable = choose(request.fallback_channels)
         fallback = [c for c in usable.channels if c in configured and c not in decision.channels]
 
+    base, send_time_reason = request.not_before, None
+    if request.optimal_latest is not None and send_time_model is not None:
+        choice = send_time.choose(
+            send_time_model,
+            timezone=user.timezone,
+            start=request.not_before,
+            latest=request.optimal_latest,
+            user_id=user.id,
+        )
+        base, send_time_reason = choice.at, choice.reason
+    # The optimal time goes through quiet hours like any other: they defer it, never the
+    # reverse.
     send_at = routing.send_time(
-        now=request.not_before,
+        now=base,
         scheduled_at=None,
         timezone=user.timezone,
         quiet_hours=preferences.quiet_hours,
         priority=request.priority,
     )
-    deferred_reason = None
-    if send_at > request.not_before:
+    deferred_reason = send_time_reason if base > request.not_before else None
+    if send_at > base:
         local = send_at.astimezone(ZoneInfo(user.timezone))
         deferred_reason = f"quiet hours until {local:%H:%M} {user.timezone}"
 
@@ -121,6 +149,18 @@ def plan(
         send_at=send_at,
         fallback=fallback,
         deferred_reason=deferred_reason,
+        send_time_reason=send_time_reason,
+        channel_reason=channel_reason,
+    )
+
+
+def recommends_channels(request: PlanRequest, template: Template, preferences: Preferences) -> bool:
+    """Channels are ordered by engagement when the request names none and the user states no
+    preference for this template's channels."""
+    return (
+        request.requested_channels is None
+        and len(template.channels) > 1
+        and not channel_choice.states_preference(preferences, template)
     )
 
 
@@ -159,6 +199,22 @@ async def plan_from_store(
             exclude=request.notification_id,
         )
         recent = RecentSends(count, earliest)
+    model = None
+    if request.optimal_latest is not None:
+        since = request.not_before - send_time.HISTORY
+        own = await store.engagement_hours(user.id, since=since)
+        model = send_time.smooth(
+            send_time.local_histogram(own, user.timezone),
+            await store.population_histogram(since=since),
+        )
+    engagement = None
+    if recommends_channels(request, template, preferences):
+        counts = await store.channel_engagement(
+            user.id, since=request.not_before - channel_choice.HISTORY
+        )
+        engagement = {
+            c: ChannelEngagement(sends, engaged) for c, (sends, engaged) in counts.items()
+        }
     return plan(
         request=request,
         user=user,
@@ -168,4 +224,6 @@ async def plan_from_store(
         configured=configured,
         caps=caps,
         recent=recent,
+        send_time_model=model,
+        engagement=engagement,
     )

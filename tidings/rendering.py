@@ -41,6 +41,7 @@ import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, ParamSpec, TypeVar
 
@@ -51,8 +52,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
+from tidings import personalise
 from tidings import render_limits as limits
-from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition
+from tidings.models import Channel, RenderedMessage, TemplateContent, TemplateDefinition, User
 from tidings.tracking import mark_untracked, strip_marks
 
 MAX_RENDERED_BYTES = 256 * 1024  # per rendered field, as UTF-8
@@ -109,6 +111,19 @@ _SLOTS: dict[Channel, tuple[_Slot, ...]] = {
 }
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined that names the whole path of a missing key of the user's profile."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        path = personalise.path_of(self._undefined_obj)
+        if path is not None and self._undefined_hint is None:
+            return f"{path}.{self._undefined_name} is undefined"
+        return str(super()._undefined_message)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus the render budget on loops, ranges and calls, and bounds on
     the operations that allocate in one go (`tidings.render_limits`), checked before they run."""
@@ -127,6 +142,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         # Filled in per recipient at send time (tidings.unsubscribe); "" when rendering for
         # checks or previews, and for CRITICAL notifications, which cannot be unsubscribed from.
         self.globals[UNSUBSCRIBE_VARIABLE] = ""
+        # Locale-aware formatting, as filters and as functions (tidings.personalise).
+        self.filters.update(personalise.HELPERS)
+        self.globals.update(personalise.HELPERS)
 
     def call(
         self,
@@ -169,7 +187,7 @@ def _untracked(value: Any) -> Any:
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> _Sandbox:
     # finalize sees every {{ value }} before it becomes text.
-    return _Sandbox(undefined=StrictUndefined, autoescape=autoescape, finalize=limits.check_size)
+    return _Sandbox(undefined=_Undefined, autoescape=autoescape, finalize=limits.check_size)
 
 
 def _check_ast(tree: nodes.Template) -> None:
@@ -278,6 +296,8 @@ def render(
     *,
     locale: str | None = None,
     keep_marks: bool = False,
+    user: User | None = None,
+    at: datetime | None = None,
 ) -> RenderedMessage:
     """Render what `channel` needs from `template` for `locale` ("fr-CA" falls back to "fr", then
     to the default content), within the render budget. Raises TemplateError naming the field and
@@ -285,9 +305,15 @@ def render(
 
     URLs passed through the `untracked` filter come out marked when `keep_marks` is True (the
     send path, whose link tracking reads and removes the marks: `tidings.tracking`), and plain
-    otherwise."""
-    with limits.budget():
-        message = _render(template, channel, data, locale)
+    otherwise.
+
+    The template sees `data` over the personal names of `tidings.personalise` for `user` at the
+    instant `at` (the send time; without them, the sample user on a Monday morning)."""
+    profile = user or personalise.SAMPLE_USER
+    names = personalise.context(data, user=user, at=at, locale=locale)
+    # Formatting first: it loads the locale's data, which is not the template's cost.
+    with personalise.formatting(locale or profile.locale, profile.timezone), limits.budget():
+        message = _render(template, channel, names, locale)
     return message if keep_marks else tracking_free(message)
 
 
@@ -365,7 +391,7 @@ def required_variables(template: TemplateDefinition) -> set[str]:
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(field, f"syntax error on line {e.lineno}: {e.message}") from e
         names |= meta.find_undeclared_variables(tree)
-    return names - set(_environment(False).globals)
+    return names - set(_environment(False).globals) - personalise.NAMES
 
 
 P = ParamSpec("P")
@@ -391,9 +417,13 @@ async def render_async(
     *,
     locale: str | None = None,
     keep_marks: bool = False,
+    user: User | None = None,
+    at: datetime | None = None,
 ) -> RenderedMessage:
     """`render`, on the render threads, so the calling event loop keeps serving."""
-    return await _off_loop(render, template, channel, data, locale=locale, keep_marks=keep_marks)
+    return await _off_loop(
+        render, template, channel, data, locale=locale, keep_marks=keep_marks, user=user, at=at
+    )
 
 
 async def validate_template_async(template: TemplateDefinition) -> None:

@@ -37,6 +37,9 @@ class NotificationInput(BaseModel):
     # Set by ExperimentWorkflow on the notifications it starts: the test and the arm.
     experiment_id: str | None = None
     variant: str | None = None
+    # send_at="optimal": the latest send time, resolved by the client from the request's
+    # optimal_within / optimal_latest (the request itself stays as the caller sent it).
+    optimal_latest: AwareDatetime | None = None
 
 
 class RescheduleInput(BaseModel):

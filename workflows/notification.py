@@ -58,6 +58,8 @@ FALLBACK_PATCH = "fallback-and-escalation"
 CANCEL_OUTCOME_PATCH = "cancel-returns-outcome"
 LIVE_RECORDS_PATCH = "record-channels-as-they-land"
 EVENTS_RECORDED_PATCH = "events-recorded-by-front-door"
+OPTIMAL_PATCH = "send-time-optimal"
+_WAITING = "waiting for send time"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -84,6 +86,10 @@ class NotificationWorkflow:
         self._engagement_keys: set[str] = set()
         self._engagement_dropped = 0  # outside the window, or past the cap
         self._receipts: dict[Channel, DeliveryReceipt] = {}  # arrived before their send landed
+        self._send_time_reason: str | None = None  # send_at="optimal": what was chosen, why
+        self._channel_reason: str | None = None
+        self._optimised = False  # the optimal send time has been chosen (once per run)
+        self._wait_summary = _WAITING
 
     # --- handlers -------------------------------------------------------------------------------
 
@@ -182,6 +188,7 @@ class NotificationWorkflow:
             return await self._finish()
 
         self._reason = None  # a deferral's reason no longer applies
+        self._channel_reason = plan.channel_reason
         self._set_status(NotificationStatus.SENDING)
         suppressed = [
             ChannelResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
@@ -270,16 +277,24 @@ class NotificationWorkflow:
                 if self._cancel_reason is not None:
                     self._end_unsent(DeliveryStatus.CANCELLED, self._cancel_reason)
                     return None
+                if plan.send_time_reason is not None:
+                    self._send_time_reason = plan.send_time_reason
                 if plan.send_at <= workflow.now():
                     return plan
-                # Quiet hours or a frequency cap: defer, never drop.
+                # Quiet hours, a frequency cap or the optimal send time: defer, never drop.
+                # The wait is this run's timer, named in the Web UI by what it waits for.
                 self._send_at = plan.send_at
                 self._reason = plan.deferred_reason
+                optimal = plan.send_time_reason is not None
+                self._wait_summary = (
+                    f"waiting for the {plan.send_time_reason}" if optimal else _WAITING
+                )
                 await self._record()
                 continue
             if self._cancel_reason is not None:
                 self._end_unsent(DeliveryStatus.CANCELLED, self._cancel_reason)
                 return None
+            self._wait_summary = _WAITING  # a reschedule replaces any optimal time
             await self._record()  # rescheduled: the new send time is visible in the database
 
     async def _sleep_until(self, when: datetime) -> str:
@@ -290,12 +305,23 @@ class NotificationWorkflow:
                 await workflow.wait_condition(
                     lambda: self._rescheduled or self._cancel_reason is not None,
                     timeout=seconds,
-                    timeout_summary="waiting for send time",
+                    timeout_summary=self._wait_summary,
                 )
             except TimeoutError:
                 return "elapsed"
             return "interrupted"
         return "interrupted" if self._cancel_reason is not None else "elapsed"
+
+    def _optimal_latest(self) -> datetime | None:
+        """The end of the send-time window for the first plan of a send_at="optimal" run; the
+        plans after its wait apply quiet hours and caps to the time it chose. Only optimal runs
+        meet the patch marker, so every earlier history replays without it."""
+        if self._optimised or self._req.request.send_at != "optimal":
+            return None
+        if not workflow.patched(OPTIMAL_PATCH):
+            return None
+        self._optimised = True
+        return self._req.optimal_latest
 
     def _end_unsent(self, status: DeliveryStatus, reason: str) -> None:
         self._reason = reason
@@ -315,6 +341,7 @@ class NotificationWorkflow:
                     requested_channels=req.request.channels,
                     fallback_channels=req.fallback,
                     not_before=workflow.now(),
+                    optimal_latest=self._optimal_latest(),
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=LOCAL_RETRY,
@@ -481,6 +508,8 @@ class NotificationWorkflow:
             engagement=list(self._engagement),
             engagement_dropped=self._engagement_dropped,
             reason=self._reason,
+            send_time_reason=self._send_time_reason,
+            channel_reason=self._channel_reason,
         )
 
 

@@ -135,6 +135,18 @@ _DELAY = re.compile(r"^\+\s*(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def parse_duration(value: str, option: str) -> timedelta:
+    """A length of time: `90m`, `12h`, `3d` (a leading + is allowed)."""
+    match = _DELAY.match("+" + value.strip().removeprefix("+"))
+    if not match:
+        raise InvalidRequest(option, f"{value!r} is not a duration like 90m, 12h or 3d")
+    amount, unit = float(match.group(1)), _UNITS[match.group(2)]
+    try:
+        return timedelta(**{unit: amount})
+    except OverflowError:
+        raise InvalidRequest(option, f"{value!r} is too long") from None
+
+
 def parse_when(value: str, option: str) -> datetime:
     """ISO 8601 with an offset (`2026-12-01T09:00:00+01:00`, `...Z`) or a delay from now
     (`+30s`, `+10m`, `+2h`, `+3d`, `+1w`)."""

@@ -65,6 +65,8 @@ def notification(result: NotificationResult, link: str) -> RenderableType:
             ("status", status_text(result.status.value)),
             ("send at", when(result.send_at)),
             *([("reason", result.reason)] if result.reason else []),
+            *([("send time", result.send_time_reason)] if result.send_time_reason else []),
+            *([("channel order", result.channel_reason)] if result.channel_reason else []),
             ("Web UI", link),
         ]
     )

@@ -10,7 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from starter.cli import _views as views
-from starter.cli._runtime import connect, out, parse_data, parse_when, progress, run, ui_link
+from starter.cli._runtime import (
+    connect,
+    out,
+    parse_data,
+    parse_duration,
+    parse_when,
+    progress,
+    run,
+    ui_link,
+)
 from starter.cli._runtime import wait_all as wait_for_all
 from starter.client import NotificationRef, Tidings
 from tidings.models import Channel, EngagementType, NotificationResult, Priority
@@ -35,6 +44,16 @@ AtOption = Annotated[
     str | None,
     typer.Option(help="Send time: ISO 8601 with an offset, or a delay like +10m, +2h, +3d."),
 ]
+SendAtOption = Annotated[
+    str | None,
+    typer.Option(
+        help="'optimal': wait for the user's best hour (their engagement, their timezone)."
+    ),
+]
+WithinOption = Annotated[
+    str | None,
+    typer.Option(help="With --send-at optimal: how far to look, like 12h or 3d (default 24h)."),
+]
 ExpiresOption = Annotated[
     str | None, typer.Option(help="Drop it if not sent by then (same forms as --at).")
 ]
@@ -53,8 +72,14 @@ def _request_fields(
     at: str | None,
     expires: str | None,
     idempotency_key: str | None,
+    send_at: str | None = None,
+    optimal_within: str | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"data": parse_data(data or [])}
+    if send_at is not None:
+        fields["send_at"] = send_at  # anything but "optimal" is refused by the request model
+    if optimal_within is not None:
+        fields["optimal_within"] = parse_duration(optimal_within, "--optimal-within")
     if channel:
         fields["channels"] = channel
     if priority:
@@ -75,6 +100,8 @@ def send(
     channel: ChannelOption = None,
     priority: PriorityOption = None,
     at: AtOption = None,
+    send_at: SendAtOption = None,
+    optimal_within: WithinOption = None,
     expires: ExpiresOption = None,
     idempotency_key: KeyOption = None,
     wait: WaitOption = False,
@@ -84,7 +111,9 @@ def send(
     starts; then it prints the notification id and its Web UI link."""
 
     async def main(settings: Settings) -> None:
-        fields = _request_fields(data, channel, priority, at, expires, idempotency_key)
+        fields = _request_fields(
+            data, channel, priority, at, expires, idempotency_key, send_at, optimal_within
+        )
         async with connect(settings) as tidings:
             ref = await tidings.notify(user_id=user_id, template_id=template_id, **fields)
             if not wait:
@@ -103,6 +132,8 @@ def send_bulk(
     channel: ChannelOption = None,
     priority: PriorityOption = None,
     at: AtOption = None,
+    send_at: SendAtOption = None,
+    optimal_within: WithinOption = None,
     expires: ExpiresOption = None,
     idempotency_key: KeyOption = None,
     wait: WaitOption = False,
@@ -112,7 +143,9 @@ def send_bulk(
     request is checked before any starts; with --idempotency-key K, each user's key is K.<user>."""
 
     async def main(settings: Settings) -> None:
-        fields = _request_fields(data, channel, priority, at, expires, idempotency_key)
+        fields = _request_fields(
+            data, channel, priority, at, expires, idempotency_key, send_at, optimal_within
+        )
         async with connect(settings) as tidings:
             refs = await _start_bulk(tidings, template_id, user_ids, fields)
             if not wait:

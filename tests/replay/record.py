@@ -1,6 +1,6 @@
 """Record NotificationWorkflow and ExperimentWorkflow histories for the replay test.
 
-    .venv/bin/python -m tests.replay.record v4           # notifications, v4
+    .venv/bin/python -m tests.replay.record v5           # notifications, v5
     .venv/bin/python -m tests.replay.record experiment   # an A/B test, v1
 
 Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,18 @@ from temporalio.service import RPCError
 
 from tests.conftest import start_time_skipping
 from tests.support import running_stack
-from tidings.models import Preferences, QuietHours
+from tidings.models import (
+    Channel,
+    ChannelResult,
+    DeliveryStatus,
+    EngagementEvent,
+    EngagementType,
+    NotificationStatus,
+    Preferences,
+    Priority,
+    QuietHours,
+)
+from tidings.store import Store
 from workflows.io import ExperimentResults
 from workflows.queues import workflow_id
 
@@ -34,6 +45,26 @@ async def _save(handle: WorkflowHandle[object, object], name: str) -> None:
     history = await handle.fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
     print(f"wrote {name}.json ({len(history.events)} events)")
+
+
+async def _opened_history(store: Store, user_id: str, when: list[datetime]) -> None:
+    """Past notifications to `user_id`, opened at `when`: what send_at="optimal" learns from."""
+    for i, at in enumerate(when):
+        nid = f"replay-history-{user_id}-{i}"
+        await store.upsert_notification(
+            notification_id=nid,
+            user_id=user_id,
+            template_id="welcome",
+            template_version=1,
+            priority=Priority.MEDIUM,
+            status=NotificationStatus.SENT,
+            channels=[ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, at=at)],
+        )
+        await store.record_engagement(
+            EngagementEvent(
+                notification_id=nid, type=EngagementType.OPENED, channel=Channel.EMAIL, at=at
+            )
+        )
 
 
 async def record(version: str) -> None:
@@ -99,6 +130,19 @@ async def record(version: str) -> None:
                     escalate_after_minutes=30,
                     idempotency_key=f"replay-escalated-{version}",
                 )
+                optimal = None
+                if version not in ("v1", "v2", "v3", "v4"):  # send_at="optimal" came with v5
+                    weeks = [now + timedelta(hours=6) - timedelta(weeks=k) for k in range(1, 5)]
+                    await _opened_history(stack.store, "user_001", weeks)
+                    optimal = await t.notify(
+                        user_id="user_001",
+                        template_id="welcome",
+                        data=WELCOME,
+                        channels=["email"],
+                        send_at="optimal",
+                        optimal_within=timedelta(hours=20),
+                        idempotency_key=f"replay-optimal-{version}",
+                    )
                 split = None
                 if version not in ("v1", "v2"):  # channels recorded as they land came with v3
                     await stack.add_user("hooked", webhook_url=f"{stack.receiver.url}/hooks")
@@ -140,6 +184,8 @@ async def record(version: str) -> None:
                     runs += [(fallback, "fallback"), (escalated, "escalated")]
                 if split is not None:
                     runs += [(split, "split")]
+                if optimal is not None:
+                    runs += [(optimal, "optimal")]
                 for ref, name in runs:
                     handle = env.client.get_workflow_handle(workflow_id(ref.notification_id))
                     await handle.result()
@@ -207,7 +253,7 @@ async def record_experiment(version: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    which = sys.argv[1] if len(sys.argv) > 1 else "v4"
+    which = sys.argv[1] if len(sys.argv) > 1 else "v5"
     if which == "experiment":
         asyncio.run(record_experiment(sys.argv[2] if len(sys.argv) > 2 else "v1"))
     else:

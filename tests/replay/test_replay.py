@@ -29,8 +29,10 @@ def test_histories_are_checked_in() -> None:
     v3.add("notification_v3_split")
     v4 = {f"notification_v4_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v4.add("notification_v4_split")
+    v5 = {f"notification_v5_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v5 |= {"notification_v5_split", "notification_v5_optimal"}  # send_at="optimal"
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
-    assert v1 | v2 | v3 | v4 | experiments <= names
+    assert v1 | v2 | v3 | v4 | v5 | experiments <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through

@@ -19,6 +19,7 @@ from tidings.store.idempotency import IdempotencyMixin
 from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
+from tidings.store.personal import PersonalMixin
 from tidings.store.receipts import ReceiptsMixin
 from tidings.store.templates import TemplatesMixin
 from tidings.store.unsubscribe import UnsubscribeMixin
@@ -43,6 +44,7 @@ class Store(
     AnalyticsMixin,
     ErasureMixin,
     UnsubscribeMixin,
+    PersonalMixin,
 ):
     @classmethod
     async def open(cls, url: str, *, connect_args: dict[str, Any] | None = None) -> Store:
