@@ -1,0 +1,141 @@
+"""Waking inbox streams when a user's inbox changes.
+
+A stream (starter.http.routes.inbox_stream) holds a `Waiter` for its user and re-reads the user's
+`inbox_events` after each wake. Wakes come from:
+
+- this process: the store calls `poke(user_id)` after committing an inbox change;
+- PostgreSQL: every inbox write NOTIFYs `tidings_inbox_<schema>` with the user id in its own
+  transaction (delivered at commit); one LISTEN connection per store wakes that user's streams,
+  whichever process wrote (a worker, another API process);
+- SQLite (no NOTIFY): a poll every `poll_interval` seconds of the ids above the last one seen,
+  for writers in other processes. SQLite commits one writer at a time, so ids appear in order.
+
+A stream also re-reads on every heartbeat, so a wake lost with a dropped LISTEN connection delays
+an event by one heartbeat at most; it never loses one (the table is the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from tidings.store.inbox import InboxMixin
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLL_SECONDS = 0.25
+
+_wakers: weakref.WeakSet[InboxWaker] = weakref.WeakSet()
+
+
+def poke(user_id: str) -> None:
+    """Wake this process's streams of `user_id` (called after an inbox change commits)."""
+    for waker in list(_wakers):
+        waker.wake(user_id)
+
+
+class InboxWaker:
+    def __init__(self, store: InboxMixin, *, poll_interval: float = DEFAULT_POLL_SECONDS) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listening: AsyncConnection | None = None
+        self._started = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._started:
+            if self._loop is not None:
+                return
+            self._loop = asyncio.get_running_loop()
+            if self._store.engine.dialect.name == "postgresql":
+                await self._listen()
+            else:
+                last = await self._store.inbox_events_since_start()
+                self._task = asyncio.create_task(self._poll(last), name="inbox-wake-poll")
+            _wakers.add(self)
+
+    async def close(self) -> None:
+        _wakers.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._listening is not None:
+            # Not returned to the pool: it still LISTENs.
+            with contextlib.suppress(Exception):
+                await self._listening.invalidate()
+                await self._listening.close()
+            self._listening = None
+        self._loop = None
+
+    @contextlib.contextmanager
+    def waiter(self, user_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever `user_id`'s inbox may have changed; clear it before reading."""
+        event = asyncio.Event()
+        self._waiters.setdefault(user_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiters.get(user_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiters[user_id]
+
+    @property
+    def streams(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    def wake(self, user_id: str) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            same_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            self._set(user_id)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._set, user_id)
+
+    def _set(self, user_id: str) -> None:
+        for event in self._waiters.get(user_id, ()):
+            event.set()
+
+    async def _listen(self) -> None:
+        conn = await self._store.engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            channel = await driver.fetchval("SELECT 'tidings_inbox_' || current_schema()")
+            await driver.add_listener(channel, self._notified)
+        except BaseException:
+            await conn.close()
+            raise
+        self._listening = conn
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._set(payload)
+
+    async def _poll(self, last: int) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                rows = await self._store.inbox_events_since(last)
+            except Exception:  # a locked or briefly unavailable database: try again next time
+                log.warning("inbox wake poll failed", exc_info=True)
+                continue
+            for event_id, user_id in rows:
+                last = max(last, event_id)
+                self._set(user_id)
