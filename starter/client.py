@@ -35,7 +35,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
+from starter.client_inbox import InboxClient, InboxToken
+from tidings import api_keys, idempotency, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
@@ -47,7 +48,6 @@ from tidings.models import (
     EngagementEvent,
     EngagementReport,
     EngagementType,
-    InboxItem,
     NotificationRequest,
     NotificationResult,
     NotificationStatus,
@@ -114,12 +114,6 @@ class UserDeleted(BaseModel):
     cancelled: list[str]  # the notifications that were pending and are now cancelled
 
 
-class InboxToken(BaseModel):
-    token: str
-    user_id: str
-    expires_at: datetime
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -153,7 +147,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings:
+class Tidings(InboxClient):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store
@@ -540,6 +534,8 @@ class Tidings:
                 f"{notification_id}: engagement is accepted after delivery;"
                 f" the notification is {recorded.status.value}"
             )
+        if recorded.new and event.type is EngagementType.OPENED:
+            await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
         if recorded.new:
             # The window runs from the first delivery, which the run wrote on its own clock
             # (the one `now()` reads); with nothing delivered yet it has not started. A run
@@ -621,41 +617,7 @@ class Tidings:
             return None
         return record if record.revoked_at is None else None
 
-    # --- inbox and stats -------------------------------------------------------------------------
-
-    async def inbox_token(
-        self, user_id: str, *, ttl: timedelta = inbox_tokens.DEFAULT_TTL
-    ) -> InboxToken:
-        """A token a browser can hold to read and mark `user_id`'s inbox (and nobody else's)
-        until it expires, at most `inbox_tokens.MAX_TTL` from now."""
-        if not timedelta(0) < ttl <= inbox_tokens.MAX_TTL:
-            raise InvalidRequest("ttl", f"must be positive and at most {inbox_tokens.MAX_TTL}")
-        await self.get_user(user_id)
-        expires_at = datetime.now(UTC).replace(microsecond=0) + ttl
-        secret = self.settings.inbox_secret.get_secret_value()
-        token = inbox_tokens.mint(secret, user_id, expires_at)
-        return InboxToken(token=token, user_id=user_id, expires_at=expires_at)
-
-    def inbox_grant(self, token: str) -> inbox_tokens.InboxGrant | None:
-        """Whose inbox `token` opens, or None if it is not a valid, unexpired inbox token."""
-        try:
-            return inbox_tokens.verify(self.settings.inbox_secret.get_secret_value(), token)
-        except inbox_tokens.InvalidInboxToken:
-            return None
-
-    async def inbox(
-        self, user_id: str, *, unread_only: bool = False, limit: int = 50
-    ) -> list[InboxItem]:
-        await self.get_user(user_id)
-        return await self.store.list_inbox(user_id, unread_only=unread_only, limit=limit)
-
-    async def mark_read(self, user_id: str, item_id: int) -> None:
-        if not await self.store.mark_read(user_id, item_id):
-            raise NotFound("inbox item", f"{user_id}/{item_id}")
-
-    async def mark_all_read(self, user_id: str) -> int:
-        await self.get_user(user_id)
-        return await self.store.mark_all_read(user_id)
+    # --- stats -------------------------------------------------------------------------
 
     async def stats(self) -> ServiceStats:
         return await self.store.service_stats()

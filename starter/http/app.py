@@ -25,6 +25,8 @@ from starter.http.routes import (
     experiments,
     health,
     inbox,
+    inbox_page,
+    inbox_stream,
     notifications,
     receipts,
     stats,
@@ -43,6 +45,7 @@ V1_MODULES = (
     templates,
     notifications,
     inbox,
+    inbox_stream,
     stats,
     receipts,
     api_keys,
@@ -120,6 +123,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)
+    app.include_router(inbox_page.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
     codec.redact_access_log()
     for routes in V1_MODULES:
