@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 from temporalio.testing import WorkflowEnvironment
 
 from starter.http import create_app
@@ -52,11 +52,13 @@ async def test_the_page_shows_a_delivery_and_a_read_live(
         token = (await stack.tidings.inbox_token("in-browser")).token
         async with serve(create_app(tidings=stack.tidings)) as url:
             page = await browser.new_page()
+            # Script errors and CSP refusals of the page's own script fail the test.
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             try:
                 await page.goto(f"{url}/inbox?{urlencode({'user': 'in-browser', 'token': token})}")
-                await page.wait_for_function(
-                    "document.getElementById('status').textContent === 'live'"
-                )
+                await expect(page.locator("#status")).to_have_text("live")
                 assert await page.text_content("#unread") == "0"
                 assert await page.locator("#items li").count() == 0
 
@@ -64,22 +66,19 @@ async def test_the_page_shows_a_delivery_and_a_read_live(
                     user_id="in-browser", template_id="welcome", data=WELCOME, channels=["in_app"]
                 )
                 item = page.locator("#items li.unread")
-                await item.wait_for(timeout=30_000)
+                await expect(item).to_have_count(1, timeout=30_000)
                 assert "Welcome to MyApp, John!" in (
                     await item.locator(".title").text_content() or ""
                 )
-                await page.wait_for_function(
-                    "document.getElementById('unread').textContent === '1'"
-                )
+                await expect(page.locator("#unread")).to_have_text("1")
                 assert (await stack.tidings.status(ref.notification_id)).status.value == "sent"
 
                 await item.locator("button.mark-read").click()
-                await page.wait_for_function(
-                    "document.getElementById('unread').textContent === '0'"
-                )
+                await expect(page.locator("#unread")).to_have_text("0")
                 await page.locator("#items li.read").wait_for()
                 assert await page.locator("button.mark-read").count() == 0
                 assert (await stack.store.inbox_counts("in-browser")).unread == 0
                 assert await page.is_hidden("#error")
+                assert errors == []
             finally:
                 await page.close()
