@@ -13,7 +13,16 @@ from typing import Any
 
 import typer
 
-from starter.cli import dev, directory, emulator, experiments, keys, notifications, reading
+from starter.cli import (
+    dev,
+    directory,
+    emulator,
+    experiments,
+    inbox,
+    keys,
+    notifications,
+    reading,
+)
 from starter.cli._prose import as_prose
 
 
@@ -60,7 +69,9 @@ app.command("cancel")(notifications.cancel)
 app.command("reschedule")(notifications.reschedule)
 app.command("engage")(notifications.engage)
 app.command("event")(notifications.event)
-app.command("inbox")(reading.inbox)
+app.command("inbox")(inbox.inbox)
+app.command("inbox-mark")(inbox.inbox_mark)
+app.command("inbox-token")(inbox.inbox_token)
 app.command("stats")(reading.stats)
 app.add_typer(reading.mail_app, name="mail")
 app.add_typer(emulator.emulator_app, name="emulator")
