@@ -151,3 +151,9 @@ async def test_bad_resume_points_are_refused(stack: Stack, server: str) -> None:
             assert r.json()["error"]["field"] == "Last-Event-ID"
         r = await http.get(stream_path("nobody-at-all"), headers={"Authorization": "Bearer x"})
         assert r.status_code == 401
+        reader = (await stack.tidings.create_api_key("stream-404", [Scope.READ])).key
+        r = await http.get(
+            stream_path("nobody-at-all"), headers={"Authorization": f"Bearer {reader}"}
+        )
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+        assert (await stack.store.inbox_waker()).streams == 0

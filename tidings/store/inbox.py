@@ -32,7 +32,13 @@ from tidings.inbox import (
 from tidings.models import InboxItem
 from tidings.store import inbox_wake
 from tidings.store.base import StoreBase, check_limit, utcnow
-from tidings.store.tables import InboxEventRow, InboxRow, NotificationRow, TemplateRow
+from tidings.store.tables import (
+    InboxEventRow,
+    InboxRow,
+    NotificationRow,
+    TemplateRow,
+    UserRow,
+)
 
 # LISTEN/NOTIFY channel: per schema, so stores in different schemas (tests) do not wake each
 # other. The listener computes the same name (tidings.store.inbox_wake).
@@ -264,6 +270,16 @@ class InboxMixin(StoreBase):
         stmt = select(func.max(InboxEventRow.id)).where(InboxEventRow.user_id == user_id)
         async with self._read() as session:
             return int(await session.scalar(stmt) or 0)
+
+    async def inbox_stream_start(self, user_id: str) -> tuple[int, InboxCounts] | None:
+        """Where a new stream starts: the user's last event id and counts, read with one
+        connection (many streams connect at once after a deploy); None if there is no such
+        user."""
+        last = select(func.max(InboxEventRow.id)).where(InboxEventRow.user_id == user_id)
+        async with self._read() as session:
+            if await session.get(UserRow, user_id) is None:
+                return None
+            return int(await session.scalar(last) or 0), await self._counts(session, user_id)
 
     async def inbox_events_since(self, after: int, *, limit: int = 10_000) -> list[tuple[int, str]]:
         """(id, user id) of every user's events above `after`: how the SQLite poller finds

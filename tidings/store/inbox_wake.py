@@ -45,7 +45,7 @@ class InboxWaker:
     def __init__(self, store: InboxMixin, *, poll_interval: float = DEFAULT_POLL_SECONDS) -> None:
         self._store = store
         self._poll_interval = poll_interval
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, weakref.WeakSet[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._listening: AsyncConnection | None = None
@@ -81,16 +81,26 @@ class InboxWaker:
     @contextlib.contextmanager
     def waiter(self, user_id: str) -> Iterator[asyncio.Event]:
         """An event set whenever `user_id`'s inbox may have changed; clear it before reading."""
-        event = asyncio.Event()
-        self._waiters.setdefault(user_id, set()).add(event)
+        event = self.register(user_id)
         try:
             yield event
         finally:
-            waiting = self._waiters.get(user_id)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._waiters[user_id]
+            self.unregister(user_id, event)
+
+    def register(self, user_id: str) -> asyncio.Event:
+        """As `waiter`, for a holder that ends elsewhere (a response body that may never be
+        iterated): it must `unregister`, and if it never does, the event goes with its last
+        reference (the waker holds events weakly)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(user_id, weakref.WeakSet()).add(event)
+        return event
+
+    def unregister(self, user_id: str, event: asyncio.Event) -> None:
+        waiting = self._waiters.get(user_id)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del self._waiters[user_id]
 
     @property
     def streams(self) -> int:
@@ -110,7 +120,12 @@ class InboxWaker:
             loop.call_soon_threadsafe(self._set, user_id)
 
     def _set(self, user_id: str) -> None:
-        for event in self._waiters.get(user_id, ()):
+        waiting = self._waiters.get(user_id)
+        if waiting is None:
+            return
+        if not waiting:  # every holder was collected without unregistering
+            del self._waiters[user_id]
+        for event in list(waiting):
             event.set()
 
     async def _listen(self) -> None:

@@ -23,16 +23,18 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from starter.client import Tidings
 from starter.http.auth import InboxStreamAccess
 from starter.http.deps import Api
 from tidings.api_keys import Scope
-from tidings.errors import InvalidRequest
+from tidings.errors import InvalidRequest, NotFound
+from tidings.store import Store
+from tidings.store.inbox_wake import InboxWaker
 
 router = APIRouter()
 
 RETRY_MS = 1000  # how soon a browser reconnects after the stream drops
 MAX_EVENT_ID = 2**63 - 1
+BATCH = 500  # events read at a time
 
 
 def _frame(event_id: int, kind: str, data: object) -> bytes:
@@ -51,28 +53,35 @@ def _resume_from(header: str | None, query: str | None) -> int | None:
 
 
 async def _events(
-    tidings: Tidings, user_id: str, after: int | None, heartbeat: float
+    store: Store,
+    waker: InboxWaker,
+    user_id: str,
+    woken: asyncio.Event,
+    after: int,
+    heartbeat: float,
+    opening: bytes,
 ) -> AsyncIterator[bytes]:
-    store = tidings.store
-    waker = await store.inbox_waker()
-    with waker.waiter(user_id) as woken:
-        yield f"retry: {RETRY_MS}\n\n".encode()
-        if after is None:
-            after = await store.last_inbox_event_id(user_id)
-            counts = await store.inbox_counts(user_id)
-            yield _frame(after, "counts", {"counts": counts.model_dump()})
+    """`woken` was registered before the stream's start was read, so a change committed since
+    has set it: until it is set, there is nothing newer than `after` to read."""
+    try:
+        yield f"retry: {RETRY_MS}\n\n".encode() + opening
         while True:
-            woken.clear()  # before reading: a wake during the read is not lost
-            events = await store.inbox_events(user_id, after=after)
-            for event in events:
-                yield _frame(event.id, event.kind.value, event.payload)
-                after = event.id
-            if events:
-                continue  # maybe more than one batch
+            if woken.is_set():
+                woken.clear()  # before reading: a wake during the read is not lost
+                events = await store.inbox_events(user_id, after=after, limit=BATCH)
+                for event in events:
+                    yield _frame(event.id, event.kind.value, event.payload)
+                    after = event.id
+                if len(events) == BATCH:
+                    woken.set()  # maybe more
+                continue
             try:
                 await asyncio.wait_for(woken.wait(), heartbeat)
             except TimeoutError:
+                woken.set()  # re-read on every heartbeat: a lost wake costs one heartbeat
                 yield b": ping\n\n"
+    finally:
+        waker.unregister(user_id, woken)
 
 
 @router.get(
@@ -98,10 +107,28 @@ async def inbox_stream(
     ] = None,
 ) -> StreamingResponse:
     after = _resume_from(last_event_id, resume)
-    await tidings.get_user(user_id)
-    heartbeat = tidings.settings.inbox_heartbeat_seconds
+    store = tidings.store
+    waker = await store.inbox_waker()
+    woken = waker.register(user_id)
+    try:
+        # One read with one connection for a fresh stream (a thousand may connect at once).
+        start = await store.inbox_stream_start(user_id)
+        if start is None:
+            raise NotFound("user", user_id)
+    except BaseException:
+        waker.unregister(user_id, woken)
+        raise
+    last, counts = start
+    opening = b""
+    if after is None:
+        after = last
+        opening = _frame(last, "counts", {"counts": counts.model_dump()})
+    else:
+        woken.set()  # resuming: read what came after the client's last event first
     return StreamingResponse(
-        _events(tidings, user_id, after, heartbeat),
+        _events(
+            store, waker, user_id, woken, after, tidings.settings.inbox_heartbeat_seconds, opening
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
