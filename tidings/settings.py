@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     # read, and reading the inbox item records `opened` for its notification.
     read_sync: bool = True
     # Inbox stream (GET /v1/users/{id}/inbox/stream): a comment line this often keeps proxies
-    # from closing an idle stream, and the stream re-reads the user's events then as well.
+    # from closing an idle stream.
     inbox_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     # At most N non-critical notifications per user per hour in a template category; "*" covers
     # categories without their own entry. JSON in the environment: '{"marketing": 3, "*": 20}'.

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from tests.store.conftest import Database
 from tidings.inbox import EventKind, InboxCounts, InboxState, decode_cursor
@@ -182,5 +183,33 @@ async def test_another_process_writing_wakes_waiters(
             await other.add_inbox_item(user_id="ada", notification_id="x", title="t", body="")
             await asyncio.wait_for(ada.wait(), 5)
             assert not bob.is_set()
+    finally:
+        await other.close()
+
+
+async def test_a_lost_listen_connection_is_replaced_and_streams_reread(
+    store: Store, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if database.backend != "postgresql":
+        pytest.skip("LISTEN is PostgreSQL's; SQLite polls")
+    waker = await store.inbox_waker()
+    other = await database.open()
+    monkeypatch.setattr(inbox_wake, "poke", lambda user_id: None)
+    try:
+        with waker.waiter("ada") as ada:
+            async with other.engine.connect() as conn:
+                # The LISTEN session is the one waiting for notifications on our channel.
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE query = 'LISTEN \"tidings_inbox_' || current_schema() || '\"'"
+                        " AND datname = current_database()"
+                    )
+                )
+                await conn.commit()
+            await asyncio.wait_for(ada.wait(), 15)  # listening again: every stream re-reads
+            ada.clear()
+            await other.add_inbox_item(user_id="ada", notification_id="x", title="t", body="")
+            await asyncio.wait_for(ada.wait(), 5)
     finally:
         await other.close()

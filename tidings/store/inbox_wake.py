@@ -10,8 +10,9 @@ A stream (starter.http.routes.inbox_stream) holds a `Waiter` for its user and re
 - SQLite (no NOTIFY): a poll every `poll_interval` seconds of the ids above the last one seen,
   for writers in other processes. SQLite commits one writer at a time, so ids appear in order.
 
-A stream also re-reads on every heartbeat, so a wake lost with a dropped LISTEN connection delays
-an event by one heartbeat at most; it never loses one (the table is the truth).
+The table is the truth, the wakes only say when to read it: a lost LISTEN connection is opened
+again and then every stream re-reads, so nothing committed meanwhile is missed. Streams do not
+re-read on their heartbeats: 1,000 streams that connected together would all read at once.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class InboxWaker:
                 return
             self._loop = asyncio.get_running_loop()
             if self._store.engine.dialect.name == "postgresql":
-                await self._listen()
+                lost = await self._listen()  # the first time fails loudly
+                self._task = asyncio.create_task(self._relisten(lost), name="inbox-wake-listen")
             else:
                 last = await self._store.inbox_events_since_start()
                 self._task = asyncio.create_task(self._poll(last), name="inbox-wake-poll")
@@ -128,17 +130,41 @@ class InboxWaker:
         for event in list(waiting):
             event.set()
 
-    async def _listen(self) -> None:
+    async def _listen(self) -> asyncio.Event:
+        """LISTEN on a connection of its own; the event is set if that connection is lost."""
+        lost = asyncio.Event()
         conn = await self._store.engine.connect()
         try:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             channel = await driver.fetchval("SELECT 'tidings_inbox_' || current_schema()")
             await driver.add_listener(channel, self._notified)
+            driver.add_termination_listener(lambda _conn: lost.set())
         except BaseException:
             await conn.close()
             raise
         self._listening = conn
+        return lost
+
+    async def _relisten(self, lost: asyncio.Event) -> None:
+        """Listen again after a lost connection, then wake every stream: what was notified
+        while nobody listened is in the table, and each stream re-reads it."""
+        while True:
+            await lost.wait()
+            log.warning("inbox LISTEN connection lost; listening again")
+            if self._listening is not None:
+                with contextlib.suppress(Exception):
+                    await self._listening.invalidate()
+                self._listening = None
+            while True:
+                try:
+                    lost = await self._listen()
+                    break
+                except Exception:
+                    log.warning("inbox LISTEN failed; retrying in 1 s", exc_info=True)
+                    await asyncio.sleep(1)
+            for user_id in list(self._waiters):
+                self._set(user_id)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._set(payload)

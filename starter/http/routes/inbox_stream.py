@@ -78,7 +78,6 @@ async def _events(
             try:
                 await asyncio.wait_for(woken.wait(), heartbeat)
             except TimeoutError:
-                woken.set()  # re-read on every heartbeat: a lost wake costs one heartbeat
                 yield b": ping\n\n"
     finally:
         waker.unregister(user_id, woken)
