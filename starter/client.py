@@ -617,7 +617,7 @@ class Tidings(InboxClient):
             return None
         return record if record.revoked_at is None else None
 
-    # --- stats -------------------------------------------------------------------------
+    # --- stats ------------------------------------------------------------------------------------
 
     async def stats(self) -> ServiceStats:
         return await self.store.service_stats()

@@ -43,6 +43,8 @@ class InboxToken(BaseModel):
 
 
 class InboxClient:
+    """The inbox half of `Tidings` (its only base); it uses the client's settings and store."""
+
     settings: Settings
     store: Store
 
