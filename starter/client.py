@@ -534,8 +534,6 @@ class Tidings(InboxClient):
                 f"{notification_id}: engagement is accepted after delivery;"
                 f" the notification is {recorded.status.value}"
             )
-        if recorded.new and event.type is EngagementType.OPENED:
-            await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
         if recorded.new:
             # The window runs from the first delivery, which the run wrote on its own clock
             # (the one `now()` reads); with nothing delivered yet it has not started. A run
@@ -545,6 +543,8 @@ class Tidings(InboxClient):
             delivered = recorded.delivered_at
             if delivered is None or await self.now() < delivered + window:
                 await self._signal_recorded(notification_id, event)
+        if recorded.new and event.type is EngagementType.OPENED:
+            await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
         return EventRecorded(
             notification_id=notification_id, type=event.type, duplicate=not recorded.new
         )
