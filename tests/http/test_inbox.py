@@ -143,6 +143,12 @@ async def test_pages_follow_the_cursor(client: httpx.AsyncClient, stack: Stack) 
         if cursor is None:
             break
     assert seen == ["4", "3", "2", "1", "0"]
+    await stack.store.add_inbox_item(
+        user_id="pager", notification_id="pager-bill", title="bill", body="", category="billing"
+    )
+    billing = await page(client, "pager", category="billing")
+    assert [i["title"] for i in billing["items"]] == ["bill"]
+    assert billing["counts"] == {"unseen": 6, "unread": 6}  # counts are the whole inbox's
 
 
 async def test_bad_input_names_the_field(client: httpx.AsyncClient, stack: Stack) -> None:

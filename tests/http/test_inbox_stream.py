@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from starter.client import Tidings
 from starter.http import create_app
+from starter.http.routes import inbox_stream
 from tests.http.serving import EventReader, serve
 from tests.support import Stack
 from tidings import inbox_tokens
@@ -157,3 +159,22 @@ async def test_bad_resume_points_are_refused(stack: Stack, server: str) -> None:
         )
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
         assert (await stack.store.inbox_waker()).streams == 0
+
+
+async def test_resuming_replays_every_batch_in_order(
+    stack: Stack, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_stream, "BATCH", 2)  # five events: three reads
+    await stack.add_user("backlog")
+    token = (await stack.tidings.inbox_token("backlog")).token
+    ids = [await add(stack, "backlog", n) for n in range(5)]
+    async with (
+        httpx.AsyncClient(base_url=server) as http,
+        http.stream(
+            "GET", stream_path("backlog"), params={"token": token, "last_event_id": "0"}
+        ) as response,
+    ):
+        events = EventReader(response)
+        replayed = [await events.next_named() for _ in range(5)]
+        assert [e.json()["item"]["id"] for e in replayed] == ids
+        assert [e.json()["counts"]["unread"] for e in replayed] == [1, 2, 3, 4, 5]
