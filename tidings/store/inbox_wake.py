@@ -172,6 +172,8 @@ class InboxWaker:
     async def _poll(self, last: int) -> None:
         while True:
             await asyncio.sleep(self._poll_interval)
+            if not self._waiters:
+                continue  # nobody to wake; ids skipped now only cause a harmless re-read later
             try:
                 rows = await self._store.inbox_events_since(last)
             except Exception:  # a locked or briefly unavailable database: try again next time
