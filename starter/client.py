@@ -36,8 +36,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_analytics import AnalyticsClient
+from starter.client_inbox import InboxClient, InboxToken
 from starter.client_tracking import TrackingMixin
-from tidings import api_keys, idempotency, inbox_tokens, rendering, send_time, targets
+from tidings import api_keys, idempotency, rendering, send_time, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
@@ -49,7 +50,6 @@ from tidings.models import (
     EngagementEvent,
     EngagementReport,
     EngagementType,
-    InboxItem,
     NotificationRequest,
     NotificationResult,
     NotificationStatus,
@@ -116,12 +116,6 @@ class UserDeleted(BaseModel):
     cancelled: list[str]  # the notifications that were pending and are now cancelled
 
 
-class InboxToken(BaseModel):
-    token: str
-    user_id: str
-    expires_at: datetime
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -155,7 +149,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings(TrackingMixin, AnalyticsClient):
+class Tidings(InboxClient, TrackingMixin, AnalyticsClient):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store
@@ -569,6 +563,8 @@ class Tidings(TrackingMixin, AnalyticsClient):
             delivered = recorded.delivered_at
             if delivered is None or await self.now() < delivered + window:
                 await self._signal_recorded(notification_id, event)
+        if recorded.new and event.type is EngagementType.OPENED:
+            await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
         return EventRecorded(
             notification_id=notification_id, type=event.type, duplicate=not recorded.new
         )
@@ -642,41 +638,7 @@ class Tidings(TrackingMixin, AnalyticsClient):
             return None
         return record if record.revoked_at is None else None
 
-    # --- inbox and stats -------------------------------------------------------------------------
-
-    async def inbox_token(
-        self, user_id: str, *, ttl: timedelta = inbox_tokens.DEFAULT_TTL
-    ) -> InboxToken:
-        """A token a browser can hold to read and mark `user_id`'s inbox (and nobody else's)
-        until it expires, at most `inbox_tokens.MAX_TTL` from now."""
-        if not timedelta(0) < ttl <= inbox_tokens.MAX_TTL:
-            raise InvalidRequest("ttl", f"must be positive and at most {inbox_tokens.MAX_TTL}")
-        await self.get_user(user_id)
-        expires_at = datetime.now(UTC).replace(microsecond=0) + ttl
-        secret = self.settings.inbox_secret.get_secret_value()
-        token = inbox_tokens.mint(secret, user_id, expires_at)
-        return InboxToken(token=token, user_id=user_id, expires_at=expires_at)
-
-    def inbox_grant(self, token: str) -> inbox_tokens.InboxGrant | None:
-        """Whose inbox `token` opens, or None if it is not a valid, unexpired inbox token."""
-        try:
-            return inbox_tokens.verify(self.settings.inbox_secret.get_secret_value(), token)
-        except inbox_tokens.InvalidInboxToken:
-            return None
-
-    async def inbox(
-        self, user_id: str, *, unread_only: bool = False, limit: int = 50
-    ) -> list[InboxItem]:
-        await self.get_user(user_id)
-        return await self.store.list_inbox(user_id, unread_only=unread_only, limit=limit)
-
-    async def mark_read(self, user_id: str, item_id: int) -> None:
-        if not await self.store.mark_read(user_id, item_id):
-            raise NotFound("inbox item", f"{user_id}/{item_id}")
-
-    async def mark_all_read(self, user_id: str) -> int:
-        await self.get_user(user_id)
-        return await self.store.mark_all_read(user_id)
+    # --- stats ------------------------------------------------------------------------------------
 
     async def stats(self) -> ServiceStats:
         return await self.store.service_stats()

@@ -540,6 +540,9 @@ class InboxItem(Model):
     body: str
     created_at: AwareDatetime
     read_at: AwareDatetime | None = None
+    seen_at: AwareDatetime | None = None
+    archived_at: AwareDatetime | None = None
+    category: str | None = None  # the notification template's category
 
 
 class ChannelStats(Model):

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     # queue across all workers (a provider's throughput cap). JSON: '{"sms": 10, "push": 500}'.
     channel_rate_limits: dict[Channel, float] = Field(default_factory=dict)
     engagement_window_hours: float = 72.0
+    # Cross-channel read sync: an `opened` event on any channel marks the in-app inbox item
+    # read, and reading the inbox item records `opened` for its notification.
+    read_sync: bool = True
+    # Inbox stream (GET /v1/users/{id}/inbox/stream): a comment line this often keeps proxies
+    # from closing an idle stream.
+    inbox_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     # At most N non-critical notifications per user per hour in a template category; "*" covers
     # categories without their own entry. JSON in the environment: '{"marketing": 3, "*": 20}'.
     frequency_caps: dict[str, int] = Field(default_factory=dict)

@@ -19,6 +19,7 @@ from starter.cli import (
     directory,
     emulator,
     experiments,
+    inbox,
     keys,
     notifications,
     reading,
@@ -69,7 +70,9 @@ app.command("cancel")(notifications.cancel)
 app.command("reschedule")(notifications.reschedule)
 app.command("engage")(notifications.engage)
 app.command("event")(notifications.event)
-app.command("inbox")(reading.inbox)
+app.command("inbox")(inbox.inbox)
+app.command("inbox-mark")(inbox.inbox_mark)
+app.command("inbox-token")(inbox.inbox_token)
 app.command("stats")(reading.stats)
 app.add_typer(reading.mail_app, name="mail")
 app.add_typer(emulator.emulator_app, name="emulator")

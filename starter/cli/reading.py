@@ -1,4 +1,5 @@
-"""`tidings inbox|stats|mail`: what users received and how delivery is going."""
+"""`tidings stats|mail`: how delivery is going and what the SMTP sink received (the inbox
+commands are in inbox.py)."""
 
 from __future__ import annotations
 
@@ -9,39 +10,12 @@ import typer
 from starter.cli import _views as views
 from starter.cli._runtime import connect, fail, load_settings, out, run
 from starter.dev.maildir import list_mail, read_mail
-from tidings.errors import InvalidRequest
 from tidings.settings import Settings
 
 mail_app = typer.Typer(
     help="Read what the local SMTP sink of `tidings dev` received.",
     invoke_without_command=True,
 )
-
-
-def inbox(
-    user_id: Annotated[str, typer.Argument(help="Whose in-app inbox.")],
-    unread: Annotated[bool, typer.Option(help="Only unread items.")] = False,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 50,
-    read: Annotated[
-        list[int] | None, typer.Option(help="Mark this item read first (repeatable).")
-    ] = None,
-    read_all: Annotated[bool, typer.Option(help="Mark every item read first.")] = False,
-) -> None:
-    """Show a user's in-app inbox, newest first; --read ITEM / --read-all mark items read."""
-
-    async def main(settings: Settings) -> None:
-        if read and read_all:
-            raise InvalidRequest("--read", "give --read ITEM or --read-all, not both")
-        async with connect(settings) as tidings:
-            for item_id in read or []:
-                await tidings.mark_read(user_id, item_id)
-            if read_all:
-                marked = await tidings.mark_all_read(user_id)
-                out().print(f"{marked} item(s) marked read", markup=False)
-            items = await tidings.inbox(user_id, unread_only=unread, limit=limit)
-        out().print(views.inbox(user_id, items))
-
-    run(main)
 
 
 def stats() -> None:

@@ -27,6 +27,8 @@ from starter.http.routes import (
     experiments,
     health,
     inbox,
+    inbox_page,
+    inbox_stream,
     notifications,
     receipts,
     segments,
@@ -47,6 +49,7 @@ V1_MODULES = (
     templates,
     notifications,
     inbox,
+    inbox_stream,
     stats,
     receipts,
     api_keys,
@@ -128,6 +131,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     app.include_router(tracking.router)
     app.include_router(unsubscribe.router)
     app.include_router(console.router)
+    app.include_router(inbox_page.router)
     app.include_router(codec.router, responses=ERROR_RESPONSES)
     codec.redact_access_log()
     for routes in V1_MODULES:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from starter.http.deps import get_tidings
@@ -74,7 +74,9 @@ class _InboxCheck(_ScopeCheck):
     """An inbox token for the user in the path, or an API key with `scope`."""
 
     async def __call__(self, request: Request, credentials: Credentials) -> None:
-        credential = _credential(credentials)
+        await self._check(request, _credential(credentials))
+
+    async def _check(self, request: Request, credential: str) -> None:
         if not credential.startswith(inbox_tokens.PREFIX):
             await _api_key(request, credential, self.scope)
             return
@@ -85,12 +87,40 @@ class _InboxCheck(_ScopeCheck):
             raise Forbidden("this inbox token is for another user's inbox")
 
 
+class _InboxStreamCheck(_InboxCheck):
+    """As `_InboxCheck`, and the inbox token may come as `?token=` instead: a browser's
+    EventSource cannot set headers. API keys stay out of URLs (and so out of access logs)."""
+
+    async def __call__(
+        self,
+        request: Request,
+        credentials: Credentials,
+        token: Annotated[
+            str | None,
+            Query(
+                max_length=inbox_tokens.MAX_TOKEN_CHARS,
+                description="The user's inbox token, for clients that cannot set headers",
+            ),
+        ] = None,
+    ) -> None:
+        if credentials is None and token:
+            if not token.startswith(inbox_tokens.PREFIX):
+                raise Unauthorized("only an inbox token may be given as ?token=")
+            await self._check(request, token)
+            return
+        await self._check(request, _credential(credentials))
+
+
 def Requires(scope: Scope) -> Any:
     return Depends(_ScopeCheck(scope))
 
 
 def InboxAccess(scope: Scope) -> Any:
     return Depends(_InboxCheck(scope))
+
+
+def InboxStreamAccess(scope: Scope) -> Any:
+    return Depends(_InboxStreamCheck(scope))
 
 
 def required_scope(dependency: Any) -> tuple[Scope, bool] | None:

@@ -94,3 +94,37 @@ async def test_demo_replays_the_prototype(cli: Cli) -> None:
         assert re.search(rf"{label} to user_00\d: http://ui\.example/.*notification%2F", out)
     assert "Service statistics" in out and "inbox of user_001" in out
     assert "Welcome to MyApp, Valued Customer!" in out
+
+
+async def test_inbox_states_filters_and_pages(cli: Cli, stack: Stack) -> None:
+    await _send_welcome(cli)
+    await _send_welcome(cli)
+    newer, older = await stack.tidings.inbox("user_001")
+
+    first = ok(await cli("inbox", "user_001", "--limit", "1"))
+    assert "(1 shown)" in first and "unread 2, unseen 2" in first and "onboarding" in first
+    cursor = re.search(r"--cursor (\S+)", first)
+    assert cursor is not None
+    second = ok(await cli("inbox", "user_001", "--limit", "1", "--cursor", cursor.group(1)))
+    assert str(older.id) in second and "--cursor" not in second
+
+    out = ok(await cli("inbox-mark", "user_001", "archived", str(older.id)))
+    assert "1 item(s) marked archived; unread 1, unseen 1" in out
+    assert "(1 shown)" in ok(await cli("inbox", "user_001"))
+    assert "archived" in ok(await cli("inbox", "user_001", "--archived"))
+    assert "(2 shown)" in ok(await cli("inbox", "user_001", "--all"))
+    assert "unread 0, unseen 0" in ok(await cli("inbox-mark", "user_001", "read"))
+    assert (await stack.tidings.inbox_counts("user_001")).unread == 0
+    assert "(0 shown)" in ok(await cli("inbox", "user_001", "--category", "security"))
+
+    one_line_error(await cli("inbox", "user_001", "--cursor", "nope"), "cursor")
+    one_line_error(await cli("inbox-mark", "user_001", "read", "999999"), "not found")
+    assert newer.id != older.id
+
+
+async def test_inbox_token_prints_the_page_url(cli: Cli, stack: Stack) -> None:
+    out = ok(await cli("inbox-token", "user_001", "--minutes", "5"))
+    token, url = out.split()[:2]
+    assert stack.tidings.inbox_grant(token) is not None
+    assert "/inbox?user=user_001&token=" in url
+    one_line_error(await cli("inbox-token", "ghost"), "user 'ghost' not found")

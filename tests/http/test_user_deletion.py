@@ -35,6 +35,7 @@ async def test_deleting_a_user_cancels_and_erases(
 
     await eventually(delivered)
     assert await stack.store.list_inbox("erase-me")
+    assert await stack.store.inbox_events("erase-me")
 
     r = await client.delete("/v1/users/erase-me")
     assert r.status_code == 200, r.text
@@ -43,6 +44,7 @@ async def test_deleting_a_user_cancels_and_erases(
     error_of(await client.get("/v1/users/erase-me"), 404, "not_found")
     assert await stack.store.list_devices("erase-me") == []
     assert await stack.store.list_inbox("erase-me") == []
+    assert await stack.store.inbox_events("erase-me") == []
     status = (await client.get(f"/v1/notifications/{pending['notification_id']}")).json()
     assert status["status"] == "cancelled"
     record = await stack.store.get_notification(sent["notification_id"])

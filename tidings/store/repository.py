@@ -61,4 +61,5 @@ class Store(
         return cls(engine)
 
     async def close(self) -> None:
+        await self._close_inbox_waker()
         await self.engine.dispose()

@@ -238,6 +238,24 @@ class InboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The notification's template category when the in-app channel stored it (None before 0009).
+    category: Mapped[str | None] = mapped_column(String(128))
+
+
+class InboxEventRow(Base):
+    """What changed in one user's inbox, in order: the inbox stream replays rows after the
+    client's Last-Event-ID and waits for more. Written in the transaction of the change."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (Index(None, "user_id", "id"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # "item" | "state"
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKeyRow(Base):

@@ -12,6 +12,7 @@ from tidings.store.tables import (
     DeliveryRow,
     DeviceRow,
     EngagementRow,
+    InboxEventRow,
     InboxRow,
     LedgerRow,
     NotificationRow,
@@ -177,6 +178,8 @@ class ErasureMixin(StoreBase):
         async with self._write() as session:
             existed = await session.get(UserRow, user_id) is not None
             await session.execute(delete(InboxRow).where(InboxRow.user_id == user_id))
+            # The inbox stream's log repeats item titles and bodies.
+            await session.execute(delete(InboxEventRow).where(InboxEventRow.user_id == user_id))
             await session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.notification_id.in_(mine))

@@ -1,15 +1,18 @@
-"""/v1/users/{user_id}/inbox: the in-app inbox, read and marked read."""
+"""/v1/users/{user_id}/inbox: the in-app inbox, listed, counted and marked (seen, read,
+archived). The live stream is in inbox_stream.py."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from starter.http.auth import InboxAccess
 from starter.http.deps import Api, ItemId
 from starter.http.schemas import MarkedRead
 from tidings.api_keys import Scope
+from tidings.inbox import MAX_PAGE, InboxChange, InboxCounts, InboxPage, InboxState
 from tidings.models import InboxItem
 
 router = APIRouter()
@@ -49,3 +52,65 @@ async def mark_read(user_id: str, item_id: ItemId, tidings: Api) -> Response:
 )
 async def mark_all_read(user_id: str, tidings: Api) -> MarkedRead:
     return MarkedRead(marked=await tidings.mark_all_read(user_id))
+
+
+class InboxMark(BaseModel):
+    """Set a state on some of the user's items, or on all of them (`item_ids` left out; for
+    seen and read, archived items are left alone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: InboxState
+    item_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_PAGE
+    )
+
+
+@router.get(
+    "/users/{user_id}/inbox/items",
+    dependencies=[InboxAccess(Scope.READ)],
+    summary="A page of a user's inbox, with filters, counts and the next page's cursor",
+    response_model=InboxPage,
+)
+async def inbox_page(
+    user_id: str,
+    tidings: Api,
+    unread: bool | None = None,
+    archived: Annotated[
+        bool | None, Query(description="false (default): leave archived items out; true: only them")
+    ] = False,
+    all_items: Annotated[
+        bool, Query(alias="all", description="archived and not archived alike")
+    ] = False,
+    category: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> InboxPage:
+    return await tidings.inbox_page(
+        user_id,
+        unread=unread,
+        archived=None if all_items else archived,
+        category=category,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/users/{user_id}/inbox/counts",
+    dependencies=[InboxAccess(Scope.READ)],
+    summary="Unseen and unread items (archived ones left out)",
+    response_model=InboxCounts,
+)
+async def inbox_counts(user_id: str, tidings: Api) -> InboxCounts:
+    return await tidings.inbox_counts(user_id)
+
+
+@router.post(
+    "/users/{user_id}/inbox/mark",
+    dependencies=[InboxAccess(Scope.SEND)],
+    summary="Mark items (or all) seen, read, archived or unarchived",
+    response_model=InboxChange,
+)
+async def mark(user_id: str, body: InboxMark, tidings: Api) -> InboxChange:
+    return await tidings.mark_inbox(user_id, body.state, body.item_ids)
