@@ -20,6 +20,7 @@ from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
     api_keys,
+    broadcasts,
     codec,
     devices,
     experiments,
@@ -47,6 +48,7 @@ V1_MODULES = (
     receipts,
     api_keys,
     experiments,
+    broadcasts,
 )
 
 
