@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverBatchInput,
         DeliverBatchOutput,
         PlanPageInput,
+        PlanPageOutput,
         RecordBroadcastInput,
     )
     from activities.errors import NOT_FOUND, PERMANENT, TEMPLATE
@@ -63,6 +64,8 @@ class BroadcastWorkflow:
         self._state = input.state or BroadcastState(started_at=workflow.now())
         self._cancel_reason: str | None = None
         self._status = "paused" if self._state.paused else "running"
+        self._ahead: PlanPageOutput | None = None  # the next page, planned during this one
+        self._stale = False  # a pause came while the next page was being planned
         # A list of ids is paged in the workflow, in id order, so each page's activity input
         # carries only that page's ids.
         audience = input.audience
@@ -89,6 +92,7 @@ class BroadcastWorkflow:
     @workflow.update(name="pause")
     def pause(self, input: PauseInput) -> BroadcastProgress:
         self._state.paused = True
+        self._stale, self._ahead = True, None  # judged again when resumed, at that time
         self._status = "paused"
         return self.progress()
 
@@ -136,11 +140,9 @@ class BroadcastWorkflow:
             if self._cancel_reason is not None:
                 self._status = "cancelled"
                 break
-            if pages_this_run >= input.pages_per_run or (
-                pages_this_run and workflow.info().is_continue_as_new_suggested()
-            ):
+            if self._ahead is None and self._time_to_continue(pages_this_run):
                 await self._continue_as_new()
-            more = await self._page()
+            more = await self._page(prefetch=not self._time_to_continue(pages_this_run + 1))
             pages_this_run += 1
             if not more:
                 self._status = "completed"
@@ -151,29 +153,29 @@ class BroadcastWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
 
-    def _page_audience(self) -> tuple[Audience, bool]:
-        """This page's audience, and whether it is the last page of a list of ids."""
-        input, state = self._input, self._state
+    def _time_to_continue(self, pages_this_run: int) -> bool:
+        return pages_this_run >= self._input.pages_per_run or (
+            pages_this_run > 0 and workflow.info().is_continue_as_new_suggested()
+        )
+
+    def _page_audience(self, cursor: str) -> tuple[Audience, bool]:
+        """The audience of the page after `cursor`, and whether it is the last page of a list
+        of ids."""
+        input = self._input
         if self._ids is None:
             return input.audience, False
-        start = bisect.bisect_right(self._ids, state.cursor)
+        start = bisect.bisect_right(self._ids, cursor)
         chunk = self._ids[start : start + input.page_size]
         return UserIdsAudience(user_ids=chunk), start + input.page_size >= len(self._ids)
 
-    async def _page(self) -> bool:
-        """Plan and deliver the next page; False when the audience is exhausted."""
-        input, state = self._input, self._state
-        audience, last = self._page_audience()
-        if isinstance(audience, UserIdsAudience) and not audience.user_ids:
-            return False
-        batch = state.pages + 1
-        plan = await workflow.execute_activity_method(
+    async def _plan(self, audience: Audience, cursor: str, batch: int) -> PlanPageOutput:
+        return await workflow.execute_activity_method(
             BroadcastActivities.plan_page,
             PlanPageInput(
                 spec=self._spec(),
                 audience=audience,
-                after=state.cursor,
-                limit=input.page_size,
+                after=cursor,
+                limit=self._input.page_size,
                 batch=batch,
                 now=workflow.now(),
             ),
@@ -181,25 +183,48 @@ class BroadcastWorkflow:
             retry_policy=BATCH_RETRY,
             summary=f"plan page {batch}",
         )
+
+    async def _page(self, *, prefetch: bool) -> bool:
+        """Deliver the next page (planned ahead during the previous page's delivery, or now),
+        planning the page after it meanwhile when `prefetch`; False when the audience is
+        exhausted. A page planned ahead is used only if nothing (a pause, a cancel, the end of
+        the run) came between: otherwise it is planned again, which is safe because planning
+        is idempotent and a batch never sends to a recipient recorded as deferred or
+        suppressed."""
+        input, state = self._input, self._state
+        audience, last = self._page_audience(state.cursor)
+        if isinstance(audience, UserIdsAudience) and not audience.user_ids:
+            return False
+        batch = state.pages + 1
+        plan = self._ahead or await self._plan(audience, state.cursor, batch)
+        self._ahead = None
         state.counters.recipients += plan.counters.recipients
         for channel, counters in plan.counters.channels.items():
             # Targeted, suppressed and deferred come from planning; sent and failed from the
             # batches below.
             state.counters.channel(channel).add(counters)
-        results = await asyncio.gather(
-            *(self._deliver(channel, batch, ids) for channel, ids in plan.sendable.items())
-        )
-        for channel, output in zip(plan.sendable, results, strict=True):
+        if isinstance(audience, UserIdsAudience):
+            cursor, more = audience.user_ids[-1], not last
+        elif plan.last_user_id is None:
+            cursor, more = state.cursor, False
+        else:
+            cursor, more = plan.last_user_id, plan.recipients >= input.page_size
+        deliveries = [self._deliver(channel, batch, ids) for channel, ids in plan.sendable.items()]
+        ahead = None
+        if more and prefetch and not state.paused and self._cancel_reason is None:
+            self._stale = False
+            ahead = self._plan(self._page_audience(cursor)[0], cursor, batch + 1)
+        results = await asyncio.gather(*deliveries, *([ahead] if ahead is not None else []))
+        for channel, output in zip(plan.sendable, results, strict=False):
+            assert isinstance(output, DeliverBatchOutput)
             state.counters.channel(channel).sent += output.sent
             state.counters.channel(channel).failed += output.failed
-        state.pages = batch
-        if isinstance(audience, UserIdsAudience):
-            state.cursor = audience.user_ids[-1]
-            return not last
-        if plan.last_user_id is None:
-            return False
-        state.cursor = plan.last_user_id
-        return plan.recipients >= input.page_size
+        if ahead is not None and not self._stale:
+            next_plan = results[-1]
+            assert isinstance(next_plan, PlanPageOutput)
+            self._ahead = next_plan
+        state.pages, state.cursor = batch, cursor
+        return more
 
     async def _deliver(
         self, channel: Channel, batch: int, user_ids: list[str]

@@ -27,6 +27,7 @@ from tidings.store.tables import (
     BroadcastRow,
     DeliveryRow,
     DeviceRow,
+    InboxRow,
     NotificationRow,
     PreferencesRow,
     TemplateRow,
@@ -365,3 +366,66 @@ class BroadcastsMixin(StoreBase):
         async with self._read() as session:
             rows = (await session.execute(stmt)).all()
         return {(Channel(c), s): int(n) for c, s, n in rows}
+
+    async def deliver_in_app(
+        self, broadcast_id: str, batch: int, items: Sequence[tuple[str, str, str, str]]
+    ) -> dict[str, int]:
+        """Put each (user, notification id, title, body) in the user's inbox and record the
+        recipient DELIVERED, in one transaction: the in-app send and its record cannot part,
+        so a retried batch has nothing in doubt. An item already there (keyed by notification
+        id) is kept. Returns each user's inbox item id."""
+        if not items:
+            return {}
+        now = utcnow()
+        insert_items = (
+            self._insert(InboxRow)
+            .values(
+                [
+                    {
+                        "user_id": user_id,
+                        "notification_id": nid,
+                        "title": title,
+                        "body": body,
+                        "created_at": now,
+                    }
+                    for user_id, nid, title, body in items
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["notification_id"])
+        )
+        by_nid = {nid: user_id for user_id, nid, _, _ in items}
+        read_ids = select(InboxRow.notification_id, InboxRow.id).where(
+            InboxRow.notification_id.in_(list(by_nid))
+        )
+        async with self._write() as session:
+            await session.execute(insert_items)
+            ids = {by_nid[nid]: item_id for nid, item_id in (await session.execute(read_ids)).all()}
+            stmt = self._insert(BroadcastRecipientRow).values(
+                [
+                    {
+                        "broadcast_id": broadcast_id,
+                        "user_id": user_id,
+                        "channel": Channel.IN_APP.value,
+                        "status": RecipientStatus.DELIVERED.value,
+                        "batch": batch,
+                        "target": f"inbox:{user_id}",
+                        "provider_message_id": str(item_id),
+                        "error": None,
+                        "updated_at": now,
+                    }
+                    for user_id, item_id in ids.items()
+                ]
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["broadcast_id", "user_id", "channel"],
+                set_={
+                    "status": stmt.excluded.status,
+                    "batch": stmt.excluded.batch,
+                    "target": stmt.excluded.target,
+                    "provider_message_id": stmt.excluded.provider_message_id,
+                    "error": stmt.excluded.error,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            await session.execute(stmt)
+        return ids
