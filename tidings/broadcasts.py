@@ -314,7 +314,6 @@ async def deliver_batch(
     template = await store.get_template(request.template_id, request.template_version)
     if template is None:
         raise NotFound("template", f"{request.template_id} version {request.template_version}")
-    users = await store.users_by_id(request.user_ids)
     done = [False] * len(request.user_ids)
     todo: list[int] = []
     for i, user_id in enumerate(request.user_ids):
@@ -332,8 +331,12 @@ async def deliver_batch(
             todo.append(i)
     progress = _Progress(store, request, on_progress, flush_every, done)
     if isinstance(sender, InAppSender):
-        await _deliver_in_app(store, request, template, users, todo, progress, result, flush_every)
+        locales = await store.user_locales([request.user_ids[i] for i in todo])
+        await _deliver_in_app(
+            store, request, template, locales, todo, progress, result, flush_every
+        )
         return result
+    users = await store.users_by_id([request.user_ids[i] for i in todo])
 
     def send(i: int) -> Callable[[], Awaitable[Outcome]]:
         user_id = request.user_ids[i]
@@ -370,7 +373,7 @@ async def _deliver_in_app(
     store: Store,
     request: BatchRequest,
     template: Template,
-    users: Mapping[str, User],
+    locales: Mapping[str, str],
     todo: Sequence[int],
     progress: _Progress,
     result: BatchResult,
@@ -384,13 +387,13 @@ async def _deliver_in_app(
         indexes: dict[str, int] = {}
         for i in todo[start : start + chunk]:
             user_id = request.user_ids[i]
-            user = users.get(user_id)
-            if user is None:
+            locale = locales.get(user_id)
+            if locale is None:
                 failed.append((i, Outcome(user_id, RecipientStatus.FAILED, error="user deleted")))
                 continue
             try:
                 message = await rendering.render_async(
-                    template, Channel.IN_APP, dict(request.data), locale=user.locale
+                    template, Channel.IN_APP, dict(request.data), locale=locale
                 )
             except rendering.TemplateError as e:
                 failed.append((i, Outcome(user_id, RecipientStatus.FAILED, error=str(e)[:500])))

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.broadcast_models import (
@@ -21,7 +23,7 @@ from tidings.broadcast_models import (
     UserIdsAudience,
 )
 from tidings.models import Channel, DeliveryStatus, Preferences, Priority, User
-from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
 from tidings.store.tables import (
     BroadcastRecipientRow,
     BroadcastRow,
@@ -90,7 +92,38 @@ def _record(row: BroadcastRow) -> BroadcastRecord:
     )
 
 
+_RECIPIENTS = cast(Table, BroadcastRecipientRow.__table__)
+_INBOX = cast(Table, InboxRow.__table__)
+
+
 class BroadcastsMixin(StoreBase):
+    def _insert_many(self, table: Table) -> Upsert:
+        """A Core INSERT for executemany: compiled once and cached, where a multi-row VALUES
+        built per call costs more to compile than to run."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _upsert_recipients(self) -> Upsert:
+        stmt = self._insert_many(_RECIPIENTS)
+        return stmt.on_conflict_do_update(
+            index_elements=["broadcast_id", "user_id", "channel"],
+            set_={
+                "status": stmt.excluded.status,
+                "batch": stmt.excluded.batch,
+                "target": stmt.excluded.target,
+                "provider_message_id": stmt.excluded.provider_message_id,
+                "error": stmt.excluded.error,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+
+    async def user_locales(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """Each existing user's locale: all the in-app channel needs to render."""
+        stmt = select(UserRow.id, UserRow.locale).where(UserRow.id.in_(list(user_ids)))
+        async with self._read() as session:
+            return {user_id: locale for user_id, locale in (await session.execute(stmt)).all()}
+
     # --- the audience (the AudienceSource seam) -------------------------------------------------
 
     async def audience_page(self, audience: Audience, after: str, limit: int) -> list[str]:
@@ -258,22 +291,22 @@ class BroadcastsMixin(StoreBase):
         if not user_ids:
             return {}
         now = utcnow()
-        stmt = (
-            self._insert(BroadcastRecipientRow)
-            .values(
-                [
-                    {
-                        "broadcast_id": broadcast_id,
-                        "user_id": u,
-                        "channel": channel.value,
-                        "status": RecipientStatus.CLAIMED.value,
-                        "batch": batch,
-                        "updated_at": now,
-                    }
-                    for u in user_ids
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["broadcast_id", "user_id", "channel"])
+        rows = [
+            {
+                "broadcast_id": broadcast_id,
+                "user_id": u,
+                "channel": channel.value,
+                "status": RecipientStatus.CLAIMED.value,
+                "batch": batch,
+                "target": None,
+                "provider_message_id": None,
+                "error": None,
+                "updated_at": now,
+            }
+            for u in user_ids
+        ]
+        stmt = self._insert_many(_RECIPIENTS).on_conflict_do_nothing(
+            index_elements=["broadcast_id", "user_id", "channel"]
         )
         read = select(BroadcastRecipientRow.user_id, BroadcastRecipientRow.status).where(
             BroadcastRecipientRow.broadcast_id == broadcast_id,
@@ -281,9 +314,9 @@ class BroadcastsMixin(StoreBase):
             BroadcastRecipientRow.user_id.in_(list(user_ids)),
         )
         async with self._write() as session:
-            await session.execute(stmt)
-            rows = (await session.execute(read)).all()
-        return {user_id: RecipientStatus(status) for user_id, status in rows}
+            await (await session.connection()).execute(stmt, rows)
+            found = (await session.execute(read)).all()
+        return {user_id: RecipientStatus(status) for user_id, status in found}
 
     async def record_recipients(
         self,
@@ -296,35 +329,22 @@ class BroadcastsMixin(StoreBase):
         if not outcomes:
             return
         now = utcnow()
-        stmt = self._insert(BroadcastRecipientRow).values(
-            [
-                {
-                    "broadcast_id": broadcast_id,
-                    "user_id": o.user_id,
-                    "channel": channel.value,
-                    "status": o.status.value,
-                    "batch": batch,
-                    "target": o.target,
-                    "provider_message_id": o.provider_message_id,
-                    "error": o.error,
-                    "updated_at": now,
-                }
-                for o in outcomes
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["broadcast_id", "user_id", "channel"],
-            set_={
-                "status": stmt.excluded.status,
-                "batch": stmt.excluded.batch,
-                "target": stmt.excluded.target,
-                "provider_message_id": stmt.excluded.provider_message_id,
-                "error": stmt.excluded.error,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
+        rows = [
+            {
+                "broadcast_id": broadcast_id,
+                "user_id": o.user_id,
+                "channel": channel.value,
+                "status": o.status.value,
+                "batch": batch,
+                "target": o.target,
+                "provider_message_id": o.provider_message_id,
+                "error": o.error,
+                "updated_at": now,
+            }
+            for o in outcomes
+        ]
         async with self._write() as session:
-            await session.execute(stmt)
+            await (await session.connection()).execute(self._upsert_recipients(), rows)
 
     async def broadcast_recipients(
         self, broadcast_id: str, *, after: tuple[str, str] = ("", ""), limit: int = 100
@@ -377,30 +397,30 @@ class BroadcastsMixin(StoreBase):
         if not items:
             return {}
         now = utcnow()
-        insert_items = (
-            self._insert(InboxRow)
-            .values(
-                [
-                    {
-                        "user_id": user_id,
-                        "notification_id": nid,
-                        "title": title,
-                        "body": body,
-                        "created_at": now,
-                    }
-                    for user_id, nid, title, body in items
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["notification_id"])
+        inbox_rows = [
+            {
+                "user_id": user_id,
+                "notification_id": nid,
+                "title": title,
+                "body": body,
+                "created_at": now,
+                "read_at": None,
+            }
+            for user_id, nid, title, body in items
+        ]
+        insert_items = self._insert_many(_INBOX).on_conflict_do_nothing(
+            index_elements=["notification_id"]
         )
         by_nid = {nid: user_id for user_id, nid, _, _ in items}
         read_ids = select(InboxRow.notification_id, InboxRow.id).where(
             InboxRow.notification_id.in_(list(by_nid))
         )
         async with self._write() as session:
-            await session.execute(insert_items)
-            ids = {by_nid[nid]: item_id for nid, item_id in (await session.execute(read_ids)).all()}
-            stmt = self._insert(BroadcastRecipientRow).values(
+            conn = await session.connection()
+            await conn.execute(insert_items, inbox_rows)
+            ids = {by_nid[nid]: item_id for nid, item_id in (await conn.execute(read_ids)).all()}
+            await conn.execute(
+                self._upsert_recipients(),
                 [
                     {
                         "broadcast_id": broadcast_id,
@@ -414,18 +434,6 @@ class BroadcastsMixin(StoreBase):
                         "updated_at": now,
                     }
                     for user_id, item_id in ids.items()
-                ]
+                ],
             )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["broadcast_id", "user_id", "channel"],
-                set_={
-                    "status": stmt.excluded.status,
-                    "batch": stmt.excluded.batch,
-                    "target": stmt.excluded.target,
-                    "provider_message_id": stmt.excluded.provider_message_id,
-                    "error": stmt.excluded.error,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-            await session.execute(stmt)
         return ids
