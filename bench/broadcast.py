@@ -6,6 +6,7 @@ PostgreSQL.
 
     .venv/bin/python bench/broadcast.py --recipients 10000
     .venv/bin/python bench/broadcast.py --recipients 5000 --postgres
+    .venv/bin/python bench/broadcast.py --recipients 5000 --kill-worker 2
 
 The worker runs in this process beside the SMTP sink (which keeps every message it receives until
 the email phase is counted) and the client, so `worker peak RSS MB` is an upper bound of the
@@ -31,7 +32,9 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.broadcast_kill import measure_with_kills
 from bench.stack import BenchStack, bench_stack
+from starter.client import Tidings
 from tidings.channels.base import OutgoingMessage
 from tidings.channels.email import EmailSender
 from tidings.models import (
@@ -42,6 +45,7 @@ from tidings.models import (
     TemplateDefinition,
     User,
 )
+from tidings.store import Store
 from tidings.store.tables import UserRow
 from workflows.broadcast_io import BroadcastProgress
 
@@ -65,6 +69,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="messages sent raw to measure the SMTP ceiling (at most --recipients)",
     )
     p.add_argument(
+        "--kill-worker",
+        type=int,
+        default=0,
+        metavar="K",
+        help="instead: the worker as its own process, killed (kill -9) K times during the"
+        " broadcast; count what arrived",
+    )
+    p.add_argument(
         "--postgres",
         nargs="?",
         const=DEFAULT_POSTGRES,
@@ -83,7 +95,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-async def add_audience(stack: BenchStack, n: int) -> None:
+async def add_audience(tidings: Tidings, store: Store, n: int) -> None:
     """Users written in bulk (the client's one-at-a-time upsert would dominate the run)."""
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
@@ -103,10 +115,10 @@ async def add_audience(stack: BenchStack, n: int) -> None:
         }
         for i in range(n)
     ]
-    async with stack.store.engine.begin() as conn:
+    async with store.engine.begin() as conn:
         for start in range(0, n, 1000):
             await conn.execute(insert(UserRow), rows[start : start + 1000])
-    await stack.tidings.register_template(
+    await tidings.register_template(
         TemplateDefinition(
             id=TEMPLATE_ID,
             name="Benchmark broadcast",
@@ -197,9 +209,21 @@ async def singles_latency(stack: BenchStack, priority: Priority, count: int) -> 
 
 async def measure(args: argparse.Namespace) -> None:
     n = args.recipients
+    if args.kill_worker:
+        await measure_with_kills(
+            n,
+            args.kill_worker,
+            page_size=args.page_size,
+            concurrency=args.concurrency,
+            add_audience=add_audience,
+            template_id=TEMPLATE_ID,
+            prefix=PREFIX,
+            say=say,
+        )
+        return
     async with bench_stack(users=1) as stack:
         say(f"store: {stack.store_label}; {n} recipients, concurrency {args.concurrency}")
-        await add_audience(stack, n)
+        await add_audience(stack.tidings, stack.store, n)
         ceiling = await raw_ceiling(stack, min(n, args.ceiling_messages), args.concurrency)
         say(f"raw SMTP ceiling: {ceiling:.0f} messages/s")
 
@@ -235,7 +259,7 @@ async def measure(args: argparse.Namespace) -> None:
 
     if args.postgres:
         async with bench_stack(users=1, database_url=args.postgres) as stack:
-            await add_audience(stack, n)
+            await add_audience(stack.tidings, stack.store, n)
             seconds, result = await timed_broadcast(stack, Channel.IN_APP, args)
             in_app = result.counters.channels[Channel.IN_APP]
             say(f"in-app on {stack.store_label}: {in_app.sent} delivered in {seconds:.1f} s")
