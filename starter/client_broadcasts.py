@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tidings import rendering
 from tidings.broadcast_models import (
+    BROADCAST_ID_PATTERN,
     AllUsersAudience,
     Audience,
     SegmentAudience,
@@ -36,7 +37,7 @@ from tidings.broadcast_models import (
     UserIdsAudience,
 )
 from tidings.errors import Conflict, InvalidRequest, NotFound
-from tidings.models import Channel, Identifier, Priority
+from tidings.models import Channel, Priority
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.broadcasts import BroadcastRecord
@@ -64,7 +65,7 @@ class BroadcastOptions(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    broadcast_id: Identifier | None = Field(default=None, max_length=64)
+    broadcast_id: str | None = Field(default=None, pattern=BROADCAST_ID_PATTERN)
     channels: list[Channel] | None = Field(default=None, min_length=1)
     priority: Priority | None = None
     page_size: int = Field(default=500, ge=1, le=2000)

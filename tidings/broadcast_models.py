@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 from tidings.models import Channel, Identifier, Model
 
+# Ids travel in workflow ids, notification ids (`bc-<id>-<user>`) and URL paths.
+BROADCAST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 MAX_USER_IDS = 10_000  # larger audiences are segments or every user: ids travel in history
 
 

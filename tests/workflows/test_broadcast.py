@@ -266,6 +266,10 @@ async def test_pause_resume_and_cancel(stack: Stack) -> None:
         ({"template_id": "welcome", "audience": "everyone"}, "audience"),
         ({"template_id": "welcome", "audience": ["user_001"], "page_size": 0}, "page_size"),
         ({"template_id": "welcome", "audience": ["user_001"], "data": {}}, "data"),
+        (
+            {"template_id": "welcome", "audience": ["user_001"], "broadcast_id": "a:b"},
+            "broadcast_id",
+        ),
     ],
 )
 async def test_bad_input_is_refused_and_starts_nothing(

@@ -15,14 +15,14 @@ from starter.client_broadcasts import BroadcastRef
 from starter.http.auth import Requires
 from starter.http.deps import Api
 from tidings.api_keys import Scope
-from tidings.broadcast_models import Audience
+from tidings.broadcast_models import BROADCAST_ID_PATTERN, Audience
 from tidings.models import Channel, Identifier, Model, Priority
 from tidings.store.broadcasts import BroadcastRecord
 from workflows.broadcast_io import BroadcastProgress
 
 router = APIRouter()
 
-BroadcastId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+BroadcastId = Annotated[str, Path(pattern=BROADCAST_ID_PATTERN)]
 
 
 class BroadcastBody(Model):
@@ -30,7 +30,7 @@ class BroadcastBody(Model):
     audience: Audience
     data: dict[str, Any] = Field(default_factory=dict)
     channels: list[Channel] | None = Field(default=None, min_length=1)
-    broadcast_id: Identifier | None = Field(default=None, max_length=64)
+    broadcast_id: str | None = Field(default=None, pattern=BROADCAST_ID_PATTERN)
     priority: Priority | None = None
     page_size: int = Field(default=500, ge=1, le=2000)
 
