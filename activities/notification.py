@@ -49,6 +49,14 @@ class NotificationActivities:
     def store(self) -> Store:
         return self._store
 
+    @property
+    def senders(self) -> Mapping[Channel, ChannelSender]:
+        return self._senders
+
+    @property
+    def caps(self) -> FrequencyCaps:
+        return self._caps
+
     @activity.defn(name="record_notification")
     async def record_notification(self, input: RecordInput) -> None:
         await self._store.upsert_notification(

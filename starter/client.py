@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_analytics import AnalyticsClient
+from starter.client_broadcasts import BroadcastsMixin
 from starter.client_inbox import InboxClient, InboxToken
 from starter.client_tracking import TrackingMixin
 from tidings import api_keys, idempotency, rendering, send_time, targets
@@ -149,7 +150,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings(InboxClient, TrackingMixin, AnalyticsClient):
+class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store

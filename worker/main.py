@@ -15,6 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 
+from activities.broadcast import BroadcastActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
 from tidings.channels.base import ChannelSender
@@ -27,7 +28,9 @@ from tidings.frequency import FrequencyCaps
 from tidings.models import Channel, Priority
 from tidings.settings import Settings
 from tidings.store import Store
+from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
+from workflows.broadcast import BroadcastWorkflow
 from workflows.connect import connect as connect_temporal
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
@@ -36,6 +39,7 @@ from workflows.queues import channel_queue, workflow_queue
 log = logging.getLogger("tidings.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+DEFAULT_ENGAGEMENT_HOURS = 72.0  # Settings' default, for workers built without settings
 
 # The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
 # PollerBehaviorAutoscaling without this module changing what it ships with.
@@ -86,6 +90,7 @@ def build_workers(
     max_concurrent_local_activities: int | None = None,
     rate_limits: Mapping[Channel, float] | None = None,
     experiments: ExperimentActivities | None = None,
+    broadcasts: BroadcastActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -103,7 +108,10 @@ def build_workers(
     held back by a normal backlog's share of the limit.
 
     ExperimentWorkflow runs on the normal workflow queue with its activities (`experiments`,
-    built from `activities`' store when not given)."""
+    built from `activities`' store when not given). So does BroadcastWorkflow with its planning
+    activities (`broadcasts`, likewise built from `activities` when not given); its batch
+    deliveries run on each channel's queue beside the single sends, so one rate limit covers
+    both (see README "Broadcasts" for why not a queue of their own)."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
@@ -116,6 +124,19 @@ def build_workers(
         experiments.experiment_counts,
         experiments.finish_experiment,
     ]
+    broadcasts = broadcasts or BroadcastActivities(
+        activities.store,
+        activities.senders,
+        caps=activities.caps,
+        rate_limits=rate_limits,
+        start_deferred=DeferredStarter(
+            client, task_queue=task_queue, engagement_window_hours=DEFAULT_ENGAGEMENT_HOURS
+        ),
+    )
+    broadcast_activities: list[Callable[..., Any]] = [
+        broadcasts.plan_page,
+        broadcasts.record_broadcast,
+    ]
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
@@ -125,8 +146,10 @@ def build_workers(
                 task_queue=workflow_queue(task_queue, priority),
                 workflows=[NotificationWorkflow]
                 if urgent
-                else [NotificationWorkflow, ExperimentWorkflow],
-                activities=local if urgent else local + experiment_activities,
+                else [NotificationWorkflow, ExperimentWorkflow, BroadcastWorkflow],
+                activities=local
+                if urgent
+                else local + experiment_activities + broadcast_activities,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
@@ -138,7 +161,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=channel_queue(task_queue, channel, priority),
-                    activities=[activities.deliver],
+                    activities=[activities.deliver, broadcasts.deliver_batch],
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                     activity_task_poller_behavior=activity_pollers,
                     max_concurrent_activities=max_concurrent_activities,
@@ -162,9 +185,21 @@ def workers_for(
 ) -> list[Worker]:
     """Everything one worker process runs, configured from settings."""
     caps = FrequencyCaps(settings.frequency_caps, settings.frequency_cap_policy)
+    broadcasts = BroadcastActivities(
+        store,
+        senders,
+        caps=caps,
+        rate_limits=settings.channel_rate_limits,
+        start_deferred=DeferredStarter(
+            client,
+            task_queue=settings.task_queue,
+            engagement_window_hours=settings.engagement_window_hours,
+        ),
+    )
     return build_workers(
         client,
         NotificationActivities(store, senders, caps, settings=settings),
+        broadcasts=broadcasts,
         task_queue=settings.task_queue,
         channels=senders,
         rate_limits=settings.channel_rate_limits,

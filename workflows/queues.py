@@ -29,6 +29,10 @@ def experiment_workflow_id(experiment_id: str) -> str:
     return f"experiment/{experiment_id}"
 
 
+def broadcast_workflow_id(broadcast_id: str) -> str:
+    return f"broadcast/{broadcast_id}"
+
+
 def experiment_notification_id(experiment_id: str, user_id: str) -> str:
     """The notification an A/B test sends a user: one per user per test, by construction."""
     return f"exp-{experiment_id}-{user_id}"

@@ -10,5 +10,7 @@ PRIORITY = SearchAttributeKey.for_keyword("TidingsPriority")
 # An A/B test's parent workflow and every notification it starts; the arm on the notifications.
 EXPERIMENT = SearchAttributeKey.for_keyword("TidingsExperiment")
 VARIANT = SearchAttributeKey.for_keyword("TidingsVariant")
+# A broadcast's workflow and the notifications it starts for recipients who must wait.
+BROADCAST = SearchAttributeKey.for_keyword("TidingsBroadcast")
 
-ALL = (USER, TEMPLATE, CHANNELS, STATUS, PRIORITY, EXPERIMENT, VARIANT)
+ALL = (USER, TEMPLATE, CHANNELS, STATUS, PRIORITY, EXPERIMENT, VARIANT, BROADCAST)

@@ -15,6 +15,7 @@ import typer
 
 from starter.cli import (
     analytics,
+    broadcasts,
     dev,
     directory,
     emulator,
@@ -80,6 +81,7 @@ app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(keys.api_key_app, name="api-key")
 app.add_typer(analytics.analytics_app, name="analytics")
 app.add_typer(analytics.segment_app, name="segment")
+app.add_typer(broadcasts.broadcast_app, name="broadcast")
 as_prose(app)
 
 __all__ = ["app"]

@@ -22,6 +22,7 @@ from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (
     analytics,
     api_keys,
+    broadcasts,
     codec,
     devices,
     experiments,
@@ -56,6 +57,7 @@ V1_MODULES = (
     experiments,
     analytics,
     segments,
+    broadcasts,
 )
 
 

@@ -46,6 +46,7 @@ PATH_VALUES = {
     "template_id": "welcome",
     "experiment_id": "no-such-experiment",
     "segment": "no-such-segment",
+    "broadcast_id": "no-such-broadcast",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -98,6 +99,12 @@ SCOPES = {
     ("GET", "/v1/experiments/{experiment_id}"): Scope.READ,
     ("POST", "/v1/experiments/{experiment_id}/enrollments"): Scope.SEND,
     ("POST", "/v1/experiments/{experiment_id}/stop"): Scope.ADMIN,
+    ("POST", "/v1/broadcasts"): Scope.SEND,
+    ("GET", "/v1/broadcasts"): Scope.READ,
+    ("GET", "/v1/broadcasts/{broadcast_id}"): Scope.READ,
+    ("POST", "/v1/broadcasts/{broadcast_id}/pause"): Scope.SEND,
+    ("POST", "/v1/broadcasts/{broadcast_id}/resume"): Scope.SEND,
+    ("POST", "/v1/broadcasts/{broadcast_id}/cancel"): Scope.SEND,
     ("POST", "/v1/api-keys"): Scope.ADMIN,
     ("GET", "/v1/api-keys"): Scope.ADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Scope.ADMIN,

@@ -1,7 +1,9 @@
-"""Record NotificationWorkflow and ExperimentWorkflow histories for the replay test.
+"""Record NotificationWorkflow, ExperimentWorkflow and BroadcastWorkflow histories for the replay
+test.
 
     .venv/bin/python -m tests.replay.record v5           # notifications, v5
     .venv/bin/python -m tests.replay.record experiment   # an A/B test, v1
+    .venv/bin/python -m tests.replay.record broadcast    # broadcasts, v1
 
 Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
 test must go on replaying every history ever recorded, which is what proves that a change (behind
@@ -250,11 +252,81 @@ async def record_experiment(version: str) -> None:
         await env.shutdown()
 
 
+async def record_broadcast(version: str) -> None:
+    """A broadcast of several pages with a suppressed and a deferred recipient that continues as
+    new (its first and last runs), and one paused, resumed, paused again and cancelled."""
+    env = await start_time_skipping()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp)) as stack:
+                await stack.seed()
+                t = stack.tidings
+                users = [f"r{i:02d}" for i in range(30)]
+                for user_id in users:
+                    await stack.add_user(user_id)
+                await t.set_preferences(Preferences(user_id="r00", channels={"email": False}))
+                now = await env.get_current_time()
+                await t.set_preferences(
+                    Preferences(
+                        user_id="r01",
+                        quiet_hours=QuietHours(
+                            start=(now - timedelta(hours=1)).time().replace(microsecond=0),
+                            end=(now + timedelta(hours=2)).time().replace(second=0, microsecond=0),
+                        ),
+                    )
+                )
+                ref = await t.broadcast(
+                    "welcome",
+                    users,
+                    WELCOME,
+                    channels=["email", "in_app"],
+                    broadcast_id=f"replay_{version}",
+                    page_size=8,
+                    pages_per_run=2,
+                )
+                handle = env.client.get_workflow_handle(ref.workflow_id)
+                first_run = (await handle.describe()).run_id
+                await handle.result()
+                await _save(
+                    env.client.get_workflow_handle(ref.workflow_id, run_id=first_run),
+                    f"broadcast_{version}_first_run",
+                )
+                await _save(handle, f"broadcast_{version}_completed")
+                with contextlib.suppress(RPCError):
+                    await env.client.get_workflow_handle(
+                        workflow_id(f"bc-{ref.broadcast_id}-r01")
+                    ).terminate("recorded")
+
+                other = await t.broadcast(
+                    "welcome",
+                    users,
+                    WELCOME,
+                    channels=["in_app"],
+                    broadcast_id=f"replay_{version}_cancelled",
+                    page_size=5,
+                )
+                await t.pause_broadcast(other.broadcast_id)
+                await t.resume_broadcast(other.broadcast_id)
+                await t.pause_broadcast(other.broadcast_id)
+                await t.cancel_broadcast(other.broadcast_id, "replay fixture")
+                cancelled = env.client.get_workflow_handle(other.workflow_id)
+                await cancelled.result()
+                await _save(cancelled, f"broadcast_{version}_cancelled")
+                with contextlib.suppress(RPCError):
+                    await env.client.get_workflow_handle(
+                        workflow_id(f"bc-{other.broadcast_id}-r01")
+                    ).terminate("recorded")
+    finally:
+        await env.shutdown()
+
+
 if __name__ == "__main__":
     import sys
 
     which = sys.argv[1] if len(sys.argv) > 1 else "v5"
     if which == "experiment":
         asyncio.run(record_experiment(sys.argv[2] if len(sys.argv) > 2 else "v1"))
+    elif which == "broadcast":
+        asyncio.run(record_broadcast(sys.argv[2] if len(sys.argv) > 2 else "v1"))
     else:
         asyncio.run(record(which))

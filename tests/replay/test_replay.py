@@ -1,4 +1,5 @@
-"""Every recorded NotificationWorkflow history must still replay against today's code.
+"""Every recorded NotificationWorkflow, ExperimentWorkflow and BroadcastWorkflow history must still
+replay against today's code.
 
 A failure here means a change to the workflow would break notifications already in flight: put
 the new behaviour behind `workflow.patched(...)` instead, and record a new history beside the old
@@ -14,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tidings.payload_keys import new_key_entry, parse_keys
+from workflows.broadcast import BroadcastWorkflow
 from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
@@ -32,7 +34,8 @@ def test_histories_are_checked_in() -> None:
     v5 = {f"notification_v5_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v5 |= {"notification_v5_split", "notification_v5_optimal"}  # send_at="optimal"
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
-    assert v1 | v2 | v3 | v4 | v5 | experiments <= names
+    broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
+    assert v1 | v2 | v3 | v4 | v5 | experiments | broadcasts <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
@@ -45,7 +48,8 @@ CONVERTERS = {"plain": DATA_CONVERTER, "with-keys": with_keys(parse_keys(new_key
 async def test_history_replays(path: Path, converter: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     replayer = Replayer(
-        workflows=[NotificationWorkflow, ExperimentWorkflow], data_converter=CONVERTERS[converter]
+        workflows=[NotificationWorkflow, ExperimentWorkflow, BroadcastWorkflow],
+        data_converter=CONVERTERS[converter],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from tidings.store.analytics import AnalyticsMixin
 from tidings.store.api_keys import ApiKeysMixin
+from tidings.store.broadcasts import BroadcastsMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
@@ -42,6 +43,7 @@ class Store(
     ExperimentsMixin,
     ApiKeysMixin,
     AnalyticsMixin,
+    BroadcastsMixin,
     ErasureMixin,
     UnsubscribeMixin,
     PersonalMixin,

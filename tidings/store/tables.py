@@ -323,3 +323,44 @@ class SegmentRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     rules: Mapped[dict[str, Any]] = mapped_column(JSONValue)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BroadcastRow(Base):
+    """One broadcast: what it sends and to whom, and its counters as the workflow last recorded
+    them (absolute values, so a repeated write after a retry changes nothing)."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (Index(None, "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(128))
+    template_version: Mapped[int] = mapped_column(Integer)
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    channels: Mapped[list[str] | None] = mapped_column(JSONValue)
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # running | paused | cancelled | completed
+    counters: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    pages: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BroadcastRecipientRow(Base):
+    """One recipient's send on one channel. The row is claimed before the send; a retried
+    batch skips rows that reached a final status."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (Index(None, "broadcast_id", "status"),)
+
+    broadcast_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    batch: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
