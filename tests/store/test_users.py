@@ -112,3 +112,12 @@ async def test_preferences_for_unknown_user_are_refused(store: Store) -> None:
     with pytest.raises(LookupError, match="user ghost not found"):
         await store.set_preferences(Preferences(user_id="ghost", channels={Channel.SMS: False}))
     assert await store.get_preferences("ghost") == Preferences(user_id="ghost")
+
+
+async def test_get_users_reads_a_bulk_and_leaves_out_the_unknown(store: Store) -> None:
+    for i in range(1200):  # more than one IN chunk
+        await store.upsert_user(User(id=f"many_{i}", email=f"m{i}@example.com"))
+    found = await store.get_users([f"many_{i}" for i in range(1200)] + ["ghost", "many_3"])
+    assert len(found) == 1200 and "ghost" not in found
+    assert found["many_3"].email == "m3@example.com"
+    assert await store.get_users([]) == {}
