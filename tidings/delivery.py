@@ -21,8 +21,9 @@ from tidings.channels.base import (
     PermanentChannelError,
     ProviderAcceptance,
 )
+from tidings.errors import NotFound
 from tidings.models import Channel, Priority
-from tidings.planning import load_user_and_template
+from tidings.planning import load_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
 
@@ -69,8 +70,10 @@ async def send(
     template says `tracking: false`."""
     key = ledger_key(request.notification_id, request.channel)
     # A retry after "provider accepted" but before the caller heard of it finds the ledger entry
-    # and does not send again.
-    previous = await store.ledger_get(key)
+    # and does not send again. The entry, the user and (for push) the devices: one read.
+    push = request.channel is Channel.PUSH
+    state = await store.recipient_state(request.user_id, devices=push, ledger_key=key)
+    previous = state.ledger
     if previous is not None:
         acceptance = ProviderAcceptance(
             status=previous.status,
@@ -83,12 +86,10 @@ async def send(
     sender = senders.get(request.channel)
     if sender is None:
         raise PermanentChannelError(f"no {request.channel.value} provider is configured")
-    user, template = await load_user_and_template(
-        store,
-        user_id=request.user_id,
-        template_id=request.template_id,
-        version=request.template_version,
-    )
+    user = state.user
+    if user is None:
+        raise NotFound("user", request.user_id)
+    template = await load_template(store, request.template_id, request.template_version)
     message = await rendering.render_async(
         template, request.channel, request.data, locale=user.locale
     )
@@ -96,7 +97,7 @@ async def send(
     tracked = request.channel is Channel.EMAIL and template.tracking
     if tracked and base_url and settings is not None:
         message = tracking.track_email(settings, base_url, request.notification_id, message)
-    devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
+    devices = state.devices
     acceptance = await sender.send(
         OutgoingMessage(
             notification_id=request.notification_id,

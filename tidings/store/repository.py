@@ -19,6 +19,7 @@ from tidings.store.inbox import InboxMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.receipts import ReceiptsMixin
+from tidings.store.sending import SendingMixin
 from tidings.store.templates import TemplatesMixin
 from tidings.store.users import ErasureMixin, UsersMixin
 
@@ -29,6 +30,7 @@ __all__ = ["LedgerEntry", "Store"]
 
 class Store(
     UsersMixin,
+    SendingMixin,
     TemplatesMixin,
     NotificationsMixin,
     LedgerMixin,

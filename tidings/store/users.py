@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 
 from tidings.models import Device, NotificationStatus, Platform, Preferences, User
 from tidings.store.base import IN_CHUNK, StoreBase, check_limit, rowcount, utcnow
@@ -59,6 +59,14 @@ def _preferences(row: PreferencesRow) -> Preferences:
             "templates": row.templates,
             "quiet_hours": row.quiet_hours,
         }
+    )
+
+
+def devices_of(user_id: str) -> Select[DeviceRow]:
+    return (
+        select(DeviceRow)
+        .where(DeviceRow.user_id == user_id)
+        .order_by(DeviceRow.created_at, DeviceRow.platform, DeviceRow.token_sha256)
     )
 
 
@@ -131,11 +139,7 @@ class UsersMixin(StoreBase):
             return _device(row)
 
     async def list_devices(self, user_id: str) -> list[Device]:
-        stmt = (
-            select(DeviceRow)
-            .where(DeviceRow.user_id == user_id)
-            .order_by(DeviceRow.created_at, DeviceRow.platform, DeviceRow.token_sha256)
-        )
+        stmt = devices_of(user_id)
         async with self._read() as session:
             return [_device(row) for row in (await session.scalars(stmt)).all()]
 
