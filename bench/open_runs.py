@@ -7,7 +7,8 @@ versus one that was evicted (which replays its history first).
 Two stacks, one after the other: the first with the worker's default sticky cache holds --runs
 open runs and reports the process's resident memory per run; both then signal --events runs one
 at a time and time each from the signal to the event being visible in the run's status. The
-second stack's cache holds 2 runs, so nearly every event meets an evicted run.
+second stack's cache holds 10 runs and has --events + 40 open, and the events go to the oldest,
+so each meets an evicted run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from workflows.io import EngagementSignal
 from workflows.notification import NotificationWorkflow
 from workflows.queues import workflow_id
 
-TINY_CACHE = 2
+# As small as the worker allows: at least its workflow task slots (the SDK keeps every run with a
+# task in progress in the cache).
+TINY_CACHE = 10
 
 
 def rss_mib() -> float:
@@ -119,7 +122,7 @@ async def run(args: argparse.Namespace) -> None:
             f" max {cached.max_ms:.0f} ms, {cached.cpu_ms:.1f} ms CPU each"
         )
     async with bench_stack(users=50, tuning=Tuning(max_cached_workflows=TINY_CACHE)) as stack:
-        ids = await open_runs(stack, "evict-", args.events + 10)
+        ids = await open_runs(stack, "evict-", args.events + 40)
         evicted = await time_events(stack, ids[: args.events])
         print(
             f"engagement event at an evicted run (sticky cache {TINY_CACHE}): median"
