@@ -71,6 +71,7 @@ async def open_runs(stack: BenchStack, prefix: str, count: int) -> list[str]:
     while (done := await sent_count(stack, prefix)) < count:
         print(f"  {done}/{count} sent", end="\r", flush=True)
         await asyncio.sleep(2)
+    print(" " * 40, end="\r", flush=True)
     return ids
 
 
