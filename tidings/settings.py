@@ -215,6 +215,19 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tidings.db').resolve()}"
 
     @model_validator(mode="after")
+    def _cache_holds_the_tasks_in_progress(self) -> Settings:
+        # A run with a workflow task in progress must stay cached: a smaller cache than the
+        # task slots makes the worker evict and replay runs mid-task (or stall).
+        cached, tasks = self.worker_max_cached_workflows, self.worker_max_concurrent_workflow_tasks
+        if 0 < cached < tasks:
+            raise ValueError(
+                f"worker_max_cached_workflows: {cached} is below"
+                f" worker_max_concurrent_workflow_tasks ({tasks}); use at least {tasks}, or 0"
+                " for no cache"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+from pydantic import ValidationError
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from tidings.settings import Settings
 from worker.main import PASSTHROUGH_MODULES, workflow_runner
 
 
@@ -25,3 +28,12 @@ def test_every_passed_through_module_is_importable() -> None:
     for name in PASSTHROUGH_MODULES:
         __import__(name)
         assert name in sys.modules
+
+
+def test_the_sticky_cache_holds_at_least_the_tasks_in_progress() -> None:
+    with pytest.raises(ValidationError, match="worker_max_cached_workflows: 5 is below"):
+        Settings(
+            _env_file=None, worker_max_cached_workflows=5, worker_max_concurrent_workflow_tasks=10
+        )
+    assert Settings(_env_file=None, worker_max_cached_workflows=0).worker_max_cached_workflows == 0
+    assert Settings(_env_file=None).worker_max_concurrent_workflow_tasks == 10
