@@ -29,8 +29,11 @@ def test_histories_are_checked_in() -> None:
     v3.add("notification_v3_split")
     v4 = {f"notification_v4_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v4.add("notification_v4_split")
+    # v6: the last channel to land is recorded with the status (LAST_CHANNEL_WITH_STATUS_PATCH).
+    v6 = {f"notification_v6_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v6.add("notification_v6_split")
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
-    assert v1 | v2 | v3 | v4 | experiments <= names
+    assert v1 | v2 | v3 | v4 | v6 | experiments <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
