@@ -3,8 +3,11 @@ counted rather than printed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
+
+from bench.sqlcount import SqlCounts
 
 if TYPE_CHECKING:  # the stack imports this module
     from bench.stack import BenchStack
@@ -70,12 +75,44 @@ def cpu_seconds() -> tuple[float, float | None]:
     return own, children
 
 
+class SlowCallbacks(logging.Handler):
+    """Counts asyncio debug mode's "Executing <callback> took N seconds" lines (--loop-debug):
+    each is a stretch during which the event loop, and so every workflow task, activity and
+    client call in the process, waited."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.seconds = 0.0
+        self.by_callback: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("Executing "):
+            return
+        self.count += 1
+        with contextlib.suppress(ValueError, IndexError):
+            self.seconds += float(message.rsplit(" took ", 1)[1].split()[0])
+        # The callback's name without the addresses and line numbers that make each unique.
+        name = re.sub(r" at 0x[0-9a-f]+|:\d+", "", message.split(" took ", 1)[0])
+        self.by_callback[name[len("Executing ") :][:160]] += 1
+
+    def install(self, slow_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = slow_seconds
+        logging.getLogger("asyncio").addHandler(self)
+        logging.getLogger("asyncio").propagate = False
+
+
 @dataclass
 class PhaseCost:
     wall_seconds: float
     python_cpu_seconds: float  # the client, the workers and the sink: one process
     server_cpu_seconds: float | None  # the dev server
     sdk_warnings: dict[str, int]
+    sql: SqlCounts | None = None  # the store's statements and transactions
+    slow_callbacks: int | None = None  # with --loop-debug: event-loop stalls over its bound
 
 
 class PhaseMeter:
@@ -86,6 +123,8 @@ class PhaseMeter:
         self._cpu = cpu_seconds()
         self._warnings = dict(stack.core_warnings.counts)
         self._wall = time.monotonic()
+        self._sql = stack.sql.snapshot() if stack.sql is not None else None
+        self._slow = stack.slow_callbacks.count if stack.slow_callbacks is not None else None
 
     def done(self) -> PhaseCost:
         python, server = cpu_seconds()
@@ -99,4 +138,10 @@ class PhaseMeter:
                 for k, n in counts.items()
                 if n > self._warnings.get(k, 0)
             },
+            sql=None
+            if self._sql is None or self._stack.sql is None
+            else self._stack.sql.snapshot().minus(self._sql),
+            slow_callbacks=None
+            if self._slow is None or self._stack.slow_callbacks is None
+            else self._stack.slow_callbacks.count - self._slow,
         )

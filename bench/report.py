@@ -65,12 +65,17 @@ def _mark(ok: bool) -> str:
 
 def _cpu_row(label: str, cost: PhaseCost | None, items: int) -> str:
     if cost is None:
-        return f"| {label} | — | — | — |"
+        return f"| {label} | — | — | — | — |"
     server = "—" if cost.server_cpu_seconds is None else f"{cost.server_cpu_seconds:.1f} s"
     per_item = f"{cost.python_cpu_seconds / items * 1000:.0f} ms"
     if cost.server_cpu_seconds is not None:
         per_item += f" + {cost.server_cpu_seconds / items * 1000:.0f} ms"
-    return f"| {label} | {cost.python_cpu_seconds:.1f} s | {server} | {per_item} |"
+    sql = (
+        "—"
+        if cost.sql is None
+        else f"{cost.sql.statements / items:.1f} / {cost.sql.transactions / items:.1f}"
+    )
+    return f"| {label} | {cost.python_cpu_seconds:.1f} s | {server} | {per_item} | {sql} |"
 
 
 def _verdict_cell(ok: bool) -> str:
@@ -154,8 +159,9 @@ def render_markdown(report: Report) -> str:
         " ids collide under bursts | — |",
         *fault_rows(report),
         "",
-        "| CPU | Python process | dev server | per item (Python + server) |",
-        "|---|---|---|---|",
+        "| CPU | Python process | dev server | per item (Python + server) |"
+        " SQL statements / transactions per item |",
+        "|---|---|---|---|---|",
         _cpu_row("(1) trivial workflows", report.phases.get("ceiling"), c.count),
         _cpu_row("(2) notifications", report.phases.get("throughput"), t.count),
         *(
@@ -180,6 +186,13 @@ def render_markdown(report: Report) -> str:
     }
     if warnings:
         lines.append(f"- SDK warnings per phase: {warnings}")
+    slow = {
+        name: cost.slow_callbacks
+        for name, cost in report.phases.items()
+        if cost.slow_callbacks is not None
+    }
+    if slow:
+        lines.append(f"- event-loop stalls over the --loop-debug bound, per phase: {slow}")
     return "\n".join(lines)
 
 

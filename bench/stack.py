@@ -26,7 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 
 from activities.notification import NotificationActivities
-from bench.meters import CoreWarnings
+from bench.meters import CoreWarnings, SlowCallbacks
+from bench.sqlcount import UNCOUNTED, SqlCounter
 from starter.client import Tidings
 from starter.dev.devserver import start_retrying
 from starter.dev.smtp_sink import SmtpSink
@@ -69,6 +70,8 @@ class Tuning:
     # measure the SDK's default instead.
     max_activities: int | None = _shipped("worker_max_concurrent_activities")
     max_local_activities: int | None = _shipped("worker_max_concurrent_local_activities")
+    max_cached_workflows: int = _shipped("worker_max_cached_workflows")
+    max_workflow_tasks: int | None = _shipped("worker_max_concurrent_workflow_tasks")
 
     @property
     def poller_behavior(self) -> PollerBehavior:
@@ -83,7 +86,8 @@ class Tuning:
         slots = f"{self.max_activities or 'default'}/{self.max_local_activities or 'default'}"
         return (
             f"pollers={self.pollers}, nonsticky_to_sticky_poll_ratio={self.nonsticky_ratio},"
-            f" activity/local activity slots={slots}"
+            f" activity/local activity slots={slots},"
+            f" workflow task slots={self.max_workflow_tasks or 'default'}"
         )
 
 
@@ -119,6 +123,8 @@ class BenchStack:
     core_warnings: CoreWarnings
     receiver: WebhookReceiver
     sink_index: SinkIndex = field(init=False)
+    sql: SqlCounter | None = None
+    slow_callbacks: SlowCallbacks | None = None
 
     def __post_init__(self) -> None:
         self.sink_index = SinkIndex(self.sink)
@@ -128,6 +134,7 @@ class BenchStack:
             InboxRow.notification_id.startswith(prefix, autoescape=True)
         )
         async with self.store.engine.connect() as conn:
+            await conn.execution_options(**UNCOUNTED)
             return int((await conn.execute(stmt)).scalar_one())
 
     async def inbox_rows(self, prefix: str) -> list[tuple[str, datetime]]:
@@ -135,6 +142,7 @@ class BenchStack:
             InboxRow.notification_id.startswith(prefix, autoescape=True)
         )
         async with self.store.engine.connect() as conn:
+            await conn.execution_options(**UNCOUNTED)
             return [(row[0], row[1]) for row in (await conn.execute(stmt)).all()]
 
     async def webhook_statuses(self, prefix: str) -> dict[str, tuple[str, str | None]]:
@@ -152,6 +160,7 @@ class BenchStack:
             .where(NotificationRow.id.startswith(prefix, autoescape=True))
         )
         async with self.store.engine.connect() as conn:
+            await conn.execution_options(**UNCOUNTED)
             return {row[0]: (row[1], row[2]) for row in (await conn.execute(stmt)).all()}
 
 
@@ -279,6 +288,8 @@ async def bench_stack(
                     nonsticky_to_sticky_poll_ratio=tuning.nonsticky_ratio,
                     max_concurrent_activities=tuning.max_activities,
                     max_concurrent_local_activities=tuning.max_local_activities,
+                    max_cached_workflows=tuning.max_cached_workflows,
+                    max_concurrent_workflow_tasks=tuning.max_workflow_tasks,
                 )
                 stop = asyncio.Event()
                 running = asyncio.create_task(run_workers(workers, stop))
@@ -296,6 +307,7 @@ async def bench_stack(
                         store_label,
                         core_warnings,
                         receiver,
+                        sql=SqlCounter(store.engine),
                     )
                 finally:
                     stop.set()

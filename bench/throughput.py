@@ -50,7 +50,7 @@ from bench.measure import (
     measure_throughput,
     percentile,
 )
-from bench.meters import PhaseCost, PhaseMeter
+from bench.meters import PhaseCost, PhaseMeter, SlowCallbacks
 from bench.report import PROTOTYPE_NOTE, Report, render_markdown, write_json
 from bench.stack import BenchStack, Tuning, bench_stack
 
@@ -125,6 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Tuning().max_local_activities,
         help="local activity slots per Worker (default: the worker's setting)",
     )
+    p.add_argument(
+        "--max-workflow-tasks",
+        type=int,
+        default=Tuning().max_workflow_tasks,
+        help="workflow task slots per Worker (default: the worker's setting; the SDK's is 100)",
+    )
     p.add_argument("--window-hours", type=float, help="engagement window (default: settings)")
     p.add_argument("--users", type=int, default=50, help="notifications go round-robin to them")
     p.add_argument("--settle-seconds", type=float, help="pause between measurements")
@@ -139,6 +145,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-seed", type=int, default=SEED, help="(6) the faults' random seed")
     p.add_argument("--rate-limit-count", type=int, help="(7) notifications started")
     p.add_argument("--rate-limit-seconds", type=float, help="(7) how long the provider 429s")
+    p.add_argument(
+        "--loop-debug",
+        type=float,
+        metavar="SECONDS",
+        help="asyncio debug mode: count callbacks that hold the event loop longer than this",
+    )
+    p.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="stop after (2): the ceiling, notifications/s and their cost (a profile run)",
+    )
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name, value in vars(defaults).items():
@@ -178,6 +195,27 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def say_cost(label: str, cost: PhaseCost, items: int) -> None:
+    """CPU and store work per item: figures that hold on a busy machine, where rates do not."""
+    server = (
+        "n/a" if cost.server_cpu_seconds is None else f"{cost.server_cpu_seconds / items * 1e3:.1f}"
+    )
+    parts = [
+        f"worker+client CPU {cost.python_cpu_seconds / items * 1e3:.1f} ms",
+        f"server CPU {server} ms",
+    ]
+    if cost.sql is not None:
+        parts.append(
+            f"SQL {cost.sql.statements / items:.1f} statements"
+            f" in {cost.sql.transactions / items:.1f} transactions"
+        )
+    if cost.sdk_warnings:
+        parts.append(f"SDK warnings {cost.sdk_warnings}")
+    if cost.slow_callbacks is not None:
+        parts.append(f"event-loop stalls {cost.slow_callbacks}")
+    say(f"    {label}: " + ", ".join(parts))
+
+
 async def warm_up(stack: BenchStack, count: int, settle: float) -> None:
     """Sandbox imports, connection pools and caches are paid for before anything is timed."""
     await measure_ceiling(stack, min(count, 20))
@@ -199,12 +237,13 @@ async def _counted(logger: logging.Logger, handler: logging.Handler) -> AsyncIte
         logger.propagate = propagate
 
 
-async def run(args: argparse.Namespace, command: str) -> Report:
+async def run(args: argparse.Namespace, command: str) -> Report | None:
     tuning = Tuning(
         pollers=args.pollers,
         nonsticky_ratio=args.nonsticky_ratio,
         max_activities=args.max_activities,
         max_local_activities=args.max_local_activities,
+        max_workflow_tasks=args.max_workflow_tasks,
     )
     load_before = os.getloadavg()[0]
     phases: dict[str, PhaseCost] = {}
@@ -218,6 +257,9 @@ async def run(args: argparse.Namespace, command: str) -> Report:
         _counted(logging.getLogger("temporalio.activity"), stack.core_warnings),
     ):
         window = stack.settings.engagement_window_hours
+        if args.loop_debug is not None:
+            stack.slow_callbacks = SlowCallbacks()
+            stack.slow_callbacks.install(args.loop_debug)
         say(f"store: {stack.store_label}; workers: {tuning.label}; window: {window} h")
         await warm_up(stack, args.count, args.settle_seconds)
 
@@ -240,6 +282,13 @@ async def run(args: argparse.Namespace, command: str) -> Report:
             f" ({d.emails}/{d.expected} emails, {d.inbox} inbox items,"
             f" {d.duplicate_emails} duplicates, in {throughput.seconds:.1f} s)"
         )
+        say_cost("(1) per trivial workflow", phases["ceiling"], ceiling.count)
+        say_cost("(2) per notification", phases["throughput"], throughput.count)
+        if stack.slow_callbacks is not None:
+            for name, n in stack.slow_callbacks.by_callback.most_common(5):
+                say(f"      {n:5d} x {name}")
+        if args.throughput_only:
+            return None
         await asyncio.sleep(args.settle_seconds)
 
         rate = throughput.per_second / 2
@@ -301,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     report = asyncio.run(run(args, command))
     say(f"\nwhole run: {time.monotonic() - began:.0f} s\n")
+    if report is None:  # --throughput-only
+        return 0
     say(render_markdown(report))
     if args.json is not None:
         write_json(report, args.json)

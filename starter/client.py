@@ -37,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_analytics import AnalyticsClient
 from starter.client_broadcasts import BroadcastsMixin
+from starter.client_bulk import MAX_BULK, BulkMixin, BulkResult, NotificationRef, Recipient
 from starter.client_inbox import InboxClient, InboxToken
 from starter.client_tracking import TrackingMixin
 from tidings import api_keys, idempotency, rendering, send_time, targets
@@ -85,17 +86,7 @@ from workflows.io import (
 from workflows.notification import NotificationWorkflow
 from workflows.queues import experiment_workflow_id, workflow_id, workflow_queue
 
-MAX_BULK = 10_000
 _NO_DIGEST = "0" * 64  # compared against when a key's id is unknown
-_START_CONCURRENCY = 32
-
-
-class NotificationRef(BaseModel):
-    notification_id: str
-    workflow_id: str
-    # False when an idempotency key was used again with the same request: this is the
-    # notification the first request started, and nothing new was started.
-    created: bool = True
 
 
 class ExperimentRef(BaseModel):
@@ -150,7 +141,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin):
+class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin, BulkMixin):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store
@@ -282,45 +273,6 @@ class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin):
         req = _parse(NotificationRequest, request if request is not None else fields)
         prepared = await self._prepare(req)
         return await self._start(prepared)
-
-    async def notify_many(
-        self, user_ids: Sequence[str], template_id: str, /, **fields: Any
-    ) -> list[NotificationRef]:
-        """One notification per user, each its own workflow. All requests are validated before
-        any is started; with an idempotency key, each user's key is `<key>.<user_id>`."""
-        if not user_ids:
-            raise InvalidRequest("user_ids", "give at least one user")
-        if len(user_ids) > MAX_BULK:
-            raise InvalidRequest("user_ids", f"at most {MAX_BULK} users per call")
-        if len(set(user_ids)) != len(user_ids):
-            raise InvalidRequest("user_ids", "contains duplicates")
-        key = fields.pop("idempotency_key", None)
-        # One read of the latest version for the whole batch: every user gets the same version,
-        # even if the template is edited while the batch is being checked.
-        template = await self.store.get_template(template_id)
-        prepared = []
-        for i, user_id in enumerate(user_ids):
-            own_key = f"{key}.{user_id}" if key else None
-            payload = {**fields, "user_id": user_id, "template_id": template_id}
-            req = _parse(NotificationRequest, {**payload, "idempotency_key": own_key})
-            try:
-                prepared.append(await self._prepare(req, template))
-            except InvalidRequest as e:
-                raise InvalidRequest(f"user_ids[{i}] ({user_id}): {e.field}", e.reason) from e
-        # Every key checked before any notification starts, so a conflict starts nothing.
-        claimed = await self.store.idempotency_fingerprints(
-            [p.notification_id for p in prepared if p.request.idempotency_key]
-        )
-        for p in prepared:
-            if claimed.get(p.notification_id, _fingerprint(p)) != _fingerprint(p):
-                raise _reused(p.notification_id)
-        limit = asyncio.Semaphore(_START_CONCURRENCY)
-
-        async def start(p: NotificationInput) -> NotificationRef:
-            async with limit:
-                return await self._start(p)
-
-        return list(await asyncio.gather(*(start(p) for p in prepared)))
 
     async def now(self) -> datetime:
         """The time requests are judged against (past expiry, the scheduling horizon): the
@@ -859,12 +811,15 @@ class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin):
 
 
 __all__ = [
+    "MAX_BULK",
+    "BulkResult",
     "Enrollment",
     "ExperimentRef",
     "ExperimentResults",
     "InboxToken",
     "NotificationRef",
     "Priority",
+    "Recipient",
     "Tidings",
     "UserDeleted",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from starter.client import NotificationRef, Tidings
+from starter.client import BulkResult, NotificationRef, Recipient, Tidings
 from starter.dev import demo_data
 from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
@@ -52,6 +52,19 @@ class RecordingTidings(Tidings):
         ref = await super()._start(prepared)
         self.started.append(ref.workflow_id)
         return ref
+
+    async def notify_many(
+        self,
+        recipients: Sequence[str | Recipient | dict[str, Any]],
+        template_id: str,
+        /,
+        *,
+        atomic: bool = False,
+        **fields: Any,
+    ) -> BulkResult:
+        result = await super().notify_many(recipients, template_id, atomic=atomic, **fields)
+        self.started += [ref.workflow_id for ref in result.refs]
+        return result
 
     async def terminate_started(self) -> None:
         for wf_id in self.started:

@@ -21,8 +21,9 @@ from tidings.channels.base import (
     PermanentChannelError,
     ProviderAcceptance,
 )
+from tidings.errors import NotFound
 from tidings.models import Channel, Priority, RenderedMessage
-from tidings.planning import load_user_and_template
+from tidings.planning import load_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
 
@@ -105,8 +106,10 @@ async def send(
     `unsubscribe_url`."""
     key = ledger_key(request.notification_id, request.channel)
     # A retry after "provider accepted" but before the caller heard of it finds the ledger entry
-    # and does not send again.
-    previous = await store.ledger_get(key)
+    # and does not send again. The entry, the user and (for push) the devices: one read.
+    push = request.channel is Channel.PUSH
+    state = await store.recipient_state(request.user_id, devices=push, ledger_key=key)
+    previous = state.ledger
     if previous is not None:
         acceptance = ProviderAcceptance(
             status=previous.status,
@@ -119,12 +122,10 @@ async def send(
     sender = senders.get(request.channel)
     if sender is None:
         raise PermanentChannelError(f"no {request.channel.value} provider is configured")
-    user, template = await load_user_and_template(
-        store,
-        user_id=request.user_id,
-        template_id=request.template_id,
-        version=request.template_version,
-    )
+    user = state.user
+    if user is None:
+        raise NotFound("user", request.user_id)
+    template = await load_template(store, request.template_id, request.template_version)
     unsubscribe_url = (
         unsubscribe.unsubscribe_url(settings, user.id, template.category, priority=request.priority)
         if settings is not None
@@ -150,7 +151,7 @@ async def send(
         message, link = _track(settings, base_url, request, message, link)
     else:
         message = rendering.tracking_free(message)
-    devices = await store.list_devices(user.id) if request.channel is Channel.PUSH else []
+    devices = state.devices
     acceptance = await sender.send(
         OutgoingMessage(
             notification_id=request.notification_id,

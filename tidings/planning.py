@@ -164,32 +164,26 @@ def recommends_channels(request: PlanRequest, template: Template, preferences: P
     )
 
 
-async def load_user_and_template(
-    store: Store, *, user_id: str, template_id: str, version: int
-) -> tuple[User, Template]:
-    """Both existed at trigger time; either may have been deleted while the run waited (the send
-    protocol in `tidings.delivery` reads them the same way)."""
-    user = await store.get_user(user_id)
-    if user is None:
-        raise NotFound("user", user_id)
+async def load_template(store: Store, template_id: str, version: int) -> Template:
+    """The pinned version: it existed at trigger time, but may have been deleted while the run
+    waited (the send protocol in `tidings.delivery` reads it the same way)."""
     template = await store.get_template(template_id, version)
     if template is None:
         raise NotFound("template", f"{template_id} version {version}")
-    return user, template
+    return template
 
 
 async def plan_from_store(
     store: Store, request: PlanRequest, *, configured: Collection[Channel], caps: FrequencyCaps
 ) -> Plan:
     """Read the user's current preferences (at send time, not at trigger time) and plan."""
-    user, template = await load_user_and_template(
-        store,
-        user_id=request.user_id,
-        template_id=request.template_id,
-        version=request.template_version,
-    )
-    preferences = await store.get_preferences(request.user_id)
-    devices = await store.list_devices(request.user_id)
+    # User, preferences and devices in one read (the template's pinned version is in memory).
+    state = await store.recipient_state(request.user_id, preferences=True, devices=True)
+    if state.user is None:
+        raise NotFound("user", request.user_id)
+    user, preferences, devices = state.user, state.preferences, state.devices
+    assert preferences is not None
+    template = await load_template(store, request.template_id, request.template_version)
     recent = None
     if counts_against_cap(caps, request.priority, template.category):
         count, earliest = await store.recent_sends(

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
     # LOW ones took 18.3 s with the SDK's 100 slots, 1.1 s with 10).
     worker_max_concurrent_activities: int = Field(default=10, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=10, ge=1)
+    # Workflow tasks in progress per Worker (the SDK's default is 100). A task whose run waits
+    # for a local activity stays open until it ends: with more tasks than local activity slots,
+    # the rest of those tasks wait inside the process and pass 5 s under load (the SDK warns,
+    # TMPRL1104). At the same bound they wait in Temporal's queue instead.
+    worker_max_concurrent_workflow_tasks: int = Field(default=10, ge=2)
+    # Runs kept in each workflow Worker's sticky cache (the SDK's default is 1,000). A run that
+    # is not cached replays its history when an engagement event or its window's end arrives;
+    # `bench/open_runs.py` prints the memory per cached run and the cost of a replay.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
 
     # Behaviour
     # Deliveries per second per channel, enforced by the Temporal server on each channel's task
@@ -210,6 +219,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tidings.db').resolve()}"
+
+    @model_validator(mode="after")
+    def _cache_holds_the_tasks_in_progress(self) -> Settings:
+        # A run with a workflow task in progress must stay cached: a smaller cache than the
+        # task slots makes the worker evict and replay runs mid-task (or stall).
+        cached, tasks = self.worker_max_cached_workflows, self.worker_max_concurrent_workflow_tasks
+        if 0 < cached < tasks:
+            raise ValueError(
+                f"worker_max_cached_workflows: {cached} is below"
+                f" worker_max_concurrent_workflow_tasks ({tasks}); use at least {tasks}, or 0"
+                " for no cache"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.broadcast import BroadcastActivities
 from activities.experiment import ExperimentActivities
@@ -45,6 +46,35 @@ DEFAULT_ENGAGEMENT_HOURS = 72.0  # Settings' default, for workers built without 
 # PollerBehaviorAutoscaling without this module changing what it ships with.
 DEFAULT_POLLERS: PollerBehavior = PollerBehaviorSimpleMaximum(maximum=5)
 DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO = 0.2
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000
+
+# The sandbox stays on (workflow code is still re-imported per run and its calls checked), but
+# the domain, the contracts and the libraries they use are imported once per process rather than
+# per run: re-importing them is pure cost, since none keeps state a run could leak to another.
+PASSTHROUGH_MODULES = (
+    "tidings",
+    "activities",
+    "workflows.io",
+    "workflows.policies",
+    "workflows.queues",
+    "workflows.search_attributes",
+    "workflows.converter",
+    "workflows.codec",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_extensions",
+    "sqlalchemy",
+    "jinja2",
+    "markupsafe",
+    "httpx",
+    "cryptography",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def build_email_sender(settings: Settings) -> ChannelSender:
@@ -88,6 +118,8 @@ def build_workers(
     nonsticky_to_sticky_poll_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
     max_concurrent_activities: int | None = None,
     max_concurrent_local_activities: int | None = None,
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    max_concurrent_workflow_tasks: int | None = None,
     rate_limits: Mapping[Channel, float] | None = None,
     experiments: ExperimentActivities | None = None,
     broadcasts: BroadcastActivities | None = None,
@@ -154,6 +186,9 @@ def build_workers(
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
                 max_concurrent_local_activities=max_concurrent_local_activities,
+                max_cached_workflows=max_cached_workflows,
+                max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+                workflow_runner=workflow_runner(),
             )
         )
         for channel in channels:
@@ -205,6 +240,8 @@ def workers_for(
         rate_limits=settings.channel_rate_limits,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
     )
 
 

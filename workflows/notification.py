@@ -60,6 +60,7 @@ LIVE_RECORDS_PATCH = "record-channels-as-they-land"
 EVENTS_RECORDED_PATCH = "events-recorded-by-front-door"
 OPTIMAL_PATCH = "send-time-optimal"
 _WAITING = "waiting for send time"
+LAST_CHANNEL_WITH_STATUS_PATCH = "last-channel-recorded-with-status"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -90,6 +91,7 @@ class NotificationWorkflow:
         self._channel_reason: str | None = None
         self._optimised = False  # the optimal send time has been chosen (once per run)
         self._wait_summary = _WAITING
+        self._first_round = False  # the plan's channels are being sent, nothing else
 
     # --- handlers -------------------------------------------------------------------------------
 
@@ -203,7 +205,9 @@ class NotificationWorkflow:
                 ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in plan.channels
             ]
             await self._record()
+            self._first_round = True
             await asyncio.gather(*(self._send(c) for c in plan.channels))
+            self._first_round = False
         else:
             self._channels = suppressed + [
                 ChannelResult(channel=c, status=DeliveryStatus.SCHEDULED) for c in plan.channels
@@ -376,7 +380,7 @@ class NotificationWorkflow:
                 break
         else:
             self._channels.append(result)
-        if self._live:
+        if self._live and not self._recorded_with_status_next(channel):
             await workflow.execute_local_activity_method(
                 NotificationActivities.record_channel,
                 RecordChannelInput(notification_id=self._req.notification_id, result=result),
@@ -384,6 +388,16 @@ class NotificationWorkflow:
                 retry_policy=LOCAL_RETRY,
             )
         return result
+
+    def _recorded_with_status_next(self, channel: Channel) -> bool:
+        """The last of the plan's channels to land needs no record of its own when one of them
+        got through: no fallback follows then, and the run records the overall status with
+        every channel in this same workflow task. One local activity less per notification."""
+        if not self._first_round or not self._any_sent():
+            return False
+        if any(c.status is DeliveryStatus.SENDING for c in self._channels):
+            return False
+        return workflow.patched(LAST_CHANNEL_WITH_STATUS_PATCH)
 
     async def _deliver(self, channel: Channel) -> ChannelResult:
         req = self._req

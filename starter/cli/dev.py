@@ -189,7 +189,7 @@ async def _replay(settings: Settings, wait_seconds: float) -> None:
         refs = await tidings.notify_many(
             ["user_001", "user_002"], "welcome", data=demo_data.BULK_WELCOME_DATA
         )
-        sent += [("bulk welcome", r) for r in refs]
+        sent += [("bulk welcome", r) for r in refs.refs]
         for label, r in sent:
             console.print(f"  {label}: {r.notification_id}", markup=False)
 

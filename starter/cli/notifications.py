@@ -21,7 +21,7 @@ from starter.cli._runtime import (
     ui_link,
 )
 from starter.cli._runtime import wait_all as wait_for_all
-from starter.client import NotificationRef, Tidings
+from starter.client import BulkResult, NotificationRef, Tidings
 from tidings.models import Channel, EngagementType, NotificationResult, Priority
 from tidings.settings import Settings
 
@@ -136,34 +136,59 @@ def send_bulk(
     optimal_within: WithinOption = None,
     expires: ExpiresOption = None,
     idempotency_key: KeyOption = None,
+    atomic: Annotated[
+        bool, typer.Option(help="All or nothing: if any user is rejected, start none.")
+    ] = False,
     wait: WaitOption = False,
     timeout: TimeoutOption = 60.0,
 ) -> None:
-    """Notify several users with the same template and data, one notification each. Every
-    request is checked before any starts; with --idempotency-key K, each user's key is K.<user>."""
+    """Notify several users with the same template and data, one notification each. Each user
+    gets its own outcome: the valid ones start even when others are rejected (exit code 1 then,
+    with the rejected listed), unless --atomic. With --idempotency-key K, each user's key is
+    K.<user>."""
 
     async def main(settings: Settings) -> None:
         fields = _request_fields(
             data, channel, priority, at, expires, idempotency_key, send_at, optimal_within
         )
         async with connect(settings) as tidings:
-            refs = await _start_bulk(tidings, template_id, user_ids, fields)
+            result = await _start_bulk(tidings, template_id, user_ids, fields, atomic)
+            refs = result.refs
+            _print_rejected(result)
             if not wait:
-                _print_started(refs, settings)
+                if refs:
+                    _print_started(refs, settings)
+                if result.rejected or result.failed:
+                    raise typer.Exit(1)
                 return
             ids = [r.notification_id for r in refs]
             results = await wait_for_all(tidings, ids, within=timeout)
         _print_outcomes(results, settings)
+        if result.rejected or result.failed:
+            raise typer.Exit(1)
 
     run(main)
 
 
 async def _start_bulk(
-    tidings: Tidings, template_id: str, user_ids: list[str], fields: dict[str, Any]
-) -> list[NotificationRef]:
+    tidings: Tidings, template_id: str, user_ids: list[str], fields: dict[str, Any], atomic: bool
+) -> BulkResult:
     with progress() as bar:
         bar.add_task(f"checking and starting {len(user_ids)} notifications", total=None)
-        return await tidings.notify_many(user_ids, template_id, **fields)
+        return await tidings.notify_many(user_ids, template_id, atomic=atomic, **fields)
+
+
+def _print_rejected(result: BulkResult) -> None:
+    bad = [o for o in result.outcomes if o.outcome in ("rejected", "failed")]
+    if not bad:
+        return
+    table = Table(title=f"{len(bad)} not started", title_justify="left")
+    table.add_column("user", overflow="fold")
+    table.add_column("field", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    for o in bad:
+        table.add_row(Text(o.user_id), Text(o.field or o.outcome), Text(o.reason or ""))
+    out().print(table)
 
 
 def _print_started(refs: list[NotificationRef], settings: Settings) -> None:

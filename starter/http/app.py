@@ -43,6 +43,10 @@ from starter.http.schemas import ERROR_RESPONSES
 from tidings.settings import Settings
 
 MAX_BODY_BYTES = 256 * 1024
+# A bulk of MAX_BULK recipients, each with a little data of its own, needs more than one
+# request's bound; the count itself is bounded by the body's schema.
+MAX_BULK_BODY_BYTES = 8 * 1024 * 1024
+LARGER_BODIES = {"/v1/notifications/bulk": MAX_BULK_BODY_BYTES}
 # Mounted under /v1; every route in them declares its scope (starter.http.auth).
 V1_MODULES = (
     users,
@@ -65,21 +69,23 @@ class BodyLimit:
     """Refuses request bodies over `max_bytes`: by Content-Length up front, and by counting for
     chunked bodies that declare no length."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}  # path -> its own bound
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"the request body is over {self.max_bytes} bytes"
+        max_bytes = self.larger.get(scope["path"], self.max_bytes)
+        too_large = f"the request body is over {max_bytes} bytes"
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         refusal = None
         if declared is not None and not declared.isdigit():
             refusal = error_response(400, "invalid_request", "not a number", "content-length")
-        elif declared is not None and int(declared) > self.max_bytes:
+        elif declared is not None and int(declared) > max_bytes:
             refusal = error_response(413, "invalid_request", too_large, "body")
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -91,7 +97,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # FastAPI re-raises HTTPException from body reading: it reaches our handler.
                     raise StarletteHTTPException(413, too_large)
             return message
@@ -127,7 +133,7 @@ def create_app(tidings: Tidings | None = None, settings: Settings | None = None)
     )
     install_docs(app)
     app.state.tidings = tidings
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, larger=LARGER_BODIES)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tracking.router)

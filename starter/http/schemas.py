@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from starter.client import MAX_BULK
+from starter.client_bulk import Recipient, RecipientOutcome
 from tidings import inbox_tokens
 from tidings.models import (
     AttributeValue,
@@ -93,27 +94,56 @@ class Accepted(BaseModel):
 
 
 class BulkRequest(NotificationRequest):
-    """One notification per user: `user_ids` instead of `user_id`, every other field (and its
-    validation) inherited from the single request, so a field added there is accepted here too
-    (a copy had already lost `fallback` and `escalate_after_minutes`)."""
+    """One notification per recipient: `user_ids` (or `recipients`, each with its own data or
+    key) instead of `user_id`, every other field (and its validation) inherited from the single
+    request, so a field added there is accepted here too (a copy had already lost `fallback`
+    and `escalate_after_minutes`)."""
 
-    user_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BULK)
+    user_ids: list[Identifier] | None = Field(default=None, min_length=1, max_length=MAX_BULK)
+    recipients: list[Recipient] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BULK,
+        description="instead of user_ids: each recipient's data is merged over the shared"
+        " data, and its own idempotency_key replaces the derived `<key>.<user_id>`",
+    )
+    atomic: bool = Field(
+        default=False,
+        description="all or nothing: if any recipient is rejected, start none (422)",
+    )
     # Not part of a bulk body: hidden from the schema, refused when given.
     user_id: SkipJsonSchema[Identifier | None] = Field(default=None, exclude=True)  # type: ignore[assignment]
 
     @model_validator(mode="after")
-    def _no_single_user(self) -> BulkRequest:
+    def _recipients_once(self) -> BulkRequest:
         if self.user_id is not None:
             raise ValueError("user_id: a bulk request names its users in user_ids")
+        if (self.user_ids is None) == (self.recipients is None):
+            raise ValueError("user_ids: give user_ids or recipients (exactly one of them)")
         return self
 
+    def recipient_list(self) -> list[str] | list[Recipient]:
+        return self.user_ids if self.user_ids is not None else list(self.recipients or [])
+
     def shared_fields(self) -> dict[str, Any]:
-        """The fields every user's request shares, for Tidings.notify_many."""
-        return self.model_dump(exclude={"user_ids", "user_id", "template_id"})
+        """The fields every recipient's request shares, for Tidings.notify_many."""
+        return self.model_dump(
+            exclude={"user_ids", "recipients", "atomic", "user_id", "template_id"}
+        )
+
+
+class BulkOutcome(RecipientOutcome):
+    status_url: str | None = None  # for a started or existing notification
 
 
 class BulkAccepted(BaseModel):
-    notifications: list[Accepted]
+    """Always 202, whatever the mix: each recipient's own outcome, in the order given."""
+
+    started: int
+    existed: int
+    rejected: int
+    failed: int
+    results: list[BulkOutcome]
 
 
 class CancelBody(Model):

@@ -197,9 +197,22 @@ async def test_send_bulk_waits_for_every_user(cli: Cli, stack: Stack) -> None:
         ]
 
 
-async def test_send_bulk_checks_every_user_before_starting_any(cli: Cli, stack: Stack) -> None:
+async def test_send_bulk_atomic_checks_every_user_before_starting_any(
+    cli: Cli, stack: Stack
+) -> None:
     result = await cli("send-bulk", "welcome", "user_001", "ghost", *WELCOME,
-                       "--idempotency-key", "partial")  # fmt: skip
+                       "--idempotency-key", "partial", "--atomic")  # fmt: skip
 
-    one_line_error(result, "user_ids[1] (ghost)")
+    one_line_error(result, "user_ids[1]", "no user 'ghost'", "nothing was started")
     one_line_error(await cli("status", "partial.user_001"), "not found")
+
+
+async def test_send_bulk_starts_the_valid_and_lists_the_rejected(cli: Cli, stack: Stack) -> None:
+    result = await cli("send-bulk", "welcome", "user_001", "ghost", *WELCOME,
+                       "--channel", "in_app", "--idempotency-key", "mixed")  # fmt: skip
+
+    assert result.exit_code == 1, result.output  # not everything started
+    assert "1 not started" in result.stdout and "no user 'ghost'" in result.stdout
+    assert "user_ids[1]" in result.stdout
+    assert "1 notification(s) started" in result.stdout
+    await stack.tidings.wait_sent("mixed.user_001")

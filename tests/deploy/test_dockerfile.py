@@ -100,3 +100,15 @@ def test_compose_builds_from_this_dockerfile() -> None:
             "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         )
         assert (files.ROOT / context / dockerfile).resolve() == files.DOCKERFILE, name
+
+
+def test_the_code_run_from_app_has_its_bytecode_compiled() -> None:
+    """PYTHONDONTWRITEBYTECODE keeps the process from caching bytecode, so the workflow sandbox
+    would compile the workflow modules from source for every run it loads."""
+    env = shlex.split(" ".join(instructions("ENV")))
+    if "PYTHONDONTWRITEBYTECODE=1" not in env:
+        return
+    compiled = [shlex.split(a) for a in instructions("RUN") if "compileall" in a]
+    assert compiled, "Dockerfile: no compileall while PYTHONDONTWRITEBYTECODE is set"
+    packages = {w for words in compiled for w in words}
+    assert {"tidings", "workflows", "activities"} <= packages

@@ -78,8 +78,18 @@ async def test_bulk_checks_every_key_before_starting_any(
         },
     )
     assert r.status_code == 202, r.text
-    r = await client.post("/v1/notifications/bulk", json={**bulk, "idempotency_key": k})
-    error = error_of(r, 409, "conflict")
-    assert f"{k}.user_002" in error["reason"]
+    atomic = {**bulk, "idempotency_key": k, "atomic": True}
+    r = await client.post("/v1/notifications/bulk", json=atomic)
+    error = error_of(r, 422, "invalid_request")
+    assert error["field"] == "user_ids[1].idempotency_key"
+    assert f"{k}.user_002" in error["reason"] and "nothing was started" in error["reason"]
     assert f"notification/{k}.user_001" not in stack.tidings.started  # nothing else started
     assert await stack.store.idempotency_fingerprints([f"{k}.user_001"]) == {}
+    # Without atomic, the conflicting recipient is refused on its own and the other goes.
+    r = await client.post("/v1/notifications/bulk", json={**bulk, "idempotency_key": k})
+    assert r.status_code == 202, r.text
+    first, second = r.json()["results"]
+    assert first["outcome"] == "started" and first["notification_id"] == f"{k}.user_001"
+    assert second["outcome"] == "rejected"
+    assert second["field"] == "user_ids[1].idempotency_key"
+    assert f"{k}.user_002" in second["reason"] and second["notification_id"] is None

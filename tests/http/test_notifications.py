@@ -98,12 +98,34 @@ async def test_bulk_starts_one_per_user_and_names_the_bad_one(
     }
     r = await client.post("/v1/notifications/bulk", json=body, headers={"Idempotency-Key": k})
     assert r.status_code == 202, r.text
-    ids = [n["notification_id"] for n in r.json()["notifications"]]
+    ids = [n["notification_id"] for n in r.json()["results"]]
     assert ids == [f"{k}.user_001", f"{k}.user_002"]
-    bad = {**body, "user_ids": ["user_001", "ghost"], "idempotency_key": key()}
+    assert r.json()["results"][0]["status_url"].endswith(f"/v1/notifications/{k}.user_001")
+    # Atomic: the unknown user refuses the whole batch, naming it.
+    k2 = key()
+    bad = {**body, "user_ids": ["user_001", "ghost"], "idempotency_key": k2, "atomic": True}
     error = error_of(await client.post("/v1/notifications/bulk", json=bad), 422, "invalid_request")
-    assert error["field"].startswith("user_ids[1] (ghost)")
-    assert len(stack.tidings.started) == 2  # nothing of the bad batch started
+    assert error["field"] == "user_ids[1]"
+    assert "no user 'ghost'" in error["reason"]
+    assert len(stack.tidings.started) == 2  # nothing of the atomic batch started
+    # Not atomic (the default): the good one goes, the unknown one has its own outcome.
+    r = await client.post("/v1/notifications/bulk", json={**bad, "atomic": False})
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    assert (answer["started"], answer["rejected"]) == (1, 1)
+    good, ghost = answer["results"]
+    assert good["outcome"] == "started" and good["notification_id"] == f"{k2}.user_001"
+    assert ghost == {
+        "index": 1,
+        "user_id": "ghost",
+        "outcome": "rejected",
+        "notification_id": None,
+        "workflow_id": None,
+        "field": "user_ids[1]",
+        "reason": "no user 'ghost'",
+        "status_url": None,
+    }
+    assert len(stack.tidings.started) == 3
 
 
 async def test_cancel_then_cancel_again_is_409(
@@ -259,7 +281,7 @@ async def test_bulk_takes_every_field_of_a_single_request(
         set(schemas["NotificationRequest"]["properties"]),
         set(schemas["BulkRequest"]["properties"]),
     )
-    assert bulk == single - {"user_id"} | {"user_ids"}
+    assert bulk == single - {"user_id"} | {"user_ids", "recipients", "atomic"}
 
     k = key()
     body = {

@@ -55,7 +55,7 @@ async def test_prototype_demo_end_to_end(stack: Stack) -> None:
     bulk = await t.notify_many(
         ["user_001", "user_002"], "welcome", data=demo_data.BULK_WELCOME_DATA
     )
-    refs = [welcome, order, alert, *bulk]
+    refs = [welcome, order, alert, *bulk.refs]
     results = {r.notification_id: await t.wait_sent(r.notification_id) for r in refs}
     assert {r.status for r in results.values()} == {NotificationStatus.SENT}
 
@@ -86,7 +86,7 @@ async def test_prototype_demo_end_to_end(stack: Stack) -> None:
     ]
 
     # Every run is findable in the Web UI by user, and carries its final status.
-    user_001 = {welcome.workflow_id, alert.workflow_id, bulk[0].workflow_id}
+    user_001 = {welcome.workflow_id, alert.workflow_id, bulk.refs[0].workflow_id}
     found = await _search(
         t.temporal,
         f"TidingsUser = 'user_001' AND TaskQueue STARTS_WITH '{stack.settings.task_queue}'",

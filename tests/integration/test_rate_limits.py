@@ -30,7 +30,7 @@ async def test_deliveries_on_a_limited_channel_are_spaced_out(
             for i in range(4)
         ]
         times = []
-        for ref in [*refs, *more]:
+        for ref in [*refs.refs, *more]:
             result = await stack.tidings.wait_sent(ref.notification_id, within=60)
             [in_app] = [c for c in result.channels if c.channel is Channel.IN_APP]
             assert in_app.at is not None

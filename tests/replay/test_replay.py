@@ -33,9 +33,12 @@ def test_histories_are_checked_in() -> None:
     v4.add("notification_v4_split")
     v5 = {f"notification_v5_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v5 |= {"notification_v5_split", "notification_v5_optimal"}  # send_at="optimal"
+    # v6: the last channel to land is recorded with the status (LAST_CHANNEL_WITH_STATUS_PATCH).
+    v6 = {f"notification_v6_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v6.add("notification_v6_split")
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
-    assert v1 | v2 | v3 | v4 | v5 | experiments | broadcasts <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | experiments | broadcasts <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through

@@ -46,3 +46,12 @@ def test_the_fingerprint_ignores_spelling_but_not_meaning() -> None:
         for t in ("2026-12-01T10:00:00+01:00", "2026-12-01T09:00:00Z")
     ]
     assert fingerprint(at[0]) == fingerprint(at[1])  # the same instant
+
+
+async def test_a_bulk_claim_takes_the_free_keys_and_reports_the_taken(store: Store) -> None:
+    assert await store.claim_idempotency_key("taken", "a" * 64) is None
+    claims = {f"bulk-{i}": f"{i:064d}" for i in range(2500)} | {"taken": "b" * 64}
+    assert await store.claim_idempotency_keys(claims) == {"taken": "a" * 64}
+    assert await store.claim_idempotency_key("bulk-2499", "c" * 64) == f"{2499:064d}"
+    again = await store.claim_idempotency_keys(claims)
+    assert len(again) == 2501 and again["bulk-7"] == f"{7:064d}"

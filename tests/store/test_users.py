@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, datetime, time
 
 import pytest
 
-from tidings.models import Channel, Device, Platform, Preferences, QuietHours, User
-from tidings.store import Store
+from tidings.models import (
+    Channel,
+    DeliveryStatus,
+    Device,
+    Platform,
+    Preferences,
+    QuietHours,
+    User,
+)
+from tidings.store import LedgerEntry, Store
 
 
 async def test_user_round_trip_and_update(store: Store) -> None:
@@ -112,3 +120,35 @@ async def test_preferences_for_unknown_user_are_refused(store: Store) -> None:
     with pytest.raises(LookupError, match="user ghost not found"):
         await store.set_preferences(Preferences(user_id="ghost", channels={Channel.SMS: False}))
     assert await store.get_preferences("ghost") == Preferences(user_id="ghost")
+
+
+async def test_get_users_reads_a_bulk_and_leaves_out_the_unknown(store: Store) -> None:
+    for i in range(1200):  # more than one IN chunk
+        await store.upsert_user(User(id=f"many_{i}", email=f"m{i}@example.com"))
+    found = await store.get_users([f"many_{i}" for i in range(1200)] + ["ghost", "many_3"])
+    assert len(found) == 1200 and "ghost" not in found
+    assert found["many_3"].email == "m3@example.com"
+    assert await store.get_users([]) == {}
+
+
+async def test_recipient_state_reads_what_is_asked_in_one_snapshot(store: Store) -> None:
+    await store.upsert_user(User(id="rs", email="rs@example.com"))
+    await store.add_device(Device(user_id="rs", platform=Platform.FCM, token="token-one"))
+    await store.set_preferences(Preferences(user_id="rs", channels={Channel.EMAIL: False}))
+    bare = await store.recipient_state("rs")
+    assert bare.user is not None and bare.user.email == "rs@example.com"
+    assert (bare.preferences, bare.devices, bare.ledger) == (None, [], None)
+    full = await store.recipient_state("rs", preferences=True, devices=True, ledger_key="k")
+    assert full.preferences is not None and full.preferences.channels == {Channel.EMAIL: False}
+    assert [d.token for d in full.devices] == ["token-one"] and full.ledger is None
+    entry = LedgerEntry(
+        key="k", notification_id="n", channel=Channel.EMAIL, target="rs@example.com",
+        status=DeliveryStatus.SENT, provider_message_id=None, sent_at=datetime.now(UTC),
+    )  # fmt: skip
+    await store.ledger_put(entry)
+    assert (await store.recipient_state("rs", ledger_key="k")).ledger == entry
+    gone = await store.recipient_state("nobody", preferences=True, ledger_key="k")
+    assert gone.user is None and gone.ledger == entry and gone.preferences is None
+    await store.upsert_user(User(id="rs2"))
+    defaults = await store.recipient_state("rs2", preferences=True)
+    assert defaults.preferences == Preferences(user_id="rs2")  # nothing stored: the defaults

@@ -210,3 +210,34 @@ async def test_engagement_past_the_cap_is_counted_not_logged(stack: Stack) -> No
         stack.tidings, ref.notification_id, lambda r: r.engagement_dropped == extra + 1
     )
     assert later.status is NotificationStatus.SENT
+
+
+async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack) -> None:
+    """One local activity less per notification: the first channel gets its own record, the
+    last is written by the status record that follows it in the same workflow task."""
+    ref = await stack.tidings.notify(
+        user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
+    )
+    sent = await stack.tidings.wait_sent(ref.notification_id)
+    assert _by_channel(sent) == {
+        Channel.EMAIL: DeliveryStatus.SENT,
+        Channel.IN_APP: DeliveryStatus.DELIVERED,  # in-app lands in the inbox: delivered
+    }
+    stored = await stack.store.get_notification(ref.notification_id)
+    assert stored is not None and stored.status is NotificationStatus.SENT
+    assert _by_channel(stored) == _by_channel(sent)
+    handle = stack.tidings.temporal.get_workflow_handle(f"notification/{ref.notification_id}")
+    history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    names = [m.marker_name for m in markers]
+    assert "core_patch" in names
+    local = [
+        m.details["data"].payloads[0].data
+        for m in markers
+        if m.marker_name == "core_local_activity"
+    ]
+    assert sum(b"record_channel" in d for d in local) == 1, local

@@ -17,6 +17,9 @@ from tidings.store.engine import WRITE_OPTION
 from tidings.store.tables import Base
 
 Upsert = postgresql.Insert | sqlite.Insert
+# Rows per IN (...) list or multi-row INSERT: well under SQLite's and asyncpg's bounds on bound
+# parameters (32,766 and 32,767), whatever the number of columns.
+IN_CHUNK = 1000
 K = TypeVar("K")
 V = TypeVar("V")
 

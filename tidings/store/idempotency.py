@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from tidings.store.base import StoreBase, rowcount
+from tidings.store.base import IN_CHUNK, StoreBase, rowcount
 from tidings.store.tables import IdempotencyKeyRow
 
 
@@ -27,6 +28,34 @@ class IdempotencyMixin(StoreBase):
             )
             assert existing is not None  # the conflicting row is visible in this transaction
             return existing
+
+    async def claim_idempotency_keys(self, claims: Mapping[str, str]) -> dict[str, str]:
+        """`claim_idempotency_key` for a whole bulk, in one transaction: each key of `claims`
+        (key -> fingerprint) not yet claimed is claimed. Returns the keys that were claimed
+        before, with their fingerprints; the rest are now this call's."""
+        keys = list(claims)
+        now = datetime.now(UTC)
+        claimed_before: dict[str, str] = {}
+        async with self._write() as session:
+            for start in range(0, len(keys), IN_CHUNK):
+                chunk = keys[start : start + IN_CHUNK]
+                rows = [{"key": k, "fingerprint": claims[k], "created_at": now} for k in chunk]
+                stmt = (
+                    self._insert(IdempotencyKeyRow)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(IdempotencyKeyRow.key)
+                )
+                mine = set((await session.scalars(stmt)).all())
+                theirs = [k for k in chunk if k not in mine]
+                if theirs:
+                    existing = await session.execute(
+                        select(IdempotencyKeyRow.key, IdempotencyKeyRow.fingerprint).where(
+                            IdempotencyKeyRow.key.in_(theirs)
+                        )
+                    )
+                    claimed_before.update((k, f) for k, f in existing)
+        return claimed_before
 
     async def idempotency_fingerprints(self, keys: list[str]) -> dict[str, str]:
         """The fingerprints of those of `keys` already claimed."""

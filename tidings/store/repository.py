@@ -22,6 +22,7 @@ from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.personal import PersonalMixin
 from tidings.store.receipts import ReceiptsMixin
+from tidings.store.sending import SendingMixin
 from tidings.store.templates import TemplatesMixin
 from tidings.store.unsubscribe import UnsubscribeMixin
 from tidings.store.users import ErasureMixin, UsersMixin
@@ -33,6 +34,7 @@ __all__ = ["LedgerEntry", "Store"]
 
 class Store(
     UsersMixin,
+    SendingMixin,
     TemplatesMixin,
     NotificationsMixin,
     LedgerMixin,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 
 from tidings.models import Device, NotificationStatus, Platform, Preferences, User
-from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.base import IN_CHUNK, StoreBase, check_limit, rowcount, utcnow
 from tidings.store.tables import (
     DeliveryRow,
     DeviceRow,
@@ -62,6 +63,14 @@ def _preferences(row: PreferencesRow) -> Preferences:
     )
 
 
+def devices_of(user_id: str) -> Select[DeviceRow]:
+    return (
+        select(DeviceRow)
+        .where(DeviceRow.user_id == user_id)
+        .order_by(DeviceRow.created_at, DeviceRow.platform, DeviceRow.token_sha256)
+    )
+
+
 class UsersMixin(StoreBase):
     async def upsert_user(self, user: User) -> User:
         now = utcnow()
@@ -88,6 +97,18 @@ class UsersMixin(StoreBase):
         async with self._read() as session:
             row = await session.get(UserRow, user_id)
             return None if row is None else _user(row)
+
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users among `user_ids` that exist, by id: one read for a whole bulk (in chunks
+        under the drivers' bound on bound parameters)."""
+        wanted = list(dict.fromkeys(user_ids))
+        found: dict[str, User] = {}
+        async with self._read() as session:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                rows = await session.scalars(select(UserRow).where(UserRow.id.in_(chunk)))
+                found.update((row.id, _user(row)) for row in rows)
+        return found
 
     async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         check_limit(limit, offset)
@@ -119,11 +140,7 @@ class UsersMixin(StoreBase):
             return _device(row)
 
     async def list_devices(self, user_id: str) -> list[Device]:
-        stmt = (
-            select(DeviceRow)
-            .where(DeviceRow.user_id == user_id)
-            .order_by(DeviceRow.created_at, DeviceRow.platform, DeviceRow.token_sha256)
-        )
+        stmt = devices_of(user_id)
         async with self._read() as session:
             return [_device(row) for row in (await session.scalars(stmt)).all()]
 

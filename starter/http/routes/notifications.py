@@ -17,6 +17,7 @@ from starter.http.schemas import (
     KEY_REUSED_RESPONSE,
     Accepted,
     BulkAccepted,
+    BulkOutcome,
     BulkRequest,
     CancelBody,
     EngagementAccepted,
@@ -51,10 +52,9 @@ async def notify(
 @router.post(
     "/notifications/bulk",
     dependencies=[Requires(Scope.SEND)],
-    summary="Send one notification per user",
+    summary="Send one notification per recipient, each with its own outcome",
     status_code=202,
     response_model=BulkAccepted,
-    responses=KEY_REUSED_RESPONSE,
 )
 async def notify_bulk(
     body: BulkRequest,
@@ -62,10 +62,28 @@ async def notify_bulk(
     tidings: Api,
     idempotency_key: IdempotencyKey = None,
 ) -> BulkAccepted:
+    """202 with every recipient's outcome (started, existed, rejected with the field and the
+    reason, failed) even when some are rejected; 422 only for what every recipient shares (the
+    template, a shared field, the count) or, with `atomic`, when any recipient is rejected."""
     fields = body.shared_fields()
     fields["idempotency_key"] = choose_key(body.idempotency_key, idempotency_key)
-    refs = await tidings.notify_many(body.user_ids, body.template_id, **fields)
-    return BulkAccepted(notifications=[accepted(request, ref) for ref in refs])
+    result = await tidings.notify_many(
+        body.recipient_list(), body.template_id, atomic=body.atomic, **fields
+    )
+    base = str(request.url_for("get_notification", notification_id="_"))[:-1]
+    return BulkAccepted(
+        started=result.started,
+        existed=result.existed,
+        rejected=result.rejected,
+        failed=result.failed,
+        results=[
+            BulkOutcome(
+                **o.model_dump(),
+                status_url=None if o.notification_id is None else base + o.notification_id,
+            )
+            for o in result.outcomes
+        ],
+    )
 
 
 @router.get(

@@ -1,0 +1,226 @@
+"""Bulk acceptance: how fast a bulk of recipients, some of them unknown users, is checked and
+started, through `Tidings.notify_many` and through `POST /v1/notifications/bulk`.
+
+    .venv/bin/python bench/bulk.py [--recipients 10000] [--unknown 0.05] [--workers]
+
+Acceptance is the call: every recipient checked (one read for the users, one for the template,
+renders once per distinct data), its workflow started or its rejection named. By default no
+worker runs, so the figure is the front door and the server's starts alone, not the deliveries
+the starts set off; `--workers` runs the real workers meanwhile (as in production). Besides the
+rate it prints CPU per accepted recipient (this process: client and app; the dev server) and the
+store's SQL statements and transactions per call: figures that hold on a busy machine where the
+rate does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import contextlib
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import insert
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notification import NotificationActivities
+from bench.meters import cpu_seconds
+from bench.sqlcount import SqlCounter, SqlCounts
+from bench.stack import BIN, SQLITE_PRAGMAS, TEMPLATE_ID, seed
+from starter.client import Tidings
+from starter.dev.devserver import start_retrying
+from starter.http import create_app
+from tidings.api_keys import Scope
+from tidings.settings import Settings
+from tidings.store import Store
+from tidings.store.tables import UserRow
+from worker.main import build_senders, build_workers, run_workers
+from workflows import search_attributes
+from workflows.converter import DATA_CONVERTER
+
+
+@dataclass
+class BulkFigures:
+    path: str
+    recipients: int
+    accepted: int
+    rejected: int
+    seconds: float
+    python_cpu: float
+    server_cpu: float | None
+    sql: SqlCounts
+
+    def lines(self) -> list[str]:
+        per = max(self.accepted, 1)
+        server = "n/a" if self.server_cpu is None else f"{self.server_cpu / per * 1000:.2f} ms"
+        return [
+            f"[{self.path}] bulk accepted/s: {self.accepted / self.seconds:.0f}"
+            f" ({self.accepted} started, {self.rejected} rejected of {self.recipients}"
+            f" in {self.seconds:.2f} s)",
+            f"[{self.path}]   CPU per accepted recipient: this process"
+            f" {self.python_cpu / per * 1000:.2f} ms, dev server {server}",
+            f"[{self.path}]   store: {self.sql.statements} SQL statements in"
+            f" {self.sql.transactions} transactions for the whole bulk",
+        ]
+
+
+async def seed_users(store: Store, count: int) -> list[str]:
+    """Many users at once, straight into the table: the bench measures sending, not sign-up."""
+    now = datetime.now(UTC)
+    ids = [f"bulk-u{i}" for i in range(count)]
+    rows = [
+        {
+            "id": user_id,
+            "email": f"{user_id}@example.com",
+            "timezone": "UTC",
+            "locale": "en",
+            "webhook_urls": [],
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for user_id in ids
+    ]
+    async with store.engine.begin() as conn:
+        for start in range(0, len(rows), 1000):
+            await conn.execute(insert(UserRow), rows[start : start + 1000])
+    return ids
+
+
+def recipients(users: list[str], count: int, unknown: float, rng: random.Random) -> list[str]:
+    picked = rng.sample(users, count)
+    return [f"ghost-{uuid.uuid4().hex[:8]}" if rng.random() < unknown else u for u in picked]
+
+
+async def measure(
+    path: str,
+    count: int,
+    call: Callable[[], Awaitable[tuple[int, int]]],
+    counter: SqlCounter,
+) -> BulkFigures:
+    cpu, sql, began = cpu_seconds(), counter.snapshot(), time.monotonic()
+    accepted, rejected = await call()
+    seconds = time.monotonic() - began
+    after = cpu_seconds()
+    server = None if after[1] is None or cpu[1] is None else after[1] - cpu[1]
+    return BulkFigures(
+        path,
+        count,
+        accepted,
+        rejected,
+        seconds,
+        after[0] - cpu[0],
+        server,
+        counter.snapshot().minus(sql),
+    )
+
+
+@contextlib.asynccontextmanager
+async def stack(workers: bool) -> AsyncIterator[tuple[Tidings, Store]]:
+    with tempfile.TemporaryDirectory(prefix="tidings-bulk-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = await start_retrying(
+            lambda: WorkflowEnvironment.start_local(
+                dev_server_existing_path=str(BIN / "temporal"),
+                dev_server_database_filename=str(tmp / "temporal.db"),
+                dev_server_extra_args=SQLITE_PRAGMAS,
+                search_attributes=search_attributes.ALL,
+                data_converter=DATA_CONVERTER,
+            )
+        )
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'tidings.db'}")
+        try:
+            settings = Settings(
+                _env_file=None,
+                environment="test",
+                data_dir=tmp,
+                database_url=store.engine.url.render_as_string(hide_password=False),
+                task_queue=f"bulk-{uuid.uuid4().hex[:8]}",
+            )
+            tidings = Tidings(settings, store, env.client)
+            async with contextlib.AsyncExitStack() as running:
+                if workers:
+                    http = await running.enter_async_context(httpx.AsyncClient())
+                    senders = build_senders(settings, store, http)
+                    built = build_workers(
+                        env.client,
+                        NotificationActivities(store, senders),
+                        task_queue=settings.task_queue,
+                        channels=senders,
+                    )
+                    stop = asyncio.Event()
+                    task = asyncio.create_task(run_workers(built, stop))
+                    running.push_async_callback(lambda: task)
+                    running.callback(stop.set)
+                yield tidings, store
+        finally:
+            await store.close()
+            await env.shutdown()
+
+
+async def run(args: argparse.Namespace) -> list[BulkFigures]:
+    rng = random.Random(args.seed)
+    async with stack(args.workers) as (tidings, store):
+        await seed(tidings, 1, "https://example.com")  # the templates (one user, never sent to)
+        users = await seed_users(store, args.recipients)
+        counter = SqlCounter(store.engine)
+        data = {"n": 1, "user": "bench"}
+        # Warm-up: imports, connection pools, the template cache.
+        await tidings.notify_many(users[:20], TEMPLATE_ID, data=data, channels=["in_app"])
+        figures = []
+
+        async def by_client() -> tuple[int, int]:
+            chosen = recipients(users, args.recipients, args.unknown, rng)
+            result = await tidings.notify_many(chosen, TEMPLATE_ID, data=data)
+            return result.started, result.rejected
+
+        figures.append(await measure("client", args.recipients, by_client, counter))
+        print(*figures[-1].lines(), sep="\n", flush=True)
+
+        transport = httpx.ASGITransport(app=create_app(tidings=tidings))
+        key = await tidings.create_api_key("bench", [Scope.SEND])
+        auth = {"Authorization": f"Bearer {key.key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=auth
+        ) as http:
+
+            async def by_http() -> tuple[int, int]:
+                chosen = recipients(users, args.recipients, args.unknown, rng)
+                body = {"user_ids": chosen, "template_id": TEMPLATE_ID, "data": data}
+                r = await http.post("/v1/notifications/bulk", json=body, timeout=600)
+                if r.status_code != 202:
+                    raise RuntimeError(f"HTTP {r.status_code}: {r.text[:500]}")
+                answer = r.json()
+                return answer["started"], answer["rejected"]
+
+            figures.append(await measure("http", args.recipients, by_http, counter))
+            print(*figures[-1].lines(), sep="\n", flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--recipients", type=int, default=10_000)
+    p.add_argument("--unknown", type=float, default=0.05, help="share of unknown users")
+    p.add_argument("--workers", action="store_true", help="run the workers meanwhile")
+    p.add_argument("--seed", type=int, default=13)
+    args = p.parse_args(argv)
+    if not 1 <= args.recipients <= 10_000 or not 0 <= args.unknown <= 1:
+        p.error("--recipients: 1 to 10000; --unknown: 0 to 1")
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
