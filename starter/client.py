@@ -35,6 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.client_digests import DigestsClient
 from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
@@ -153,7 +154,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings:
+class Tidings(DigestsClient):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store

@@ -15,6 +15,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 
+from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
 from tidings.channels.base import ChannelSender
@@ -29,6 +30,7 @@ from tidings.settings import Settings
 from tidings.store import Store
 from worker.logs import install_log_filter
 from workflows.connect import connect as connect_temporal
+from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_queue
@@ -86,6 +88,7 @@ def build_workers(
     max_concurrent_local_activities: int | None = None,
     rate_limits: Mapping[Channel, float] | None = None,
     experiments: ExperimentActivities | None = None,
+    digests: DigestActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -102,8 +105,8 @@ def build_workers(
     provider sees at most twice the figure while both queues are busy: urgent traffic is never
     held back by a normal backlog's share of the limit.
 
-    ExperimentWorkflow runs on the normal workflow queue with its activities (`experiments`,
-    built from `activities`' store when not given)."""
+    ExperimentWorkflow and DigestWorkflow run on the normal workflow queue with their
+    activities (`experiments`, `digests`, built from `activities`' store when not given)."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
@@ -111,11 +114,13 @@ def build_workers(
         activities.record_engagement,
     ]
     experiments = experiments or ExperimentActivities(activities.store)
-    experiment_activities: list[Callable[..., Any]] = [
+    long_lived_activities: list[Callable[..., Any]] = [
         experiments.claim_enrolment,
         experiments.experiment_counts,
         experiments.finish_experiment,
     ]
+    digests = digests or DigestActivities(activities.store)
+    long_lived_activities += [digests.open_digest, digests.seal_digest, digests.send_digest]
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
@@ -125,8 +130,8 @@ def build_workers(
                 task_queue=workflow_queue(task_queue, priority),
                 workflows=[NotificationWorkflow]
                 if urgent
-                else [NotificationWorkflow, ExperimentWorkflow],
-                activities=local if urgent else local + experiment_activities,
+                else [NotificationWorkflow, ExperimentWorkflow, DigestWorkflow],
+                activities=local if urgent else local + long_lived_activities,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
@@ -170,6 +175,7 @@ def workers_for(
         rate_limits=settings.channel_rate_limits,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        digests=DigestActivities(store, engagement_window_hours=settings.engagement_window_hours),
     )
 
 

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from tidings.store.api_keys import ApiKeysMixin
+from tidings.store.digests import DigestsMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
@@ -38,6 +39,7 @@ class Store(
     IdempotencyMixin,
     ExperimentsMixin,
     ApiKeysMixin,
+    DigestsMixin,
     ErasureMixin,
 ):
     @classmethod
