@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 
 from tidings.payload_keys import new_key_entry, parse_keys
 from workflows.converter import DATA_CONVERTER, with_keys
+from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 
@@ -30,7 +31,8 @@ def test_histories_are_checked_in() -> None:
     v4 = {f"notification_v4_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v4.add("notification_v4_split")
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
-    assert v1 | v2 | v3 | v4 | experiments <= names
+    digests = {"digest_v1_window", "digest_v1_first_run", "digest_v1_continued"}
+    assert v1 | v2 | v3 | v4 | experiments | digests <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
@@ -43,7 +45,8 @@ CONVERTERS = {"plain": DATA_CONVERTER, "with-keys": with_keys(parse_keys(new_key
 async def test_history_replays(path: Path, converter: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     replayer = Replayer(
-        workflows=[NotificationWorkflow, ExperimentWorkflow], data_converter=CONVERTERS[converter]
+        workflows=[NotificationWorkflow, ExperimentWorkflow, DigestWorkflow],
+        data_converter=CONVERTERS[converter],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
