@@ -22,6 +22,7 @@ from starter.http.routes import (
     api_keys,
     codec,
     devices,
+    digests,
     experiments,
     health,
     inbox,
@@ -47,6 +48,7 @@ V1_MODULES = (
     receipts,
     api_keys,
     experiments,
+    digests,
 )
 
 

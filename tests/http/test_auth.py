@@ -43,6 +43,7 @@ PATH_VALUES = {
     "notification_id": "no-such-notification",
     "template_id": "welcome",
     "experiment_id": "no-such-experiment",
+    "key": "no-such-digest",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -94,6 +95,12 @@ SCOPES = {
     ("POST", "/v1/api-keys"): Scope.ADMIN,
     ("GET", "/v1/api-keys"): Scope.ADMIN,
     ("DELETE", "/v1/api-keys/{key_id}"): Scope.ADMIN,
+    ("PUT", "/v1/digests/{key}"): Scope.ADMIN,
+    ("GET", "/v1/digests"): Scope.READ,
+    ("GET", "/v1/digests/{key}"): Scope.READ,
+    ("POST", "/v1/digests/{key}/events"): Scope.SEND,
+    ("POST", "/v1/digests/{key}/users/{user_id}/flush"): Scope.SEND,
+    ("GET", "/v1/digests/{key}/users/{user_id}"): Scope.READ,
 }
 
 
