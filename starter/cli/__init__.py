@@ -13,7 +13,16 @@ from typing import Any
 
 import typer
 
-from starter.cli import dev, directory, emulator, experiments, keys, notifications, reading
+from starter.cli import (
+    dev,
+    digests,
+    directory,
+    emulator,
+    experiments,
+    keys,
+    notifications,
+    reading,
+)
 from starter.cli._prose import as_prose
 
 
@@ -66,6 +75,7 @@ app.add_typer(reading.mail_app, name="mail")
 app.add_typer(emulator.emulator_app, name="emulator")
 app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(keys.api_key_app, name="api-key")
+app.add_typer(digests.digest_app, name="digest")
 as_prose(app)
 
 __all__ = ["app"]
