@@ -18,6 +18,9 @@ from tidings.models import NotificationRequest, NotificationStatus
 from tidings.store import Store
 from workflows import search_attributes as sa
 from workflows.digest_io import (
+    DigestInput,
+    FlushDigestInput,
+    FlushSignal,
     OpenDigestInput,
     OpenDigestOutput,
     SealInput,
@@ -25,6 +28,7 @@ from workflows.digest_io import (
     SendDigestInput,
     SendDigestOutput,
     digest_notification_id,
+    digest_workflow_id,
 )
 from workflows.io import NotificationInput
 from workflows.queues import workflow_id, workflow_queue
@@ -121,4 +125,19 @@ class DigestActivities:
             started = False  # finished already: this batch was sent by an earlier attempt
         return SendDigestOutput(
             notification_id=notification_id, total=summary.total, started=started
+        )
+
+    @activity.defn(name="flush_digest")
+    async def flush_digest(self, input: FlushDigestInput) -> None:
+        """Signal-with-start the user's digest with a flush (a schedule's digest action)."""
+        await activity.client().start_workflow(
+            "DigestWorkflow",
+            DigestInput(
+                user_id=input.user_id, key=input.key, task_queue_base=input.task_queue_base
+            ),
+            id=digest_workflow_id(input.user_id, input.key),
+            task_queue=input.task_queue_base,
+            start_signal="flush",
+            start_signal_args=[FlushSignal(reason=input.reason)],
+            static_summary=f"digest {input.key} for {input.user_id}",
         )

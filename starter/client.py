@@ -36,6 +36,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_digests import DigestsClient
+from starter.client_schedules import SchedulesClient
 from tidings import api_keys, idempotency, inbox_tokens, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
@@ -154,7 +155,7 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings(DigestsClient):
+class Tidings(DigestsClient, SchedulesClient):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store

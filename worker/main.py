@@ -34,10 +34,13 @@ from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_queue
+from workflows.scheduled import ScheduledSendWorkflow
 
 log = logging.getLogger("tidings.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+# On the normal workflow queue beside NotificationWorkflow.
+LONG_LIVED = [ExperimentWorkflow, DigestWorkflow, ScheduledSendWorkflow]
 
 # The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
 # PollerBehaviorAutoscaling without this module changing what it ships with.
@@ -120,7 +123,12 @@ def build_workers(
         experiments.finish_experiment,
     ]
     digests = digests or DigestActivities(activities.store)
-    long_lived_activities += [digests.open_digest, digests.seal_digest, digests.send_digest]
+    long_lived_activities += [
+        digests.open_digest,
+        digests.seal_digest,
+        digests.send_digest,
+        digests.flush_digest,
+    ]
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
@@ -130,7 +138,12 @@ def build_workers(
                 task_queue=workflow_queue(task_queue, priority),
                 workflows=[NotificationWorkflow]
                 if urgent
-                else [NotificationWorkflow, ExperimentWorkflow, DigestWorkflow],
+                else [
+                    NotificationWorkflow,
+                    ExperimentWorkflow,
+                    DigestWorkflow,
+                    ScheduledSendWorkflow,
+                ],
                 activities=local if urgent else local + long_lived_activities,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, Field
 
 from tidings.digests import DigestDefinition
+from workflows.io import NotificationInput
 
 
 def digest_workflow_id(user_id: str, key: str) -> str:
@@ -108,3 +109,30 @@ class SendDigestOutput(BaseModel):
     notification_id: str | None = None  # None when the batch was empty
     total: int = 0
     started: bool = True  # False: an earlier attempt had started it already
+
+
+class FlushDigestInput(BaseModel):
+    user_id: str
+    key: str
+    task_queue_base: str = "tidings"
+    reason: str = "flushed by a schedule"
+
+
+# --- ScheduledSendWorkflow (one firing of a recurring send) --------------------------------------
+
+
+class ScheduledSendInput(BaseModel):
+    schedule_id: str
+    task_queue_base: str = "tidings"
+    # Exactly one action: a notification prepared at creation (template version pinned; its
+    # notification_id is replaced by one made of the schedule and the scheduled time) ...
+    notification: NotificationInput | None = None
+    # ... or a flush of one user's digest.
+    digest_user_id: str | None = None
+    digest_key: str | None = None
+
+
+class ScheduledSendResult(BaseModel):
+    scheduled_at: AwareDatetime
+    notification_id: str | None = None
+    started: bool = True  # False: this scheduled time had been sent already
