@@ -28,6 +28,7 @@ from starter.http.routes import (
     inbox,
     notifications,
     receipts,
+    schedules,
     stats,
     templates,
     tracking,
@@ -49,6 +50,7 @@ V1_MODULES = (
     api_keys,
     experiments,
     digests,
+    schedules,
 )
 
 

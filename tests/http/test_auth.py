@@ -44,6 +44,7 @@ PATH_VALUES = {
     "template_id": "welcome",
     "experiment_id": "no-such-experiment",
     "key": "no-such-digest",
+    "schedule_id": "no-such-schedule",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -101,6 +102,13 @@ SCOPES = {
     ("POST", "/v1/digests/{key}/events"): Scope.SEND,
     ("POST", "/v1/digests/{key}/users/{user_id}/flush"): Scope.SEND,
     ("GET", "/v1/digests/{key}/users/{user_id}"): Scope.READ,
+    ("POST", "/v1/schedules"): Scope.ADMIN,
+    ("GET", "/v1/schedules"): Scope.READ,
+    ("GET", "/v1/schedules/{schedule_id}"): Scope.READ,
+    ("POST", "/v1/schedules/{schedule_id}/pause"): Scope.ADMIN,
+    ("POST", "/v1/schedules/{schedule_id}/resume"): Scope.ADMIN,
+    ("POST", "/v1/schedules/{schedule_id}/trigger"): Scope.ADMIN,
+    ("DELETE", "/v1/schedules/{schedule_id}"): Scope.ADMIN,
 }
 
 

@@ -1,0 +1,112 @@
+"""/v1/schedules: recurring sends (Temporal Schedules) created, read, paused, resumed, fired now
+and deleted. Reading needs the read scope; everything else the admin scope."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Response
+from pydantic import Field
+
+from starter.client_schedules import ScheduleView
+from starter.http.auth import Requires
+from starter.http.deps import Api
+from tidings.api_keys import Scope
+from tidings.models import IDENTIFIER, Model
+
+router = APIRouter()
+
+ScheduleId = Annotated[str, Path(pattern=IDENTIFIER, max_length=128)]
+
+
+class NoteBody(Model):
+    note: str = Field(default="", max_length=500)
+
+
+@router.post(
+    "/schedules",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Create a recurring send",
+    status_code=201,
+    response_model=ScheduleView,
+)
+async def create_schedule(
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            description="schedule_id; cron (5-field expressions) and/or calendars ({second,"
+            " minute, hour, day_of_month, month, day_of_week}); time_zone (IANA); exactly one"
+            " action: notification (a notification request without scheduled_at, expires_at"
+            " or idempotency_key) or digest ({user_id, key}); note; paused. Unknown fields are"
+            " refused."
+        ),
+    ],
+    tidings: Api,
+) -> ScheduleView:
+    return await tidings.create_schedule(body)
+
+
+@router.get(
+    "/schedules",
+    dependencies=[Requires(Scope.READ)],
+    summary="List recurring sends",
+    response_model=list[ScheduleView],
+)
+async def list_schedules(tidings: Api) -> list[ScheduleView]:
+    return await tidings.list_schedules()
+
+
+@router.get(
+    "/schedules/{schedule_id}",
+    dependencies=[Requires(Scope.READ)],
+    summary="A recurring send: its next and recent run times",
+    response_model=ScheduleView,
+)
+async def describe_schedule(schedule_id: ScheduleId, tidings: Api) -> ScheduleView:
+    return await tidings.describe_schedule(schedule_id)
+
+
+@router.post(
+    "/schedules/{schedule_id}/pause",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Pause a recurring send",
+    response_model=ScheduleView,
+)
+async def pause(
+    schedule_id: ScheduleId, tidings: Api, body: NoteBody | None = None
+) -> ScheduleView:
+    return await tidings.pause_schedule(schedule_id, (body or NoteBody()).note or "paused")
+
+
+@router.post(
+    "/schedules/{schedule_id}/resume",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Resume a paused recurring send",
+    response_model=ScheduleView,
+)
+async def resume(
+    schedule_id: ScheduleId, tidings: Api, body: NoteBody | None = None
+) -> ScheduleView:
+    return await tidings.resume_schedule(schedule_id, (body or NoteBody()).note or "resumed")
+
+
+@router.post(
+    "/schedules/{schedule_id}/trigger",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Fire a recurring send once, now",
+    status_code=202,
+    response_model=ScheduleView,
+)
+async def trigger(schedule_id: ScheduleId, tidings: Api) -> ScheduleView:
+    return await tidings.trigger_schedule(schedule_id)
+
+
+@router.delete(
+    "/schedules/{schedule_id}",
+    dependencies=[Requires(Scope.ADMIN)],
+    summary="Delete a recurring send (notifications already sent stay)",
+    status_code=204,
+)
+async def delete(schedule_id: ScheduleId, tidings: Api) -> Response:
+    await tidings.delete_schedule(schedule_id)
+    return Response(status_code=204)
