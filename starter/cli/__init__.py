@@ -22,6 +22,7 @@ from starter.cli import (
     keys,
     notifications,
     reading,
+    schedules,
 )
 from starter.cli._prose import as_prose
 
@@ -76,6 +77,7 @@ app.add_typer(emulator.emulator_app, name="emulator")
 app.add_typer(experiments.experiment_app, name="experiment")
 app.add_typer(keys.api_key_app, name="api-key")
 app.add_typer(digests.digest_app, name="digest")
+app.add_typer(schedules.schedule_app, name="schedule")
 as_prose(app)
 
 __all__ = ["app"]
