@@ -1,6 +1,7 @@
-"""Record DigestWorkflow histories for the replay test.
+"""Record DigestWorkflow and ScheduledSendWorkflow histories for the replay test.
 
-    .venv/bin/python -m tests.replay.record_digest v1
+    .venv/bin/python -m tests.replay.record_digest v1            # digests
+    .venv/bin/python -m tests.replay.record_digest scheduled v1  # one firing of a schedule
 
 A window that closes on time with a repeated event, and a digest that continues as new (a tiny
 event budget) and is then flushed: its first and its last run. Keep the files of every version:
@@ -18,10 +19,18 @@ from pathlib import Path
 from temporalio.client import WorkflowHandle
 
 from tests.conftest import start_time_skipping
-from tests.replay.record import _save
+from tests.replay.record import WELCOME, _save
 from tests.support import running_stack
+from tidings.models import Channel, NotificationRequest
 from workflows.digest import DigestWorkflow
-from workflows.digest_io import DigestEventSignal, DigestInput, DigestStatus, digest_workflow_id
+from workflows.digest_io import (
+    DigestEventSignal,
+    DigestInput,
+    DigestStatus,
+    ScheduledSendInput,
+    digest_workflow_id,
+)
+from workflows.scheduled import ScheduledSendWorkflow
 
 TEMPLATE = {
     "id": "comment_digest",
@@ -87,5 +96,63 @@ async def record_digest(version: str) -> None:
         await env.shutdown()
 
 
+async def record_scheduled(version: str) -> None:
+    """A firing that sends its notification, the same scheduled time started again (sends
+    nothing), and a firing that flushes a digest. Started directly with a schedule's workflow id
+    (the time-skipping server has no Schedules; the time is read from the id's suffix)."""
+    env = await start_time_skipping()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp)) as stack:
+                await stack.seed()
+                t = stack.tidings
+                queue = stack.settings.task_queue
+                request = NotificationRequest(
+                    user_id="user_001",
+                    template_id="welcome",
+                    data=WELCOME,
+                    channels=[Channel.IN_APP],
+                )
+                action = ScheduledSendInput(
+                    schedule_id="replay",
+                    task_queue_base=queue,
+                    notification=await t._prepare(request),
+                )
+                wf_id = "scheduled/replay-2031-03-30T07:00:00Z"
+                runs = []
+                for _ in range(2):
+                    handle = await env.client.start_workflow(
+                        ScheduledSendWorkflow.run, action, id=wf_id, task_queue=queue
+                    )
+                    print(await handle.result())
+                    runs.append(env.client.get_workflow_handle(wf_id, run_id=handle.run_id))
+                await _save(runs[0], f"scheduled_{version}_notification")
+                await _save(runs[1], f"scheduled_{version}_repeat")
+                await t.register_template(TEMPLATE)
+                await t.register_digest(key="news", template_id="comment_digest")
+                await t.digest_event("user_001", "news", "n1")
+                flush = await env.client.start_workflow(
+                    ScheduledSendWorkflow.run,
+                    ScheduledSendInput(
+                        schedule_id="replay-digest",
+                        task_queue_base=queue,
+                        digest_user_id="user_001",
+                        digest_key="news",
+                    ),
+                    id="scheduled/replay-digest-2031-03-30T07:00:00Z",
+                    task_queue=queue,
+                )
+                print(await flush.result())
+                await _save(
+                    env.client.get_workflow_handle(flush.id, run_id=flush.run_id),
+                    f"scheduled_{version}_digest",
+                )
+    finally:
+        await env.shutdown()
+
+
 if __name__ == "__main__":
-    asyncio.run(record_digest(sys.argv[1] if len(sys.argv) > 1 else "v1"))
+    if len(sys.argv) > 1 and sys.argv[1] == "scheduled":
+        asyncio.run(record_scheduled(sys.argv[2] if len(sys.argv) > 2 else "v1"))
+    else:
+        asyncio.run(record_digest(sys.argv[1] if len(sys.argv) > 1 else "v1"))
