@@ -33,7 +33,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from tidings.errors import Conflict, InvalidRequest, NotFound
+from tidings.errors import Conflict, InvalidRequest, NotFound, TidingsError
 from tidings.recurring import CalendarSpec, RecurringSpec, describe_action
 from tidings.settings import Settings
 from tidings.store import Store
@@ -45,6 +45,19 @@ from workflows.scheduled import ScheduledSendWorkflow
 # skipped rather than sent in a burst when it comes back.
 CATCHUP_WINDOW = timedelta(hours=1)
 WORKFLOW = "ScheduledSendWorkflow"
+
+
+class SchedulesUnsupported(TidingsError):
+    """The Temporal server answers Schedule calls with UNIMPLEMENTED (the time-skipping test
+    server does): recurring sends need a dev server or a cluster."""
+
+
+def _unsupported(e: RPCError) -> SchedulesUnsupported | None:
+    if e.status is RPCStatusCode.UNIMPLEMENTED:
+        return SchedulesUnsupported(
+            "this Temporal server does not implement Schedules; use a dev server or a cluster"
+        )
+    return None
 
 
 class ScheduleView(BaseModel):
@@ -137,7 +150,7 @@ class SchedulesClient:
         except RPCError as e:
             if e.status is RPCStatusCode.INVALID_ARGUMENT:  # the server's own checks
                 raise InvalidRequest("cron" if parsed.cron else "calendars", e.message) from e
-            raise
+            raise _unsupported(e) or e from e
         return await self.describe_schedule(parsed.schedule_id)
 
     async def describe_schedule(self, schedule_id: str) -> ScheduleView:
@@ -147,7 +160,7 @@ class SchedulesClient:
         except RPCError as e:
             if e.status is RPCStatusCode.NOT_FOUND:
                 raise NotFound("schedule", schedule_id) from e
-            raise
+            raise _unsupported(e) or e from e
         action = d.schedule.action
         if not isinstance(action, ScheduleActionStartWorkflow) or action.workflow != WORKFLOW:
             raise NotFound("schedule", schedule_id)  # someone else's schedule in the namespace
@@ -168,13 +181,16 @@ class SchedulesClient:
 
     async def list_schedules(self) -> list[ScheduleView]:
         ids = []
-        async for listed in await self.temporal.list_schedules():
-            listed_schedule = listed.schedule
-            if (
-                listed_schedule is not None
-                and getattr(listed_schedule.action, "workflow", None) == WORKFLOW
-            ):
-                ids.append(listed.id)
+        try:
+            async for listed in await self.temporal.list_schedules():
+                listed_schedule = listed.schedule
+                if (
+                    listed_schedule is not None
+                    and getattr(listed_schedule.action, "workflow", None) == WORKFLOW
+                ):
+                    ids.append(listed.id)
+        except RPCError as e:
+            raise _unsupported(e) or e from e
         return [await self.describe_schedule(i) for i in sorted(ids)]
 
     async def pause_schedule(self, schedule_id: str, note: str = "paused") -> ScheduleView:

@@ -103,6 +103,8 @@ class DigestWorkflow:
                     fresh = True
                 if state.pending == 0:
                     break  # nothing waits: done; the next event starts a new run
+            if self._over_budget() and not self._flush:
+                await self._continue_as_new()  # batches closing back to back (max_events)
             now = workflow.now()
             if state.closes_at is None:
                 state.closes_at = self._closes_at(definition, opened.timezone, now)

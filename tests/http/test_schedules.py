@@ -67,3 +67,9 @@ async def test_schedule_lifecycle(dev_client: httpx.AsyncClient, dev_stack: Stac
     finally:
         with contextlib.suppress(RPCError):
             await dev_stack.tidings.temporal.get_schedule_handle(schedule_id).delete()
+
+
+async def test_a_server_without_schedules_is_unavailable(client: httpx.AsyncClient) -> None:
+    # The time-skipping test server does not implement Schedules: a 503 naming why, not a 500.
+    r = await client.get("/v1/schedules")
+    assert "does not implement Schedules" in error_of(r, 503, "unavailable")["message"]

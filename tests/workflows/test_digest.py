@@ -350,3 +350,32 @@ async def test_bad_input_names_the_field_and_starts_nothing(
         await rig.handle().describe()
     with pytest.raises(RPCError):
         await rig.handle("nobody").describe()
+
+
+async def test_back_to_back_batches_continue_as_new_and_send_each_event_once(
+    own_rig: Rig,
+) -> None:
+    rig = own_rig
+    await rig.tidings.register_digest(
+        key="comments", template_id="comment_digest", window_seconds=3600, max_events=3
+    )
+    await rig.env.client.start_workflow(
+        DigestWorkflow.run,
+        DigestInput(user_id=rig.user, key="comments", task_queue_base=rig.queue, event_budget=100),
+        id=digest_workflow_id(rig.user, "comments"),
+        task_queue=rig.queue,
+        start_signal="event",
+        start_signal_args=[DigestEventSignal(event_id="none", seq=0)],
+    )
+    for i in range(30):
+        await rig.event(f"c{i}")
+    final = await rig.result()
+    assert final.runs >= 2 and final.events_sent == 30
+    assert len(rig.sent) >= 2
+    assert sum(s.request.data["total"] for s in rig.sent) == 30  # each event in one batch
+    shown = [e["id"] for s in rig.sent for e in s.request.data["events"]]
+    assert len(shown) == len(set(shown))  # no event shown in two batches
+    ids = [s.notification_id for s in rig.sent]
+    assert len(set(ids)) == len(ids)
+    stored = await rig.store.pending_digest(rig.user, "comments")
+    assert (stored.pending, stored.sent_events) == (0, 30)

@@ -3,18 +3,29 @@ and deleted. Reading needs the read scope; everything else the admin scope."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Response
 from pydantic import Field
+from starlette.exceptions import HTTPException
 
-from starter.client_schedules import ScheduleView
+from starter.client_schedules import SchedulesUnsupported, ScheduleView
 from starter.http.auth import Requires
 from starter.http.deps import Api
 from tidings.api_keys import Scope
 from tidings.models import IDENTIFIER, Model
 
-router = APIRouter()
+
+async def _supported() -> AsyncIterator[None]:
+    """A Temporal server without Schedules (the time-skipping test server) is a 503."""
+    try:
+        yield
+    except SchedulesUnsupported as e:
+        raise HTTPException(503, str(e)) from e
+
+
+router = APIRouter(dependencies=[Depends(_supported)])
 
 ScheduleId = Annotated[str, Path(pattern=IDENTIFIER, max_length=128)]
 
