@@ -31,7 +31,7 @@ class DigestSchedule(Model):
     """Close the batch at the next of these local times instead of after a window."""
 
     days: list[int] = Field(default=[0, 1, 2, 3, 4], min_length=1, max_length=7)  # Monday = 0
-    at: time = time(9, 0)
+    at: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local HH:MM
     timezone: TimeZoneName | None = None  # None: the user's own timezone
 
     @field_validator("days")
@@ -42,12 +42,9 @@ class DigestSchedule(Model):
             raise ValueError(f"weekdays are 0 (Monday) to 6 (Sunday), got {bad}")
         return sorted(set(v))
 
-    @field_validator("at")
-    @classmethod
-    def _naive(cls, v: time) -> time:
-        if v.tzinfo is not None:
-            raise ValueError("give a local time without an offset; set timezone instead")
-        return v
+    @property
+    def local_time(self) -> time:
+        return time.fromisoformat(self.at)
 
 
 class DigestDefinition(Model):
@@ -131,7 +128,7 @@ def next_occurrence(schedule: DigestSchedule, after: datetime, user_timezone: st
         day = local_day + timedelta(days=offset)
         if day.weekday() not in schedule.days:
             continue
-        candidate = _at(day, schedule.at, zone)
+        candidate = _at(day, schedule.local_time, zone)
         if candidate > after:
             return candidate
     raise AssertionError("a weekly calendar always has an occurrence within 8 days")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import time
 from typing import Annotated, Any
 
 import typer
@@ -83,18 +82,14 @@ def register(
             "last_n": last,
         }
         if days is not None or at is not None or timezone is not None:
-            try:
-                local = time.fromisoformat(at or "09:00")
-            except ValueError as e:
-                raise InvalidRequest("schedule.at", f"cannot read {at!r}; e.g. 09:00") from e
-            schedule: dict[str, Any] = {"at": local, "timezone": timezone}
+            schedule: dict[str, Any] = {"at": at or "09:00", "timezone": timezone}
             if days is not None:
                 schedule["days"] = _days(days)
             fields["schedule"] = schedule
         async with connect(settings, temporal_needed=False) as tidings:
             d = await tidings.register_digest(fields)
         when = (
-            f"at {d.schedule.at:%H:%M} on {','.join(DAY_NAMES[i] for i in d.schedule.days)}"
+            f"at {d.schedule.at} on {','.join(DAY_NAMES[i] for i in d.schedule.days)}"
             f" ({d.schedule.timezone or 'the user timezone'})"
             if d.schedule
             else f"every {d.window_seconds} s"
@@ -119,7 +114,7 @@ def list_() -> None:
             table.add_column(column)
         for d in items:
             schedule = (
-                f"{d.schedule.at:%H:%M} {','.join(DAY_NAMES[i] for i in d.schedule.days)}"
+                f"{d.schedule.at} {','.join(DAY_NAMES[i] for i in d.schedule.days)}"
                 if d.schedule
                 else ""
             )

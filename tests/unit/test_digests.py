@@ -3,7 +3,7 @@ the next time of a digest's calendar across Europe/Berlin's daylight-saving chan
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from tidings.digests import (
 )
 
 BERLIN = "Europe/Berlin"
-DAILY = DigestSchedule(days=list(range(7)), at=time(9, 0))
+DAILY = DigestSchedule(days=list(range(7)), at="09:00")
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
@@ -50,20 +50,20 @@ def test_daily_9am_keeps_local_time_across_fall_back() -> None:
 
 
 def test_time_inside_the_spring_gap_moves_forward_by_the_gap() -> None:
-    schedule = DigestSchedule(days=list(range(7)), at=time(2, 30), timezone=BERLIN)
+    schedule = DigestSchedule(days=list(range(7)), at="02:30", timezone=BERLIN)
     # 02:30 does not exist on 2026-03-29 in Berlin: it is taken as 03:30 CEST (01:30 UTC).
     assert next_occurrence(schedule, utc(2026, 3, 28, 12, 0), "UTC") == utc(2026, 3, 29, 1, 30)
 
 
 def test_weekdays_skip_the_weekend_and_the_exact_time_is_not_after_itself() -> None:
-    weekdays = DigestSchedule(at=time(9, 0))  # Monday to Friday by default
+    weekdays = DigestSchedule(at="09:00")  # Monday to Friday by default
     friday_nine = utc(2026, 3, 27, 8, 0)  # 09:00 CET
     assert next_occurrence(weekdays, friday_nine, BERLIN) == utc(2026, 3, 30, 7, 0)  # Monday CEST
     assert next_occurrence(weekdays, utc(2026, 3, 27, 7, 59), BERLIN) == friday_nine
 
 
 def test_schedule_timezone_overrides_the_users() -> None:
-    tokyo = DigestSchedule(days=[0], at=time(9, 0), timezone="Asia/Tokyo")
+    tokyo = DigestSchedule(days=[0], at="09:00", timezone="Asia/Tokyo")
     assert next_occurrence(tokyo, utc(2026, 3, 29, 0, 0), BERLIN) == utc(2026, 3, 30, 0, 0)
 
 

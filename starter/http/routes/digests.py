@@ -21,7 +21,7 @@ from workflows.digest_io import DigestStatus
 
 router = APIRouter()
 
-DigestKey = Annotated[str, Path(pattern=IDENTIFIER, max_length=128)]
+DigestKey = Annotated[str, Path(pattern=IDENTIFIER, max_length=128, examples=["comments"])]
 
 
 class DigestEventBody(Model):
@@ -47,7 +47,11 @@ async def register_digest(
         dict[str, Any],
         Body(
             description="template_id, window_seconds, max_events, first_n, last_n and an"
-            " optional schedule {days, at, timezone}. Unknown fields are refused."
+            " optional schedule {days, at, timezone}. Unknown fields are refused.",
+            examples=[
+                {"template_id": "welcome", "window_seconds": 3600, "max_events": 10},
+                {"template_id": "welcome", "schedule": {"days": [0, 1, 2, 3, 4], "at": "09:00"}},
+            ],
         ),
     ],
     tidings: Api,

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starter.client_schedules import SchedulesUnsupported, ScheduleView
 from starter.http.auth import Requires
 from starter.http.deps import Api
+from starter.http.schemas import ErrorBody
 from tidings.api_keys import Scope
 from tidings.models import IDENTIFIER, Model
 
@@ -40,6 +41,7 @@ class NoteBody(Model):
     summary="Create a recurring send",
     status_code=201,
     response_model=ScheduleView,
+    responses={409: {"model": ErrorBody, "description": "A schedule with this id exists"}},
 )
 async def create_schedule(
     body: Annotated[
@@ -49,7 +51,19 @@ async def create_schedule(
             " minute, hour, day_of_month, month, day_of_week}); time_zone (IANA); exactly one"
             " action: notification (a notification request without scheduled_at, expires_at"
             " or idempotency_key) or digest ({user_id, key}); note; paused. Unknown fields are"
-            " refused."
+            " refused.",
+            examples=[
+                {
+                    "schedule_id": "weekly-welcome",
+                    "cron": ["0 9 * * mon"],
+                    "time_zone": "Europe/Berlin",
+                    "notification": {
+                        "user_id": "user_001",
+                        "template_id": "welcome",
+                        "data": {"app_name": "MyApp", "user_name": "John"},
+                    },
+                }
+            ],
         ),
     ],
     tidings: Api,
