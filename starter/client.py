@@ -38,7 +38,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from starter.client_analytics import AnalyticsClient
 from starter.client_broadcasts import BroadcastsMixin
 from starter.client_bulk import MAX_BULK, BulkMixin, BulkResult, NotificationRef, Recipient
+from starter.client_digests import DigestsClient
 from starter.client_inbox import InboxClient, InboxToken
+from starter.client_schedules import SchedulesClient
 from starter.client_tracking import TrackingMixin
 from tidings import api_keys, idempotency, rendering, send_time, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
@@ -141,7 +143,15 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
         raise InvalidRequest(field, str(e)) from e
 
 
-class Tidings(InboxClient, TrackingMixin, AnalyticsClient, BroadcastsMixin, BulkMixin):
+class Tidings(
+    InboxClient,
+    TrackingMixin,
+    AnalyticsClient,
+    BroadcastsMixin,
+    BulkMixin,
+    DigestsClient,
+    SchedulesClient,
+):
     def __init__(self, settings: Settings, store: Store, temporal: Client) -> None:
         self.settings = settings
         self.store = store

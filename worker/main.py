@@ -17,6 +17,7 @@ from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worke
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.broadcast import BroadcastActivities
+from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
 from tidings.channels.base import ChannelSender
@@ -33,14 +34,18 @@ from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
 from workflows.broadcast import BroadcastWorkflow
 from workflows.connect import connect as connect_temporal
+from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_queue
+from workflows.scheduled import ScheduledSendWorkflow
 
 log = logging.getLogger("tidings.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 DEFAULT_ENGAGEMENT_HOURS = 72.0  # Settings' default, for workers built without settings
+# On the normal workflow queue beside NotificationWorkflow.
+LONG_LIVED = [ExperimentWorkflow, BroadcastWorkflow, DigestWorkflow, ScheduledSendWorkflow]
 
 # The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
 # PollerBehaviorAutoscaling without this module changing what it ships with.
@@ -123,6 +128,7 @@ def build_workers(
     rate_limits: Mapping[Channel, float] | None = None,
     experiments: ExperimentActivities | None = None,
     broadcasts: BroadcastActivities | None = None,
+    digests: DigestActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -139,11 +145,12 @@ def build_workers(
     provider sees at most twice the figure while both queues are busy: urgent traffic is never
     held back by a normal backlog's share of the limit.
 
-    ExperimentWorkflow runs on the normal workflow queue with its activities (`experiments`,
-    built from `activities`' store when not given). So does BroadcastWorkflow with its planning
-    activities (`broadcasts`, likewise built from `activities` when not given); its batch
-    deliveries run on each channel's queue beside the single sends, so one rate limit covers
-    both (see README "Broadcasts" for why not a queue of their own)."""
+    ExperimentWorkflow, DigestWorkflow and ScheduledSendWorkflow run on the normal workflow queue
+    with their activities (`experiments`, `digests`, built from `activities`' store when not
+    given). So does BroadcastWorkflow with its planning activities (`broadcasts`, likewise built
+    from `activities` when not given); its batch deliveries run on each channel's queue beside the
+    single sends, so one rate limit covers both (see README "Broadcasts" for why not a queue of
+    their own)."""
     local: list[Callable[..., Any]] = [
         activities.plan_delivery,
         activities.record_notification,
@@ -151,7 +158,7 @@ def build_workers(
         activities.record_engagement,
     ]
     experiments = experiments or ExperimentActivities(activities.store)
-    experiment_activities: list[Callable[..., Any]] = [
+    long_lived_activities: list[Callable[..., Any]] = [
         experiments.claim_enrolment,
         experiments.experiment_counts,
         experiments.finish_experiment,
@@ -165,9 +172,16 @@ def build_workers(
             client, task_queue=task_queue, engagement_window_hours=DEFAULT_ENGAGEMENT_HOURS
         ),
     )
-    broadcast_activities: list[Callable[..., Any]] = [
+    long_lived_activities += [
         broadcasts.plan_page,
         broadcasts.record_broadcast,
+    ]
+    digests = digests or DigestActivities(activities.store)
+    long_lived_activities += [
+        digests.open_digest,
+        digests.seal_digest,
+        digests.send_digest,
+        digests.flush_digest,
     ]
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
@@ -176,12 +190,8 @@ def build_workers(
             Worker(
                 client,
                 task_queue=workflow_queue(task_queue, priority),
-                workflows=[NotificationWorkflow]
-                if urgent
-                else [NotificationWorkflow, ExperimentWorkflow, BroadcastWorkflow],
-                activities=local
-                if urgent
-                else local + experiment_activities + broadcast_activities,
+                workflows=[NotificationWorkflow] if urgent else [NotificationWorkflow, *LONG_LIVED],
+                activities=local if urgent else local + long_lived_activities,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_task_poller_behavior=workflow_pollers,
                 nonsticky_to_sticky_poll_ratio=nonsticky_to_sticky_poll_ratio,
@@ -242,6 +252,7 @@ def workers_for(
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        digests=DigestActivities(store, engagement_window_hours=settings.engagement_window_hours),
     )
 
 

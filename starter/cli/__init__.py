@@ -17,6 +17,7 @@ from starter.cli import (
     analytics,
     broadcasts,
     dev,
+    digests,
     directory,
     emulator,
     experiments,
@@ -24,6 +25,7 @@ from starter.cli import (
     keys,
     notifications,
     reading,
+    schedules,
 )
 from starter.cli._prose import as_prose
 
@@ -82,6 +84,8 @@ app.add_typer(keys.api_key_app, name="api-key")
 app.add_typer(analytics.analytics_app, name="analytics")
 app.add_typer(analytics.segment_app, name="segment")
 app.add_typer(broadcasts.broadcast_app, name="broadcast")
+app.add_typer(digests.digest_app, name="digest")
+app.add_typer(schedules.schedule_app, name="schedule")
 as_prose(app)
 
 __all__ = ["app"]

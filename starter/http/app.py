@@ -25,6 +25,7 @@ from starter.http.routes import (
     broadcasts,
     codec,
     devices,
+    digests,
     experiments,
     health,
     inbox,
@@ -32,6 +33,7 @@ from starter.http.routes import (
     inbox_stream,
     notifications,
     receipts,
+    schedules,
     segments,
     stats,
     templates,
@@ -62,6 +64,8 @@ V1_MODULES = (
     analytics,
     segments,
     broadcasts,
+    digests,
+    schedules,
 )
 
 

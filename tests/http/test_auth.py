@@ -47,6 +47,8 @@ PATH_VALUES = {
     "experiment_id": "no-such-experiment",
     "segment": "no-such-segment",
     "broadcast_id": "no-such-broadcast",
+    "key": "no-such-digest",
+    "schedule_id": "no-such-schedule",
 }
 # A key that may not do what the route needs, for each scope a route can need.
 WRONG = {
@@ -118,6 +120,19 @@ SCOPES = {
     ("GET", "/v1/segments/{segment}"): Scope.READ,
     ("GET", "/v1/segments/{segment}/members"): Scope.READ,
     ("DELETE", "/v1/segments/{segment}"): Scope.ADMIN,
+    ("PUT", "/v1/digests/{key}"): Scope.ADMIN,
+    ("GET", "/v1/digests"): Scope.READ,
+    ("GET", "/v1/digests/{key}"): Scope.READ,
+    ("POST", "/v1/digests/{key}/events"): Scope.SEND,
+    ("POST", "/v1/digests/{key}/users/{user_id}/flush"): Scope.SEND,
+    ("GET", "/v1/digests/{key}/users/{user_id}"): Scope.READ,
+    ("POST", "/v1/schedules"): Scope.ADMIN,
+    ("GET", "/v1/schedules"): Scope.READ,
+    ("GET", "/v1/schedules/{schedule_id}"): Scope.READ,
+    ("POST", "/v1/schedules/{schedule_id}/pause"): Scope.ADMIN,
+    ("POST", "/v1/schedules/{schedule_id}/resume"): Scope.ADMIN,
+    ("POST", "/v1/schedules/{schedule_id}/trigger"): Scope.ADMIN,
+    ("DELETE", "/v1/schedules/{schedule_id}"): Scope.ADMIN,
 }
 
 

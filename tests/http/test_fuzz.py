@@ -9,18 +9,23 @@ operation) so the run stays well under a minute."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 from schemathesis.core.result import Ok
+from temporalio.testing import WorkflowEnvironment
 
 from starter.dev.api_server import DevApi
 from starter.dev.devserver import pick_port
 from starter.http import create_app
-from tests.support import Stack
+from tests.cli.helpers import terminate_queue
+from tests.support import Stack, running_stack
 from tidings.api_keys import Scope
 
 MAX_EXAMPLES = 30
@@ -30,6 +35,18 @@ CHECKS = [
     checks.content_type_conformance,
     checks.response_schema_conformance,
 ]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    """On the dev server: /v1/schedules needs Temporal Schedules, which the time-skipping test
+    server does not implement."""
+    async with running_stack(dev_env.client, tmp_path) as s:
+        await s.seed()
+        yield s
+        for made in await s.tidings.list_schedules():  # the examples the fuzz created
+            await s.tidings.delete_schedule(made.schedule_id)
+        await terminate_queue(dev_env.client, s.settings.task_queue)
 
 
 def _fuzz(base_url: str, key: str, seen: dict[str, set[int]]) -> list[str]:

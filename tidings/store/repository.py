@@ -13,6 +13,7 @@ from typing import Any
 from tidings.store.analytics import AnalyticsMixin
 from tidings.store.api_keys import ApiKeysMixin
 from tidings.store.broadcasts import BroadcastsMixin
+from tidings.store.digests import DigestsMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
@@ -46,6 +47,7 @@ class Store(
     ApiKeysMixin,
     AnalyticsMixin,
     BroadcastsMixin,
+    DigestsMixin,
     ErasureMixin,
     UnsubscribeMixin,
     PersonalMixin,

@@ -364,3 +364,34 @@ class BroadcastRecipientRow(Base):
     provider_message_id: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestRow(Base):
+    """A registered digest definition by its key (`tidings.digests.DigestDefinition` as JSON)."""
+
+    __tablename__ = "digests"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestEventRow(Base):
+    """One event of a user's digest. `batch` is NULL until the digest's workflow seals the batch
+    it goes out in; the unique key makes a repeated event id count once."""
+
+    __tablename__ = "digest_events"
+    __table_args__ = (
+        UniqueConstraint("user_id", "digest_key", "event_id"),
+        Index(None, "user_id", "digest_key", "batch"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    digest_key: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    batch: Mapped[int | None] = mapped_column(Integer)

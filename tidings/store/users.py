@@ -12,6 +12,7 @@ from tidings.store.base import IN_CHUNK, StoreBase, check_limit, rowcount, utcno
 from tidings.store.tables import (
     DeliveryRow,
     DeviceRow,
+    DigestEventRow,
     EngagementRow,
     InboxEventRow,
     InboxRow,
@@ -209,6 +210,8 @@ class ErasureMixin(StoreBase):
                 update(EngagementRow).where(EngagementRow.notification_id.in_(mine)).values(meta={})
             )
             await session.execute(delete(DeviceRow).where(DeviceRow.user_id == user_id))
+            # A digest's events carry app data about the user.
+            await session.execute(delete(DigestEventRow).where(DigestEventRow.user_id == user_id))
             await session.execute(delete(PreferencesRow).where(PreferencesRow.user_id == user_id))
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
             return existed
