@@ -35,6 +35,10 @@ CHECKS = [
     checks.content_type_conformance,
     checks.response_schema_conformance,
 ]
+# /healthz takes no input and answers 503 by design when a dependency is slower than its
+# timeout, which a loaded machine can make the dev server; its answers are still checked
+# against the schema (503 is documented), just not refused for being 5xx.
+UNHEALTHY_BY_DESIGN = {"GET /healthz": [c for c in CHECKS if c is not checks.not_a_server_error]}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -74,7 +78,9 @@ def _fuzz(base_url: str, key: str, seen: dict[str, set[int]]) -> list[str]:
                     kwargs.pop("method"), case.formatted_path, **_httpx_kwargs(kwargs)
                 )
                 seen.setdefault(case.operation.label, set()).add(response.status_code)
-                case.validate_response(response, checks=CHECKS)
+                case.validate_response(
+                    response, checks=UNHEALTHY_BY_DESIGN.get(case.operation.label, CHECKS)
+                )
 
             try:
                 check()
