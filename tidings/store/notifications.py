@@ -163,7 +163,9 @@ class NotificationsMixin(StoreBase):
             "variant": variant,
         }
         async with self._write() as session:
-            await session.execute(self._notification_upsert(), params)
+            # On the session's connection: the ORM's bulk-insert layer adds nothing here.
+            conn = await session.connection()
+            await conn.execute(self._notification_upsert(), params)
             for result in channels or []:
                 await self._put_delivery(session, notification_id, result)
 
@@ -186,7 +188,8 @@ class NotificationsMixin(StoreBase):
             "at": result.at,
             "updated_at": utcnow(),
         }
-        await session.execute(self._delivery_upsert(), params)
+        conn = await session.connection()
+        await conn.execute(self._delivery_upsert(), params)
 
     # The two writes every notification makes several times, built once per store: a statement
     # built per call cost more CPU in SQLAlchemy (cache key, bound parameters) than running it.
