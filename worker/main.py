@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehavior, PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import workflows
 from activities.broadcast import BroadcastActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
@@ -32,6 +33,7 @@ from tidings.settings import Settings
 from tidings.store import Store
 from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
+from worker.process import precompile, settle_heap
 from workflows.broadcast import BroadcastWorkflow
 from workflows.connect import connect as connect_temporal
 from workflows.digest import DigestWorkflow
@@ -220,6 +222,9 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
+        # Paid once here rather than per run: see worker/process.py.
+        precompile(workflows)
+        settle_heap()
         log.info("worker running on %d task queues", len(workers))
         await stop.wait()
         log.info("shutting down: finishing in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)

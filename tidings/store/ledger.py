@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pydantic import AwareDatetime, Field
 
 from tidings.models import Channel, DeliveryStatus, Model
-from tidings.store.base import StoreBase, rowcount
+from tidings.store.base import StoreBase, Upsert, rowcount
 from tidings.store.tables import LedgerRow
 
 
@@ -42,15 +42,26 @@ class LedgerMixin(StoreBase):
 
     async def ledger_put(self, entry: LedgerEntry) -> bool:
         """Insert the entry unless its key exists; False (and nothing changed) if it did."""
-        stmt = self._insert(LedgerRow).values(
-            key=entry.key,
-            notification_id=entry.notification_id,
-            channel=entry.channel.value,
-            status=entry.status.value,
-            target=entry.target,
-            provider_message_id=entry.provider_message_id,
-            sent_at=entry.sent_at,
-        )
-        stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
+        params = {
+            "key": entry.key,
+            "notification_id": entry.notification_id,
+            "channel": entry.channel.value,
+            "status": entry.status.value,
+            "target": entry.target,
+            "provider_message_id": entry.provider_message_id,
+            "sent_at": entry.sent_at,
+        }
         async with self._write() as session:
-            return rowcount(await session.execute(stmt)) == 1
+            # On the session's connection: the Core result carries the row count, and the
+            # ORM's bulk-insert layer has nothing to add to a plain insert.
+            conn = await session.connection()
+            return rowcount(await conn.execute(self._ledger_insert(), params)) == 1
+
+    def _ledger_insert(self) -> Upsert:
+        """Built once per store, values bound by name: every send runs it (see
+        `NotificationsMixin._notification_upsert`)."""
+        stmt = getattr(self, "_ledger_stmt", None)
+        if stmt is None:
+            stmt = self._insert(LedgerRow).on_conflict_do_nothing(index_elements=["key"])
+            self._ledger_stmt = stmt
+        return stmt

@@ -28,6 +28,26 @@ from tidings.models import (
 from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
+# Columns an upsert overwrites (every other one is written only by the first insert).
+_NOTIFICATION_UPDATED = (
+    "user_id",
+    "template_id",
+    "template_version",
+    "priority",
+    "status",
+    "reason",
+    "updated_at",
+)
+_DELIVERY_UPDATED = (
+    "status",
+    "reason",
+    "target",
+    "provider_message_id",
+    "attempts",
+    "at",
+    "updated_at",
+)
+
 # A notification takes events once a channel may have delivered: SENDING too, because a fast
 # click can come before the run has recorded SENT.
 _TAKES_EVENTS = (NotificationStatus.SENDING, NotificationStatus.SENT)
@@ -128,7 +148,8 @@ class NotificationsMixin(StoreBase):
         keeps the send time already recorded, since once known it stays a fact; and the A/B
         test and arm, which are set once, when the row is first written."""
         now = utcnow()
-        values: dict[str, Any] = {
+        params: dict[str, Any] = {
+            "id": notification_id,
             "user_id": user_id,
             "template_id": template_id,
             "template_version": template_version,
@@ -136,24 +157,15 @@ class NotificationsMixin(StoreBase):
             "status": NotificationStatus(status).value,
             "reason": reason,
             "updated_at": now,
+            "send_at": send_at,
+            "created_at": now,
+            "experiment_id": experiment_id,
+            "variant": variant,
         }
-        stmt = self._insert(NotificationRow).values(
-            id=notification_id,
-            send_at=send_at,
-            created_at=now,
-            experiment_id=experiment_id,
-            variant=variant,
-            **values,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                **values,
-                "send_at": func.coalesce(stmt.excluded.send_at, NotificationRow.send_at),
-            },
-        )
         async with self._write() as session:
-            await session.execute(stmt)
+            # On the session's connection: the ORM's bulk-insert layer adds nothing here.
+            conn = await session.connection()
+            await conn.execute(self._notification_upsert(), params)
             for result in channels or []:
                 await self._put_delivery(session, notification_id, result)
 
@@ -165,7 +177,9 @@ class NotificationsMixin(StoreBase):
     async def _put_delivery(
         self, session: AsyncSession, notification_id: str, result: ChannelResult
     ) -> None:
-        values: dict[str, Any] = {
+        params: dict[str, Any] = {
+            "notification_id": notification_id,
+            "channel": Channel(result.channel).value,
             "status": DeliveryStatus(result.status).value,
             "reason": result.reason,
             "target": result.target,
@@ -174,18 +188,41 @@ class NotificationsMixin(StoreBase):
             "at": result.at,
             "updated_at": utcnow(),
         }
-        stmt = self._insert(DeliveryRow).values(
-            notification_id=notification_id, channel=Channel(result.channel).value, **values
-        )
-        # Forward only: a provider's receipt may have settled the channel (delivered / failed)
-        # before the workflow's own `sent` reached the database; that `sent` must not undo it.
-        settled = DeliveryRow.status.in_(_SETTLED_BY_RECEIPT)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["notification_id", "channel"],
-            set_=values,
-            where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
-        )
-        await session.execute(stmt)
+        conn = await session.connection()
+        await conn.execute(self._delivery_upsert(), params)
+
+    # The two writes every notification makes several times, built once per store: a statement
+    # built per call cost more CPU in SQLAlchemy (cache key, bound parameters) than running it.
+    # Parameters are bound by name at execution, and every update takes the inserted values.
+
+    def _notification_upsert(self) -> Upsert:
+        stmt = getattr(self, "_notification_stmt", None)
+        if stmt is None:
+            stmt = self._insert(NotificationRow)
+            updated: dict[str, Any] = {name: stmt.excluded[name] for name in _NOTIFICATION_UPDATED}
+            # send_at: None keeps the send time already recorded; the A/B test and arm are
+            # set once, when the row is first written.
+            updated["send_at"] = func.coalesce(stmt.excluded.send_at, NotificationRow.send_at)
+            stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updated)
+            self._notification_stmt = stmt
+        return stmt
+
+    def _delivery_upsert(self) -> Upsert:
+        stmt = getattr(self, "_delivery_stmt", None)
+        if stmt is None:
+            stmt = self._insert(DeliveryRow)
+            updated = {name: stmt.excluded[name] for name in _DELIVERY_UPDATED}
+            # Forward only: a provider's receipt may have settled the channel (delivered /
+            # failed) before the workflow's own `sent` reached the database; that `sent` must
+            # not undo it.
+            settled = DeliveryRow.status.in_(_SETTLED_BY_RECEIPT)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["notification_id", "channel"],
+                set_=updated,
+                where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
+            )
+            self._delivery_stmt = stmt
+        return stmt
 
     async def _require_notification(self, session: AsyncSession, notification_id: str) -> None:
         found = await session.scalar(
