@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tidings import idempotency, rendering
+from tidings import idempotency, rendering, send_time
 from tidings.errors import InvalidRequest
 from tidings.models import (
     Channel,
@@ -217,6 +217,18 @@ class BulkMixin:
                     check_horizon(value, now)
                 except ValueError as e:
                     raise InvalidRequest(name, str(e)) from e
+        optimal_latest = None
+        if shared.send_at == "optimal":
+            try:
+                optimal_latest = send_time.window_end(
+                    now=now,
+                    scheduled_at=shared.scheduled_at,
+                    expires_at=shared.expires_at,
+                    within=shared.optimal_within,
+                    latest=shared.optimal_latest,
+                )
+            except send_time.WindowError as e:
+                raise InvalidRequest(e.field, e.reason) from e
         template = await self.store.get_template(template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {template_id!r}")
@@ -224,7 +236,7 @@ class BulkMixin:
 
         items, requests = _parse_recipients(recipients, shared, key)
         users = await self.store.get_users([r.user_id for r in requests.values()])
-        renders = _RenderCheck(template)
+        renders = _RenderCheck(template, now)
         seen: dict[str, _Item] = {}  # notification id -> the first recipient that has it
         keyless: dict[str, _Item] = {}  # user id -> the first recipient for that user
         for item in items:
@@ -245,7 +257,7 @@ class BulkMixin:
                 # not two notifications wanted: give each its own key to send both.
                 item.reject("user_id", f"repeats {earlier.path('user_id')}")
                 continue
-            item.prepared = self._bulk_input(req, template)
+            item.prepared = self._bulk_input(req, template, optimal_latest)
             item.fingerprint = idempotency.fingerprint(req)
             nid = item.prepared.notification_id
             first = seen.get(nid)
@@ -288,7 +300,9 @@ class BulkMixin:
         except ValidationError as e:
             raise InvalidRequest.from_validation(e) from e
 
-    def _bulk_input(self, req: NotificationRequest, template: Template) -> NotificationInput:
+    def _bulk_input(
+        self, req: NotificationRequest, template: Template, optimal_latest: datetime | None
+    ) -> NotificationInput:
         return NotificationInput(
             notification_id=req.idempotency_key or uuid.uuid4().hex,
             request=req,
@@ -298,6 +312,7 @@ class BulkMixin:
             or self.settings.engagement_window_hours,
             task_queue_base=self.settings.task_queue,
             fallback=template.fallback if req.fallback is None else req.fallback,
+            optimal_latest=optimal_latest,
         )
 
     async def _claim_keys(self, items: list[_Item]) -> None:
@@ -414,21 +429,27 @@ def _parse_recipients(
 
 
 class _RenderCheck:
-    """Renders each (channel, locale, data) once: a bulk with shared data renders once per
-    channel and locale, not once per recipient."""
+    """Renders each (channel, locale, data, user attributes) once: a bulk with shared data
+    renders once per channel, locale and set of attributes, not once per recipient. Templates
+    may read `user.attributes`, and a missing one is an error, so users with other attributes
+    are checked apart; fields every user has (id, email, timezone) cannot make a render fail."""
 
-    def __init__(self, template: Template) -> None:
+    def __init__(self, template: Template, now: datetime) -> None:
         self._template = template
-        self._seen: dict[tuple[Channel, str, str], str | None] = {}
+        self._now = now
+        self._seen: dict[tuple[Channel, str, str, str], str | None] = {}
 
     async def check(self, req: NotificationRequest, user: User) -> str | None:
         template = self._template
         data_key = json.dumps(req.data, sort_keys=True, default=str)
+        attributes = json.dumps(user.attributes, sort_keys=True, default=str)
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
-            key = (channel, user.locale, data_key)
+            key = (channel, user.locale, data_key, attributes)
             if key not in self._seen:
                 try:
-                    await rendering.render_async(template, channel, req.data, locale=user.locale)
+                    await rendering.render_async(
+                        template, channel, req.data, locale=user.locale, user=user, at=self._now
+                    )
                     self._seen[key] = None
                 except rendering.TemplateError as e:
                     self._seen[key] = f"{e.reason} (template {template.id}, {e.field})"

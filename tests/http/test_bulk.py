@@ -194,3 +194,25 @@ async def test_http_bounds(client: httpx.AsyncClient, stack: Stack) -> None:
     assert stack.tidings.started == []
     huge = {**full, "data": {"blob": "x" * MAX_BULK_BODY_BYTES}}
     assert error_of(await client.post("/v1/notifications/bulk", json=huge), 413, "invalid_request")
+
+
+async def test_each_recipient_is_rendered_with_their_own_attributes(stack: Stack) -> None:
+    """A template reading `user.attributes.plan` goes to users who have one; a user without it
+    is rejected by name, and does not take the others down with them."""
+    await stack.tidings.register_template(
+        {
+            "id": "plan_note",
+            "channels": ["in_app"],
+            "content": {"subject": "Plan", "text": "You are on {{ user.attributes.plan }}"},
+            "sample_data": {"user": {"attributes": {"plan": "pro"}}},
+        }
+    )
+    await stack.add_user("bulk_pro", attributes={"plan": "pro"})
+    await stack.add_user("bulk_free", attributes={"plan": "free"})
+    await stack.add_user("bulk_none")
+    result = await stack.tidings.notify_many(
+        ["bulk_pro", "bulk_free", "bulk_none"], "plan_note", idempotency_key=key()
+    )
+    assert [o.outcome for o in result.outcomes] == ["started", "started", "rejected"]
+    refused = result.outcomes[2]
+    assert refused.field == "user_ids[2].data" and "plan" in (refused.reason or "")

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -17,6 +18,7 @@ from activities.notification import NotificationActivities
 from starter.client import Tidings
 from tests.support import RecordingTidings, make_settings, running_stack
 from tidings import personalise
+from tidings.errors import InvalidRequest
 from tidings.models import (
     Channel,
     ChannelResult,
@@ -258,3 +260,33 @@ async def test_quiet_hours_set_during_the_wait_still_hold_the_send(
         assert result.status is NotificationStatus.SENT
         (email,) = result.channels
         assert email.at is not None and email.at >= quiet_end
+
+
+async def test_a_bulk_keeps_its_optimal_window(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_stack(time_env.client, tmp_path) as stack:
+        await stack.add_user("old", timezone="UTC")
+        await stack.add_user("many", timezone="UTC")
+        await stack.tidings.register_template(TEMPLATE)
+        now = await time_env.get_current_time()
+        # Everyone's best hour is 5 hours away, past the bulk's 2-hour window.
+        await _history_at(stack.store, "old", [now + timedelta(hours=5) - timedelta(weeks=1)])
+        result = await stack.tidings.notify_many(
+            ["many"],
+            "digest",
+            channels=["email"],
+            send_at="optimal",
+            optimal_within=timedelta(hours=2),
+        )
+        (ref,) = result.refs
+        status = await _planned(stack.tidings, time_env, ref.notification_id)
+        # No hour in the window beats another, so it goes at the window's start; with the
+        # window lost on the way (as it once was) it waited for everyone's hour, 5 hours away.
+        assert status.send_time_reason is not None
+        assert status.send_at is None or status.send_at <= now + timedelta(hours=2, minutes=1)
+        with pytest.raises(InvalidRequest) as refused:
+            await stack.tidings.notify_many(
+                ["many"], "digest", send_at="optimal", optimal_within=timedelta(days=30)
+            )
+        assert refused.value.field == "optimal_within"
