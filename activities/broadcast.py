@@ -83,6 +83,7 @@ class BroadcastActivities:
             ids,
             category=template.category if caps_apply else None,
             since=broadcasts.cap_window_start(input.now),
+            broadcast_id=spec.broadcast_id,  # its own sends (a page planned twice) never cap it
         )
         plan = broadcasts.plan_page(
             broadcast_id=spec.broadcast_id,

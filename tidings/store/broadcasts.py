@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
-from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy import Row, Table, func, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,19 +22,18 @@ from tidings.broadcast_models import (
     UnknownSegment,
     UserIdsAudience,
 )
-from tidings.models import Channel, DeliveryStatus, Preferences, Priority, User
+from tidings.models import Channel, Preferences, Priority, User
 from tidings.store.base import Upsert, check_limit, rowcount, utcnow
+from tidings.store.frequency import first_sends
 from tidings.store.segments import SegmentsMixin
 from tidings.store.tables import (
     BroadcastRecipientRow,
     BroadcastRow,
-    DeliveryRow,
     DeviceRow,
     InboxRow,
-    NotificationRow,
     PreferencesRow,
-    TemplateRow,
     UserRow,
+    UTCDateTime,
 )
 from tidings.store.users import _preferences, _user
 
@@ -185,7 +184,12 @@ class BroadcastsMixin(SegmentsMixin):
     # --- bulk reads for planning ----------------------------------------------------------------
 
     async def page_reads(
-        self, user_ids: Sequence[str], *, category: str | None, since: datetime
+        self,
+        user_ids: Sequence[str],
+        *,
+        category: str | None,
+        since: datetime,
+        broadcast_id: str | None = None,
     ) -> PageReads:
         """Users, preferences, whether each has a device and (when `category` is given: the cap
         applies) their recent sends in it: four queries for the whole page, users in id order."""
@@ -209,41 +213,26 @@ class BroadcastsMixin(SegmentsMixin):
                 )
             )
             recent = (
-                await self._recent_sends_bulk(session, ids, category, since)
+                await self._recent_sends_bulk(session, ids, category, since, broadcast_id)
                 if category is not None
                 else {}
             )
         return PageReads(users, prefs, with_devices, recent)
 
     async def _recent_sends_bulk(
-        self, session: AsyncSession, ids: list[str], category: str, since: datetime
+        self,
+        session: AsyncSession,
+        ids: list[str],
+        category: str,
+        since: datetime,
+        exclude_broadcast: str | None,
     ) -> dict[str, tuple[int, datetime | None]]:
-        """`recent_sends` for many users at once: per user, the notifications in `category`
-        first sent since `since`, and the earliest of those sends."""
-        first_sent = (
-            select(
-                NotificationRow.user_id.label("user_id"),
-                func.min(DeliveryRow.at).label("at"),
-            )
-            .join(DeliveryRow, DeliveryRow.notification_id == NotificationRow.id)
-            .join(
-                TemplateRow,
-                (TemplateRow.id == NotificationRow.template_id)
-                & (TemplateRow.version == NotificationRow.template_version),
-            )
-            .where(
-                NotificationRow.user_id.in_(ids),
-                NotificationRow.priority != Priority.CRITICAL.value,
-                TemplateRow.category == category,
-                DeliveryRow.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]),
-                DeliveryRow.at >= since,
-            )
-            .group_by(NotificationRow.id, NotificationRow.user_id)
-            .subquery()
-        )
-        stmt = select(first_sent.c.user_id, func.count(), func.min(first_sent.c.at)).group_by(
-            first_sent.c.user_id
-        )
+        """`recent_sends` for many users at once: per user, the notifications and broadcasts in
+        `category` first sent since `since`, and the earliest of those sends."""
+        sends = first_sends(ids, category, since, exclude_broadcast=exclude_broadcast)
+        stmt = select(
+            sends.c.user_id, func.count(), type_coerce(func.min(sends.c.at), UTCDateTime)
+        ).group_by(sends.c.user_id)
         rows = (await session.execute(stmt)).all()
         return {user_id: (int(count), earliest) for user_id, count, earliest in rows}
 
