@@ -40,6 +40,8 @@ def test_histories_are_checked_in() -> None:
     v6.add("notification_v6_split")
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
+    # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
+    broadcasts |= {f"broadcast_v2_{n}" for n in ("first_run", "completed", "cancelled", "failed")}
     digests = {"digest_v1_window", "digest_v1_first_run", "digest_v1_continued"}
     scheduled = {f"scheduled_v1_{n}" for n in ("notification", "repeat", "digest")}
     long_lived = experiments | broadcasts | digests | scheduled

@@ -280,7 +280,7 @@ class BroadcastsMixin(SegmentsMixin):
         self, broadcast_id: str, *, status: str, counters: BroadcastCounters, pages: int
     ) -> None:
         now = utcnow()
-        final = status in ("completed", "cancelled")
+        final = status in ("completed", "cancelled", "failed")
         stmt = (
             update(BroadcastRow)
             .where(BroadcastRow.id == broadcast_id)
