@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.broadcast_io import (
+    CreateBroadcastInput,
     DeliverBatchInput,
     DeliverBatchOutput,
     PlanPageInput,
@@ -83,6 +84,7 @@ class BroadcastActivities:
             ids,
             category=template.category if caps_apply else None,
             since=broadcasts.cap_window_start(input.now),
+            broadcast_id=spec.broadcast_id,  # its own sends (a page planned twice) never cap it
         )
         plan = broadcasts.plan_page(
             broadcast_id=spec.broadcast_id,
@@ -193,6 +195,18 @@ class BroadcastActivities:
 
     async def _after_flush(self, index: int) -> None:
         """Called after each write of outcomes; tests override it to crash an attempt midway."""
+
+    @activity.defn(name="create_broadcast_record")
+    async def create_broadcast_record(self, input: CreateBroadcastInput) -> bool:
+        """The row a scheduled broadcast starts from; False when a repeated firing finds it."""
+        return await self._store.create_broadcast(
+            broadcast_id=input.broadcast_id,
+            template_id=input.template_id,
+            template_version=input.template_version,
+            audience=input.audience,
+            channels=input.channels,
+            priority=input.priority,
+        )
 
     @activity.defn(name="record_broadcast")
     async def record_broadcast(self, input: RecordBroadcastInput) -> None:

@@ -57,3 +57,14 @@ class RecordBroadcastInput(BaseModel):
     status: str
     counters: BroadcastCounters
     pages: int
+
+
+class CreateBroadcastInput(BaseModel):
+    """The broadcasts row a scheduled firing starts its broadcast with (idempotent by id)."""
+
+    broadcast_id: str
+    template_id: str
+    template_version: int
+    audience: Audience
+    channels: list[Channel] | None = None
+    priority: Priority = Priority.MEDIUM

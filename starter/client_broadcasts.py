@@ -109,7 +109,7 @@ class BroadcastsMixin:
     store: Store
     temporal: Client
 
-    async def broadcast(
+    async def _prepare_broadcast(
         self,
         template_id: str,
         audience: AudienceArg,
@@ -121,7 +121,9 @@ class BroadcastsMixin:
         page_size: int = 500,
         pages_per_run: int = 50,
         concurrency: int = 20,
-    ) -> BroadcastRef:
+    ) -> BroadcastInput:
+        """Every check `broadcast` makes, nothing written or started: the workflow's input
+        (template version pinned). A schedule's broadcast action is prepared here too."""
         try:
             options = BroadcastOptions.model_validate(
                 {
@@ -156,33 +158,60 @@ class BroadcastsMixin:
                     "data", f"{e.reason} (template {template.id}, {e.field})"
                 ) from e
         await self._check_audience(parsed)
-        bid = options.broadcast_id or uuid.uuid4().hex[:16]
-        priority_ = options.priority or template.default_priority
+        return BroadcastInput(
+            broadcast_id=options.broadcast_id or uuid.uuid4().hex[:16],
+            template_id=template.id,
+            template_version=template.version,
+            audience=parsed,
+            data=data,
+            channels=options.channels,
+            priority=options.priority or template.default_priority,
+            page_size=options.page_size,
+            pages_per_run=options.pages_per_run,
+            concurrency=options.concurrency,
+            task_queue_base=self.settings.task_queue,
+        )
+
+    async def broadcast(
+        self,
+        template_id: str,
+        audience: AudienceArg,
+        data: dict[str, Any] | None = None,
+        channels: Sequence[Channel | str] | None = None,
+        *,
+        broadcast_id: str | None = None,
+        priority: Priority | str | None = None,
+        page_size: int = 500,
+        pages_per_run: int = 50,
+        concurrency: int = 20,
+    ) -> BroadcastRef:
+        prepared = await self._prepare_broadcast(
+            template_id,
+            audience,
+            data,
+            channels,
+            broadcast_id=broadcast_id,
+            priority=priority,
+            page_size=page_size,
+            pages_per_run=pages_per_run,
+            concurrency=concurrency,
+        )
+        bid, parsed = prepared.broadcast_id, prepared.audience
+        template = await self.store.get_template(prepared.template_id, prepared.template_version)
+        assert template is not None  # just read by _prepare_broadcast
         if not await self.store.create_broadcast(
             broadcast_id=bid,
             template_id=template.id,
             template_version=template.version,
             audience=parsed,
-            channels=options.channels,
-            priority=priority_,
+            channels=prepared.channels,
+            priority=prepared.priority,
         ):
             raise Conflict(f"broadcast {bid!r} exists; choose another id", field="broadcast_id")
         wf_id = broadcast_workflow_id(bid)
         await self.temporal.start_workflow(
             BroadcastWorkflow.run,
-            BroadcastInput(
-                broadcast_id=bid,
-                template_id=template.id,
-                template_version=template.version,
-                audience=parsed,
-                data=data,
-                channels=options.channels,
-                priority=priority_,
-                page_size=options.page_size,
-                pages_per_run=options.pages_per_run,
-                concurrency=options.concurrency,
-                task_queue_base=self.settings.task_queue,
-            ),
+            prepared,
             id=wf_id,
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -191,10 +220,10 @@ class BroadcastsMixin:
                 [
                     SearchAttributePair(sa.BROADCAST, bid),
                     SearchAttributePair(sa.TEMPLATE, template.id),
-                    SearchAttributePair(sa.PRIORITY, priority_.value),
+                    SearchAttributePair(sa.PRIORITY, prepared.priority.value),
                     SearchAttributePair(sa.STATUS, "running"),
                     SearchAttributePair(
-                        sa.CHANNELS, [c.value for c in options.channels or template.channels]
+                        sa.CHANNELS, [c.value for c in prepared.channels or template.channels]
                     ),
                 ]
             ),

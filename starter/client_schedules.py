@@ -1,5 +1,5 @@
 """Recurring sends in the Python API: Temporal Schedules whose every firing is one ordinary
-notification (or a flush of one user's digest), in the schedule's own time zone.
+notification (or a flush of one user's digest, or a broadcast), in the schedule's own time zone.
 
     await tidings.create_schedule(
         schedule_id="weekly-report", cron=["0 9 * * mon"], time_zone="Europe/Berlin",
@@ -9,7 +9,9 @@ notification (or a flush of one user's digest), in the schedule's own time zone.
 Everything is checked before the schedule is made (the cron fields, calendars, time zone, user,
 template and rendering, or the digest), so bad input creates nothing. The notification is prepared
 once (its template version is pinned at creation); each firing's notification id is
-`schedule:<id>:<scheduled time>` (see `tidings.recurring.run_notification_id`).
+`schedule:<id>:<scheduled time>` (see `tidings.recurring.run_notification_id`); a broadcast
+action is checked like `Tidings.broadcast` and each firing's broadcast id is
+`sched-<id>-<scheduled time>` (`run_broadcast_id`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tidings.errors import Conflict, InvalidRequest, NotFound, TidingsError
 from tidings.recurring import CalendarSpec, RecurringSpec, describe_action
 from tidings.settings import Settings
 from tidings.store import Store
+from workflows.broadcast_io import BroadcastInput
 from workflows.digest_io import ScheduledSendInput
 from workflows.io import NotificationInput
 from workflows.scheduled import ScheduledSendWorkflow
@@ -96,6 +99,8 @@ class SchedulesClient:
     temporal: Client
     # Tidings' own request check (user, template, channels, rendering).
     _prepare: Callable[..., Awaitable[NotificationInput]]
+    # Tidings' own broadcast check (template, channels, rendering, audience).
+    _prepare_broadcast: Callable[..., Awaitable[BroadcastInput]]
 
     async def create_schedule(
         self, spec: RecurringSpec | dict[str, Any] | None = None, /, **fields: Any
@@ -123,6 +128,21 @@ class SchedulesClient:
             if await self.store.get_user(parsed.digest.user_id) is None:
                 raise InvalidRequest("digest.user_id", f"no user {parsed.digest.user_id!r}")
             action.digest_user_id, action.digest_key = parsed.digest.user_id, parsed.digest.key
+        elif parsed.broadcast is not None:
+            b = parsed.broadcast
+            try:
+                action.broadcast = await self._prepare_broadcast(
+                    b.template_id,
+                    b.audience,
+                    b.data,
+                    b.channels,
+                    priority=b.priority,
+                    page_size=b.page_size,
+                    pages_per_run=b.pages_per_run,
+                    concurrency=b.concurrency,
+                )
+            except InvalidRequest as e:
+                raise InvalidRequest(f"broadcast.{e.field}", e.reason) from e
         schedule = Schedule(
             action=ScheduleActionStartWorkflow(
                 ScheduledSendWorkflow.run,

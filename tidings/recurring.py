@@ -1,9 +1,10 @@
 """Recurring sends: what a schedule does and when, checked before a Temporal Schedule is made.
 
 A schedule fires on cron expressions or calendars in one IANA time zone (Temporal computes the
-times, daylight-saving changes included) and each firing sends one ordinary notification, or
-flushes one user's digest. The checks here are pure: a cron field or calendar value that does not
-parse, a zone that does not exist, or no action at all is an error naming the field.
+times, daylight-saving changes included) and each firing sends one ordinary notification,
+flushes one user's digest, or starts one broadcast. The checks here are pure: a cron field or
+calendar value that does not parse, a zone that does not exist, or no action at all is an error
+naming the field.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from tidings.broadcast_models import BROADCAST_ID_PATTERN
 from tidings.models import Identifier, Model, NotificationRequest, TimeZoneName
 
 MAX_SPECS = 10
@@ -122,6 +124,21 @@ class DigestFlushAction(Model):
     key: Identifier
 
 
+class BroadcastAction(Model):
+    """A broadcast at each firing: the arguments of `Tidings.broadcast` but the id (each
+    firing's is made of the schedule and its scheduled time, see `run_broadcast_id`)."""
+
+    template_id: Identifier
+    # A list of user ids, "all", "segment:<name>" or the audience's dict form.
+    audience: list[str] | str | dict[str, Any]
+    data: dict[str, Any] = Field(default_factory=dict)
+    channels: list[str] | None = None
+    priority: str | None = None
+    page_size: int = 500
+    pages_per_run: int = 50
+    concurrency: int = 20
+
+
 class RecurringSpec(Model):
     """What `Tidings.create_schedule` takes."""
 
@@ -129,9 +146,11 @@ class RecurringSpec(Model):
     cron: list[str] = Field(default_factory=list, max_length=MAX_SPECS)
     calendars: list[CalendarSpec] = Field(default_factory=list, max_length=MAX_SPECS)
     time_zone: TimeZoneName = "UTC"
-    # Exactly one action: an ordinary notification, or a flush of one user's digest.
+    # Exactly one action: an ordinary notification, a flush of one user's digest, or a
+    # broadcast.
     notification: NotificationRequest | None = None
     digest: DigestFlushAction | None = None
+    broadcast: BroadcastAction | None = None
     note: str = Field(default="", max_length=500)
     paused: bool = False
 
@@ -144,8 +163,20 @@ class RecurringSpec(Model):
         """What is missing or contradictory across fields, as (field, reason)."""
         if not self.cron and not self.calendars:
             return "cron", "give cron expressions or calendars (when it runs)"
-        if (self.notification is None) == (self.digest is None):
-            return "notification", "give exactly one action: a notification or a digest"
+        actions = [a for a in (self.notification, self.digest, self.broadcast) if a is not None]
+        if len(actions) != 1:
+            return (
+                "notification",
+                "give exactly one action: a notification, a digest or a broadcast",
+            )
+        if self.broadcast is not None and not re.match(
+            BROADCAST_ID_PATTERN, run_broadcast_id(self.schedule_id, datetime.now(UTC))
+        ):
+            return (
+                "schedule_id",
+                "a broadcast schedule's id is at most 41 letters, digits, '.', '_' or '-'"
+                " (each firing's broadcast id is made of it)",
+            )
         if self.notification is not None:
             for name in ("scheduled_at", "expires_at", "idempotency_key"):
                 if getattr(self.notification, name) is not None:
@@ -159,7 +190,18 @@ def run_notification_id(schedule_id: str, scheduled_at: datetime) -> str:
     return f"schedule:{schedule_id}:{scheduled_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
+def run_broadcast_id(schedule_id: str, scheduled_at: datetime) -> str:
+    """The broadcast one firing starts, one per schedule and scheduled time (as
+    `run_notification_id`); letters, digits, '-' and '_' only, as broadcast ids must be."""
+    return f"sched-{schedule_id}-{scheduled_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
 def describe_action(spec: dict[str, Any]) -> str:
+    if spec.get("broadcast"):
+        b = spec["broadcast"]
+        audience = b.get("audience")
+        shown = f"{len(audience)} users" if isinstance(audience, list) else audience
+        return f"broadcast {b.get('template_id')} to {shown}"
     if spec.get("digest"):
         return f"flush digest {spec['digest']['key']} for {spec['digest']['user_id']}"
     n = spec.get("notification") or {}

@@ -177,6 +177,7 @@ def build_workers(
     long_lived_activities += [
         broadcasts.plan_page,
         broadcasts.record_broadcast,
+        broadcasts.create_broadcast_record,
     ]
     digests = digests or DigestActivities(activities.store)
     long_lived_activities += [

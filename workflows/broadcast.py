@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broadcast import BroadcastActivities
@@ -45,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import LOCAL_RETRY, LOCAL_TIMEOUT
     from workflows.queues import channel_queue
 
+# Patches (see tests/replay): broadcast_v1 histories replay without them.
+FAILED_STATUS_PATCH = "broadcast_failed_status"  # a failed run records status "failed"
+STATUS_ATTRIBUTE_PATCH = "broadcast_status_attribute"  # pause/resume upsert TidingsStatus
 FINISHED = "BroadcastFinished"  # pausing, resuming or cancelling a broadcast that has ended
 PLAN_TIMEOUT = timedelta(minutes=5)  # a page of reads plus starting its deferred notifications
 BATCH_TIMEOUT = timedelta(minutes=30)  # a page of sends at the provider's paced rate
@@ -94,6 +97,7 @@ class BroadcastWorkflow:
         self._state.paused = True
         self._stale, self._ahead = True, None  # judged again when resumed, at that time
         self._status = "paused"
+        self._upsert_status()
         return self.progress()
 
     @pause.validator
@@ -104,6 +108,7 @@ class BroadcastWorkflow:
     def resume(self, input: ResumeInput) -> BroadcastProgress:
         self._state.paused = False
         self._status = "running"
+        self._upsert_status()
         return self.progress()
 
     @resume.validator
@@ -120,8 +125,14 @@ class BroadcastWorkflow:
     def _validate_cancel(self, input: CancelBroadcastInput) -> None:
         self._require_open("cancel")
 
+    def _upsert_status(self) -> None:
+        """The Web UI's TidingsStatus follows pause and resume. A new command, so only in runs
+        that did not already pass this point without it."""
+        if workflow.patched(STATUS_ATTRIBUTE_PATCH):
+            workflow.upsert_search_attributes([sa.STATUS.value_set(self._status)])
+
     def _require_open(self, action: str) -> None:
-        if self._status in ("completed", "cancelled", "cancelling"):
+        if self._status in ("completed", "cancelled", "cancelling", "failed"):
             raise ApplicationError(
                 f"cannot {action}: broadcast {self._input.broadcast_id} is {self._status}",
                 type=FINISHED,
@@ -131,6 +142,20 @@ class BroadcastWorkflow:
 
     @workflow.run
     async def run(self, input: BroadcastInput) -> BroadcastProgress:
+        try:
+            return await self._run()
+        except (ActivityError, ApplicationError) as e:
+            # A non-retryable failure (the template or segment gone, no provider for a
+            # channel) fails the workflow: the broadcasts row must say so rather than stay
+            # "running" forever. Continue-as-new and cancellation are not these errors.
+            if workflow.patched(FAILED_STATUS_PATCH):
+                self._status = "failed"
+                self._cancel_reason = _reason(e)
+                await self._record("failed")
+                workflow.upsert_search_attributes([sa.STATUS.value_set("failed")])
+            raise
+
+    async def _run(self) -> BroadcastProgress:
         state = self._state
         pages_this_run = 0
         while True:
@@ -275,3 +300,11 @@ class BroadcastWorkflow:
             channels=input.channels,
             priority=input.priority,
         )
+
+
+def _reason(error: Exception) -> str:
+    """The root cause's message: an ActivityError only says which activity failed."""
+    cause: BaseException = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause)[:500]

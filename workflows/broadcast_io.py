@@ -39,7 +39,7 @@ class BroadcastInput(BaseModel):
 
 class BroadcastProgress(BaseModel):
     broadcast_id: str
-    status: str  # running | paused | cancelling | cancelled | completed
+    status: str  # running | paused | cancelling | cancelled | completed | failed
     pages: int
     cursor: str
     counters: BroadcastCounters

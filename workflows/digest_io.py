@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, Field
 
 from tidings.digests import DigestDefinition
+from workflows.broadcast_io import BroadcastInput
 from workflows.io import NotificationInput
 
 
@@ -130,9 +131,13 @@ class ScheduledSendInput(BaseModel):
     # ... or a flush of one user's digest.
     digest_user_id: str | None = None
     digest_key: str | None = None
+    # ... or a broadcast checked at creation (template version pinned; its broadcast_id is
+    # replaced by one made of the schedule and the scheduled time).
+    broadcast: BroadcastInput | None = None
 
 
 class ScheduledSendResult(BaseModel):
     scheduled_at: AwareDatetime
     notification_id: str | None = None
+    broadcast_id: str | None = None
     started: bool = True  # False: this scheduled time had been sent already

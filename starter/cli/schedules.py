@@ -42,9 +42,18 @@ def create(
     cron: Annotated[
         list[str], typer.Option(help="A 5-field cron expression, e.g. '0 9 * * mon-fri'.")
     ],
-    user_id: Annotated[str, typer.Option("--user", help="The user to notify.")],
+    user_id: Annotated[
+        str | None, typer.Option("--user", help="The user to notify (not with --audience).")
+    ] = None,
     template_id: Annotated[
         str | None, typer.Option("--template", help="Send this template (or --digest).")
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(
+            help="Broadcast --template to 'all', 'segment:<name>' or comma-separated user ids"
+            " at each run, instead of notifying --user."
+        ),
     ] = None,
     digest: Annotated[
         str | None, typer.Option(help="Flush this digest key for the user instead.")
@@ -60,13 +69,25 @@ def create(
     async def main(settings: Settings) -> None:
         if (template_id is None) == (digest is None):
             raise InvalidRequest("template", "give --template or --digest (one of them)")
+        if (audience is None) == (user_id is None):
+            raise InvalidRequest("user", "give --user, or --audience for a broadcast (one of them)")
+        if audience is not None and digest is not None:
+            raise InvalidRequest("audience", "a broadcast sends --template, not a --digest")
         spec: dict[str, Any] = {
             "schedule_id": schedule_id,
             "cron": cron,
             "time_zone": time_zone,
             "paused": paused,
         }
-        if digest is not None:
+        if audience is not None:
+            spec["broadcast"] = {
+                "template_id": template_id,
+                "audience": audience
+                if audience == "all" or audience.startswith("segment:")
+                else [u.strip() for u in audience.split(",") if u.strip()],
+                "data": parse_data(data or []),
+            }
+        elif digest is not None:
             spec["digest"] = {"user_id": user_id, "key": digest}
         else:
             spec["notification"] = {

@@ -26,3 +26,16 @@ async def test_create_show_pause_trigger_delete(cli: Cli, stack: Stack) -> None:
     finally:
         ok(await cli("schedule", "delete", sid))
     one_line_error(await cli("schedule", "show", sid), "not found")
+
+
+async def test_create_a_broadcast_schedule(cli: Cli, stack: Stack) -> None:
+    sid = f"cb-{uuid.uuid4().hex[:8]}"
+    base = ["schedule", "create", sid, "--template", "welcome", "--cron", "0 9 * * mon"]
+    data = ["--data", "app_name=MyApp", "--data", "user_name=John"]
+    one_line_error(await cli(*base, "--audience", "segment:nope", *data), "broadcast.audience")
+    one_line_error(await cli(*base, *data), "user")  # neither --user nor --audience
+    made = ok(await cli(*base, "--audience", "user_001,user_002", *data))
+    try:
+        assert "broadcast welcome to 2 users" in made
+    finally:
+        ok(await cli("schedule", "delete", sid))

@@ -73,3 +73,36 @@ async def test_a_server_without_schedules_is_unavailable(client: httpx.AsyncClie
     # The time-skipping test server does not implement Schedules: a 503 naming why, not a 500.
     r = await client.get("/v1/schedules")
     assert "does not implement Schedules" in error_of(r, 503, "unavailable")["message"]
+
+
+async def test_broadcast_schedule(dev_client: httpx.AsyncClient, dev_stack: Stack) -> None:
+    schedule_id = f"hb-{uuid.uuid4().hex[:8]}"
+    body = {
+        "schedule_id": schedule_id,
+        "cron": ["0 9 * * mon"],
+        "time_zone": "Europe/Berlin",
+        "broadcast": {
+            "template_id": "welcome",
+            "audience": "all",
+            "data": {"app_name": "MyApp", "user_name": "John"},
+            "channels": ["in_app"],
+        },
+    }
+    bad = await dev_client.post(
+        "/v1/schedules",
+        json={**body, "broadcast": {**body["broadcast"], "audience": "segment:nope"}},  # type: ignore[dict-item]
+    )
+    assert error_of(bad, 422, "invalid_request")["field"] == "broadcast.audience.segment"
+    bad = await dev_client.post(
+        "/v1/schedules",
+        json={**body, "broadcast": {**body["broadcast"], "template_id": "nope"}},  # type: ignore[dict-item]
+    )
+    assert error_of(bad, 422, "invalid_request")["field"] == "broadcast.template_id"
+    assert (await dev_client.get(f"/v1/schedules/{schedule_id}")).status_code == 404
+    try:
+        r = await dev_client.post("/v1/schedules", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["action"] == "broadcast welcome to all"
+    finally:
+        with contextlib.suppress(RPCError):
+            await dev_stack.tidings.temporal.get_schedule_handle(schedule_id).delete()

@@ -21,9 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.cli.helpers import terminate_queue
 from tests.support import Stack, running_stack
+from tidings.broadcast_models import notification_id
 from tidings.errors import InvalidRequest, NotFound
-from tidings.models import NotificationRequest
-from tidings.recurring import run_notification_id
+from tidings.models import Channel, NotificationRequest
+from tidings.recurring import run_broadcast_id, run_notification_id
 from workflows.digest_io import ScheduledSendInput, ScheduledSendResult
 from workflows.scheduled import ScheduledSendWorkflow
 
@@ -172,6 +173,58 @@ async def test_digest_action_flushes_the_users_digest(stack: Stack) -> None:
     assert (status.batches_sent, status.events_sent) == (1, 1)
 
 
+async def test_broadcast_action_one_broadcast_per_scheduled_time(
+    stack: Stack, dev_env: WorkflowEnvironment
+) -> None:
+    """A schedule's broadcast: checked at creation, started on trigger under an id made of the
+    schedule and the scheduled time; a repeated start for that time starts nothing new."""
+    t = stack.tidings
+    schedule_id = new_id(stack)
+    view = await t.create_schedule(
+        schedule_id=schedule_id,
+        cron=["0 9 * * mon"],
+        time_zone="Europe/Berlin",
+        broadcast={
+            "template_id": "welcome",
+            "audience": ["user_001", "user_002"],
+            "data": WELCOME,
+            "channels": ["in_app"],
+        },
+    )
+    assert view.action == "broadcast welcome to 2 users"
+    await t.trigger_schedule(schedule_id)
+    for _ in range(100):
+        view = await t.describe_schedule(schedule_id)
+        if view.recent_runs:
+            break
+        await asyncio.sleep(0.1)
+    [fired] = view.recent_runs
+    bid = run_broadcast_id(schedule_id, fired)
+    for _ in range(200):
+        record = await stack.store.get_broadcast(bid)
+        if record is not None and record.status == "completed":
+            break
+        await asyncio.sleep(0.1)
+    assert record is not None and record.status == "completed"
+    assert record.counters.channels[Channel.IN_APP].sent == 2
+
+    # The same scheduled time again (a retried start): the broadcast exists, nothing new.
+    action = ScheduledSendInput(
+        schedule_id=schedule_id,
+        task_queue_base=stack.settings.task_queue,
+        broadcast=await t._prepare_broadcast("welcome", ["user_001"], WELCOME, ["in_app"]),
+    )
+    again = await dev_env.client.execute_workflow(
+        ScheduledSendWorkflow.run,
+        action,
+        id=f"scheduled/{schedule_id}-again-{fired.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        task_queue=stack.settings.task_queue,
+    )
+    assert (again.broadcast_id, again.started) == (bid, False)
+    inbox = await t.store.list_inbox("user_001")
+    assert [i.notification_id for i in inbox].count(notification_id(bid, "user_001")) == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
@@ -185,6 +238,25 @@ async def test_digest_action_flushes_the_users_digest(stack: Stack) -> None:
         ({"notification": {**NOTIFY, "user_id": "nobody"}}, "notification.user_id"),
         ({"notification": None}, "notification"),
         ({"digest": {"user_id": "user_001", "key": "nope"}, "notification": None}, "digest.key"),
+        (
+            {"broadcast": {"template_id": "nope", "audience": "all"}, "notification": None},
+            "broadcast.template_id",
+        ),
+        (
+            {
+                "broadcast": {
+                    "template_id": "welcome",
+                    "audience": "segment:nope",
+                    "data": WELCOME,
+                },
+                "notification": None,
+            },
+            "broadcast.audience.segment",
+        ),
+        (
+            {"broadcast": {"template_id": "welcome", "audience": "all", "data": WELCOME}},
+            "notification",  # two actions
+        ),
     ],
 )
 async def test_bad_input_names_the_field_and_creates_nothing(

@@ -4,6 +4,7 @@ test.
     .venv/bin/python -m tests.replay.record v5           # notifications, v5
     .venv/bin/python -m tests.replay.record experiment   # an A/B test, v1
     .venv/bin/python -m tests.replay.record broadcast    # broadcasts, v1
+    .venv/bin/python -m tests.replay.record broadcast v2 # + a failed one (patches in broadcast.py)
 
 Run it when a release changes NotificationWorkflow on purpose, and keep the older files: the replay
 test must go on replaying every history ever recorded, which is what proves that a change (behind
@@ -19,11 +20,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from tests.conftest import start_time_skipping
-from tests.support import running_stack
+from tests.support import Stack, running_stack
+from tidings.broadcast_models import UserIdsAudience
 from tidings.models import (
     Channel,
     ChannelResult,
@@ -36,8 +38,10 @@ from tidings.models import (
     QuietHours,
 )
 from tidings.store import Store
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_io import BroadcastInput
 from workflows.io import ExperimentResults
-from workflows.queues import workflow_id
+from workflows.queues import broadcast_workflow_id, workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
@@ -316,8 +320,44 @@ async def record_broadcast(version: str) -> None:
                     await env.client.get_workflow_handle(
                         workflow_id(f"bc-{other.broadcast_id}-r01")
                     ).terminate("recorded")
+                if version != "v1":
+                    await _record_failed_broadcast(stack, users, version)
     finally:
         await env.shutdown()
+
+
+async def _record_failed_broadcast(stack: Stack, users: list[str], version: str) -> None:
+    """A broadcast whose template version is gone: the plan fails for good, the run records
+    status "failed" (broadcast_failed_status) and fails."""
+    bid = f"replay_{version}_failed"
+    audience = UserIdsAudience(user_ids=users[:5])
+    await stack.store.create_broadcast(
+        broadcast_id=bid,
+        template_id="welcome",
+        template_version=999,
+        audience=audience,
+        channels=[Channel.IN_APP],
+        priority=Priority.MEDIUM,
+    )
+    handle = await stack.tidings.temporal.start_workflow(
+        BroadcastWorkflow.run,
+        BroadcastInput(
+            broadcast_id=bid,
+            template_id="welcome",
+            template_version=999,
+            audience=audience,
+            data=WELCOME,
+            channels=[Channel.IN_APP],
+            task_queue_base=stack.settings.task_queue,
+        ),
+        id=broadcast_workflow_id(bid),
+        task_queue=stack.settings.task_queue,
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    await _save(
+        stack.tidings.temporal.get_workflow_handle(handle.id), f"broadcast_{version}_failed"
+    )
 
 
 if __name__ == "__main__":

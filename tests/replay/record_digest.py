@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.replay.record_digest v1            # digests
     .venv/bin/python -m tests.replay.record_digest scheduled v1  # one firing of a schedule
+    .venv/bin/python -m tests.replay.record_digest scheduled-broadcast v2  # a broadcast firing
 
 A window that closes on time with a repeated event, and a digest that continues as new (a tiny
 event budget) and is then flushed: its first and its last run. Keep the files of every version:
@@ -151,8 +152,41 @@ async def record_scheduled(version: str) -> None:
         await env.shutdown()
 
 
+async def record_scheduled_broadcast(version: str) -> None:
+    """A firing whose action is a broadcast (recorded from v2): the broadcast's row, then its
+    workflow started under the schedule's and the time's id."""
+    env = await start_time_skipping()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp)) as stack:
+                await stack.seed()
+                queue = stack.settings.task_queue
+                action = ScheduledSendInput(
+                    schedule_id="replay-bc",
+                    task_queue_base=queue,
+                    broadcast=await stack.tidings._prepare_broadcast(
+                        "welcome", ["user_001", "user_002"], WELCOME, ["in_app"]
+                    ),
+                )
+                handle = await env.client.start_workflow(
+                    ScheduledSendWorkflow.run,
+                    action,
+                    id="scheduled/replay-bc-2031-03-30T07:00:00Z",
+                    task_queue=queue,
+                )
+                print(await handle.result())
+                await _save(
+                    env.client.get_workflow_handle(handle.id, run_id=handle.run_id),
+                    f"scheduled_{version}_broadcast",
+                )
+    finally:
+        await env.shutdown()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "scheduled":
+    if len(sys.argv) > 1 and sys.argv[1] == "scheduled-broadcast":
+        asyncio.run(record_scheduled_broadcast(sys.argv[2] if len(sys.argv) > 2 else "v2"))
+    elif len(sys.argv) > 1 and sys.argv[1] == "scheduled":
         asyncio.run(record_scheduled(sys.argv[2] if len(sys.argv) > 2 else "v1"))
     else:
         asyncio.run(record_digest(sys.argv[1] if len(sys.argv) > 1 else "v1"))

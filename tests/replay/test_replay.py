@@ -40,8 +40,11 @@ def test_histories_are_checked_in() -> None:
     v6.add("notification_v6_split")
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
+    # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
+    broadcasts |= {f"broadcast_v2_{n}" for n in ("first_run", "completed", "cancelled", "failed")}
     digests = {"digest_v1_window", "digest_v1_first_run", "digest_v1_continued"}
     scheduled = {f"scheduled_v1_{n}" for n in ("notification", "repeat", "digest")}
+    scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     long_lived = experiments | broadcasts | digests | scheduled
     assert v1 | v2 | v3 | v4 | v5 | v6 | long_lived <= names
 
@@ -56,6 +59,7 @@ WORKFLOW_IDS = {
     "scheduled_v1_notification": "scheduled/replay-2031-03-30T07:00:00Z",
     "scheduled_v1_repeat": "scheduled/replay-2031-03-30T07:00:00Z",
     "scheduled_v1_digest": "scheduled/replay-digest-2031-03-30T07:00:00Z",
+    "scheduled_v2_broadcast": "scheduled/replay-bc-2031-03-30T07:00:00Z",
 }
 
 

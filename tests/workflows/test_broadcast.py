@@ -17,18 +17,20 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.broadcast import BroadcastActivities
 from tests.support import Stack, running_stack
-from tidings.broadcast_models import notification_id
+from tidings.broadcast_models import UserIdsAudience, notification_id
 from tidings.errors import Conflict, InvalidRequest
-from tidings.models import Channel, Preferences, QuietHours
+from tidings.models import Channel, Preferences, Priority, QuietHours
 from tidings.store.tables import InboxRow
+from workflows import search_attributes as sa
 from workflows.broadcast import BroadcastWorkflow
-from workflows.broadcast_io import BroadcastProgress
+from workflows.broadcast_io import BroadcastInput, BroadcastProgress
 from workflows.queues import broadcast_workflow_id, workflow_id
 
 WELCOME = {"app_name": "MyApp", "user_name": "friend"}
@@ -288,3 +290,62 @@ async def test_bad_input_is_refused_and_starts_nothing(
         await stack.tidings.broadcast(**kwargs)  # type: ignore[arg-type]
     assert e.value.field == field
     assert await stack.store.list_broadcasts() == []
+
+
+async def test_a_failed_broadcast_is_recorded_failed(stack: Stack) -> None:
+    """A non-retryable failure (here the template version is gone) fails the workflow and
+    records status "failed" with the reason, in the row and in TidingsStatus."""
+    prefix = f"f{uuid.uuid4().hex[:5]}-"
+    ids = await add_users(stack, prefix, 3)
+    bid = f"fail-{prefix}"
+    await stack.store.create_broadcast(
+        broadcast_id=bid,
+        template_id="welcome",
+        template_version=999,
+        audience=UserIdsAudience(user_ids=ids),
+        channels=[Channel.IN_APP],
+        priority=Priority.MEDIUM,
+    )
+    handle = await stack.tidings.temporal.start_workflow(
+        BroadcastWorkflow.run,
+        BroadcastInput(
+            broadcast_id=bid,
+            template_id="welcome",
+            template_version=999,
+            audience=UserIdsAudience(user_ids=ids),
+            data=WELCOME,
+            channels=[Channel.IN_APP],
+            task_queue_base=stack.settings.task_queue,
+        ),
+        id=broadcast_workflow_id(bid),
+        task_queue=stack.settings.task_queue,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.STATUS, "running")]),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    record = await stack.store.get_broadcast(bid)
+    assert record is not None and record.status == "failed" and record.finished_at is not None
+    described = await handle.describe()
+    assert described.status is WorkflowExecutionStatus.FAILED
+    assert described.typed_search_attributes.get(sa.STATUS) == "failed"
+    with pytest.raises(Conflict, match="failed"):
+        await stack.tidings.pause_broadcast(bid)
+    progress = await stack.tidings.broadcast_progress(bid)
+    assert progress.status == "failed"
+
+
+async def test_pause_and_resume_show_in_the_status_search_attribute(stack: Stack) -> None:
+    prefix = f"s{uuid.uuid4().hex[:5]}-"
+    ids = await add_users(stack, prefix, 40)
+    ref = await stack.tidings.broadcast("welcome", ids, WELCOME, channels=["in_app"], page_size=5)
+    handle = stack.tidings.temporal.get_workflow_handle(ref.workflow_id)
+    await stack.tidings.pause_broadcast(ref.broadcast_id)
+    assert (await handle.describe()).typed_search_attributes.get(sa.STATUS) == "paused"
+    await stack.tidings.resume_broadcast(ref.broadcast_id)
+    assert (await handle.describe()).typed_search_attributes.get(sa.STATUS) in (
+        "running",
+        "completed",
+    )
+    done = await result_of(stack, ref.broadcast_id)
+    assert done.status == "completed"
+    assert (await handle.describe()).typed_search_attributes.get(sa.STATUS) == "completed"

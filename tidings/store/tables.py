@@ -351,7 +351,8 @@ class BroadcastRecipientRow(Base):
     batch skips rows that reached a final status."""
 
     __tablename__ = "broadcast_recipients"
-    __table_args__ = (Index(None, "broadcast_id", "status"),)
+    # (user_id, updated_at): frequency caps count a user's recent broadcast sends.
+    __table_args__ = (Index(None, "broadcast_id", "status"), Index(None, "user_id", "updated_at"))
 
     broadcast_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True

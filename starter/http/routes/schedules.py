@@ -50,7 +50,9 @@ async def create_schedule(
             description="schedule_id; cron (5-field expressions) and/or calendars ({second,"
             " minute, hour, day_of_month, month, day_of_week}); time_zone (IANA); exactly one"
             " action: notification (a notification request without scheduled_at, expires_at"
-            " or idempotency_key) or digest ({user_id, key}); note; paused. Unknown fields are"
+            " or idempotency_key), digest ({user_id, key}) or broadcast ({template_id,"
+            " audience: user ids | 'all' | 'segment:<name>', data, channels, priority,"
+            " page_size, pages_per_run, concurrency}); note; paused. Unknown fields are"
             " refused.",
             examples=[
                 {
