@@ -26,6 +26,7 @@ from tidings.models import (
     event_id_from_key,
 )
 from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
+from tidings.store.facts import refresh_facts
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # A notification takes events once a channel may have delivered: SENDING too, because a fast
@@ -186,6 +187,7 @@ class NotificationsMixin(StoreBase):
             where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
         )
         await session.execute(stmt)
+        await session.execute(refresh_facts(NotificationRow.id == notification_id))
 
     async def _require_notification(self, session: AsyncSession, notification_id: str) -> None:
         found = await session.scalar(
@@ -238,7 +240,10 @@ class NotificationsMixin(StoreBase):
         stmt = self._insert_engagement(event)
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
-            return rowcount(await session.execute(stmt)) == 1
+            new = rowcount(await session.execute(stmt)) == 1
+            if new:
+                await session.execute(refresh_facts(NotificationRow.id == event.notification_id))
+            return new
 
     async def record_event(self, event: EngagementEvent) -> RecordedEvent:
         """Record one engagement event reported through the front door, in one transaction:
@@ -268,6 +273,8 @@ class NotificationsMixin(StoreBase):
                 )
             )
             new = rowcount(await session.execute(stmt)) == 1
+            if new:
+                await session.execute(refresh_facts(NotificationRow.id == event.notification_id))
             return RecordedEvent(
                 new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
             )
