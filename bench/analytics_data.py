@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tidings.store.facts import refresh_facts
+from tidings.store.facts import refresh_delivery_facts, refresh_facts
 from tidings.store.tables import Base
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -240,6 +240,7 @@ async def load(
     # The rows went in raw, past the store's writes: compute each notification's facts once.
     async with engine.begin() as conn:
         await conn.execute(refresh_facts())
+        await conn.execute(refresh_delivery_facts())
     return written
 
 

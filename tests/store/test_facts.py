@@ -65,6 +65,44 @@ async def _recount(store: Store) -> dict[str, dict[str, Any]]:
     return out
 
 
+async def _delivery_facts(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(DeliveryRow))).all()
+    return {
+        (d.notification_id, d.channel): (
+            d.first_opened_at,
+            d.first_clicked_at,
+            d.first_converted_at,
+        )
+        for d in rows
+    }
+
+
+async def _delivery_recount(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
+    async with store.engine.connect() as conn:
+        deliveries = (await conn.execute(select(DeliveryRow))).all()
+        events = (await conn.execute(select(EngagementRow))).all()
+
+    def first(d: Any, types: set[str]) -> datetime | None:
+        times = [
+            e.at
+            for e in events
+            if e.notification_id == d.notification_id
+            and e.type in types
+            and e.channel in (d.channel, None)
+        ]
+        return min(times, default=None)
+
+    return {
+        (d.notification_id, d.channel): (
+            first(d, {"opened", "clicked"}),
+            first(d, {"clicked"}),
+            first(d, {"converted"}),
+        )
+        for d in deliveries
+    }
+
+
 def _event(nid: str, kind: EngagementType, minutes: int, **kw: Any) -> EngagementEvent:
     return EngagementEvent(notification_id=nid, type=kind, at=T0 + timedelta(minutes=minutes), **kw)
 
@@ -76,6 +114,7 @@ async def test_facts_equal_a_recount_after_mixed_writes(store: Store) -> None:
     await record(store, "n-1", channels=[email_sent, sms_off])
     await store.record_engagement(_event("n-1", EngagementType.CLICKED, 30, channel=Channel.EMAIL))
     await store.record_engagement(_event("n-1", EngagementType.OPENED, 10))  # earlier, no channel
+    await store.record_engagement(_event("n-1", EngagementType.OPENED, 5, channel=Channel.PUSH))
     await store.record_engagement(_event("n-1", EngagementType.CLICKED, 30, channel=Channel.EMAIL))
     await store.record_engagement(
         _event("n-1", EngagementType.CONVERTED, 90, metadata={"value": 5, "currency": "EUR"})
@@ -116,6 +155,14 @@ async def test_facts_equal_a_recount_after_mixed_writes(store: Store) -> None:
 
     facts = await _facts(store)
     assert facts == await _recount(store)
+    per_channel = await _delivery_facts(store)
+    assert per_channel == await _delivery_recount(store)
+    # The click came through email; the channel-less open counts for every channel.
+    assert per_channel[("n-1", "email")][:2] == (
+        T0 + timedelta(minutes=10),
+        T0 + timedelta(minutes=30),
+    )
+    assert per_channel[("n-1", "sms")][:2] == (T0 + timedelta(minutes=10), None)
     assert facts["n-1"]["last_opened_at"] == T0 + timedelta(minutes=30)  # the click, not the open
     assert facts["n-1"]["last_converted_at"] == T0 + timedelta(minutes=90)
     assert (facts["n-1"]["any_sent"], facts["n-1"]["any_suppressed"]) == (True, True)

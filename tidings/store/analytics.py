@@ -142,52 +142,24 @@ class AnalyticsMixin(SegmentsMixin):
         """Counts per notification flags, grouped by `group` (columns of the cohort)."""
         if channel is None:
             return self._facts_select(cohort, group)
+        # One channel: the cohort holds only notifications with a delivery on it, so each joins
+        # exactly that delivery (its key), whose facts hold the channel's engagement.
         d = DeliveryRow
-        ids = select(cohort.c.id)
-        deliveries = (
-            select(
-                d.notification_id.label("nid"),
-                _flag(d.status.in_(_OK)).label("ok"),
-                _flag(d.status == DeliveryStatus.DELIVERED.value).label("delivered"),
-                _flag(d.status == _FAILED).label("failed"),
-                _flag(d.status == DeliveryStatus.SUPPRESSED.value).label("suppressed"),
-            )
-            .where(d.notification_id.in_(ids), *([d.channel == channel.value] if channel else []))
-            .group_by(d.notification_id)
-            .subquery("d")
-        )
-        e = EngagementRow
-        events = (
-            select(
-                e.notification_id.label("nid"),
-                _flag(e.type.in_(_OPENED)).label("opened"),
-                _flag(e.type == EngagementType.CLICKED.value).label("clicked"),
-                _flag(e.type == EngagementType.CONVERTED.value).label("converted"),
-            )
-            .where(e.notification_id.in_(ids), e.type.in_(_ENGAGED), *_event_channel(channel))
-            .group_by(e.notification_id)
-            .subquery("e")
-        )
-        ok = deliveries.c.ok == 1
+        ok = d.status.in_(_OK)
         return (
             select(
                 *group,
                 func.count().label("notifications"),
                 _total(ok).label("sent"),
-                _total(deliveries.c.delivered == 1).label("delivered"),
-                _total(and_(deliveries.c.failed == 1, deliveries.c.ok == 0)).label("failed"),
-                _total(
-                    and_(
-                        deliveries.c.suppressed == 1, deliveries.c.ok == 0, deliveries.c.failed == 0
-                    )
-                ).label("suppressed"),
-                _total(and_(ok, events.c.opened == 1)).label("opened"),
-                _total(and_(ok, events.c.clicked == 1)).label("clicked"),
-                _total(and_(ok, events.c.converted == 1)).label("converted"),
+                _total(d.status == DeliveryStatus.DELIVERED.value).label("delivered"),
+                _total(d.status == _FAILED).label("failed"),
+                _total(d.status == DeliveryStatus.SUPPRESSED.value).label("suppressed"),
+                _total(and_(ok, d.first_opened_at.is_not(None))).label("opened"),
+                _total(and_(ok, d.first_clicked_at.is_not(None))).label("clicked"),
+                _total(and_(ok, d.first_converted_at.is_not(None))).label("converted"),
             )
             .select_from(cohort)
-            .outerjoin(deliveries, deliveries.c.nid == cohort.c.id)
-            .outerjoin(events, events.c.nid == cohort.c.id)
+            .join(d, and_(d.notification_id == cohort.c.id, d.channel == channel.value))
         )
 
     @staticmethod
@@ -312,25 +284,15 @@ class AnalyticsMixin(SegmentsMixin):
         median seconds from the delivery's time to the first open or click (of that channel or
         of none; an open recorded before the delivery's time is left out of the median)."""
         cohort = await self._cohort(period, f)
-        d, e = DeliveryRow, EngagementRow
+        d = DeliveryRow
         first_open = (
             select(
                 d.channel.label("channel"),
                 d.status.label("status"),
                 d.at.label("at"),
-                func.min(e.at).label("opened_at"),
+                d.first_opened_at.label("opened_at"),  # its facts: through it or through none
             )
-            .select_from(d)
-            .outerjoin(
-                e,
-                and_(
-                    e.notification_id == d.notification_id,
-                    e.type.in_(_OPENED),
-                    or_(e.channel == d.channel, e.channel.is_(None)),
-                ),
-            )
-            .where(d.notification_id.in_(select(cohort.c.id)))
-            .group_by(d.notification_id, d.channel, d.status, d.at)
+            .join(cohort, cohort.c.id == d.notification_id)
             .cte("first_open")
         )
         fo = first_open.c

@@ -3,16 +3,19 @@ read one indexed range of notifications instead of joining its deliveries and ev
 
 `any_sent`, `any_delivered`, `any_failed`, `any_suppressed`: some channel's delivery is in that
 status (sent counts sent or delivered). `last_opened_at` (an open or a click),
-`last_clicked_at`, `last_converted_at`: the latest event of that kind, NULL when none. Every
-write of a delivery or an event recomputes them from the raw rows in the same transaction
-(`refresh_facts`), so they can never drift from a recount; migration 0013 backfilled them.
+`last_clicked_at`, `last_converted_at`: the latest event of that kind, NULL when none. On each
+delivery, `first_opened_at` (an open or a click), `first_clicked_at`, `first_converted_at`: the
+earliest event of that kind through its channel or through none (what per-channel figures
+count). Every write of a delivery or an event recomputes both from the raw rows in the same
+transaction (`refresh`), so they can never drift from a recount; migration 0013 backfilled them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, exists, func, select, update
+from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.models import DeliveryStatus, EngagementType
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
@@ -52,3 +55,35 @@ def refresh_facts(*where: ColumnElement[bool]) -> Update:
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def _first(types: list[str]) -> Any:
+    return (
+        select(func.min(EngagementRow.at))
+        .where(
+            EngagementRow.notification_id == DeliveryRow.notification_id,
+            EngagementRow.type.in_(types),
+            or_(EngagementRow.channel == DeliveryRow.channel, EngagementRow.channel.is_(None)),
+        )
+        .scalar_subquery()
+    )
+
+
+def refresh_delivery_facts(*where: ColumnElement[bool]) -> Update:
+    """The UPDATE that recomputes the facts of the deliveries matching `where`."""
+    return (
+        update(DeliveryRow)
+        .where(*where)
+        .values(
+            first_opened_at=_first(OPENED),
+            first_clicked_at=_first([EngagementType.CLICKED.value]),
+            first_converted_at=_first([EngagementType.CONVERTED.value]),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh(session: AsyncSession, notification_id: str) -> None:
+    """Recompute one notification's facts and its deliveries' (after any write to them)."""
+    await session.execute(refresh_facts(NotificationRow.id == notification_id))
+    await session.execute(refresh_delivery_facts(DeliveryRow.notification_id == notification_id))

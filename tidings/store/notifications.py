@@ -26,7 +26,7 @@ from tidings.models import (
     event_id_from_key,
 )
 from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
-from tidings.store.facts import refresh_facts
+from tidings.store.facts import refresh
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # A notification takes events once a channel may have delivered: SENDING too, because a fast
@@ -187,7 +187,7 @@ class NotificationsMixin(StoreBase):
             where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
         )
         await session.execute(stmt)
-        await session.execute(refresh_facts(NotificationRow.id == notification_id))
+        await refresh(session, notification_id)
 
     async def _require_notification(self, session: AsyncSession, notification_id: str) -> None:
         found = await session.scalar(
@@ -242,7 +242,7 @@ class NotificationsMixin(StoreBase):
             await self._require_notification(session, event.notification_id)
             new = rowcount(await session.execute(stmt)) == 1
             if new:
-                await session.execute(refresh_facts(NotificationRow.id == event.notification_id))
+                await refresh(session, event.notification_id)
             return new
 
     async def record_event(self, event: EngagementEvent) -> RecordedEvent:
@@ -274,7 +274,7 @@ class NotificationsMixin(StoreBase):
             )
             new = rowcount(await session.execute(stmt)) == 1
             if new:
-                await session.execute(refresh_facts(NotificationRow.id == event.notification_id))
+                await refresh(session, event.notification_id)
             return RecordedEvent(
                 new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
             )

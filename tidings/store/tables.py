@@ -199,6 +199,11 @@ class DeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Facts recomputed on every write (tidings/store/facts.py): the first open (or click),
+    # click and conversion through this channel or through none.
+    first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class EngagementRow(Base):

@@ -1,5 +1,6 @@
 """Notification facts: each notification's delivery outcome flags and latest engagement times,
-kept on its row (tidings/store/facts.py) so analytics read no joins; backfilled here.
+and each delivery's first engagement through its channel, kept on their rows
+(tidings/store/facts.py) so analytics read no events; backfilled here.
 
 Revision ID: 0013
 Revises: 0012
@@ -27,6 +28,11 @@ _LAST = {
     "last_clicked_at": "'clicked'",
     "last_converted_at": "'converted'",
 }
+_FIRST = {
+    "first_opened_at": "'opened', 'clicked'",
+    "first_clicked_at": "'clicked'",
+    "first_converted_at": "'converted'",
+}
 
 
 def upgrade() -> None:
@@ -50,9 +56,21 @@ def upgrade() -> None:
         for name, types in _LAST.items()
     ]
     op.execute(f"UPDATE notifications SET {', '.join(flags + last)}")
+    for name in _FIRST:
+        op.add_column("deliveries", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
+    first = [
+        f"{name} = (SELECT min(e.at) FROM engagement_events e"
+        " WHERE e.notification_id = deliveries.notification_id AND e.type IN"
+        f" ({types}) AND (e.channel = deliveries.channel OR e.channel IS NULL))"
+        for name, types in _FIRST.items()
+    ]
+    op.execute(f"UPDATE deliveries SET {', '.join(first)}")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries") as batch:
+        for name in reversed(_FIRST):
+            batch.drop_column(name)
     with op.batch_alter_table("notifications") as batch:
         for name in [*_LAST, *_FLAGS][::-1]:
             batch.drop_column(name)
