@@ -203,7 +203,6 @@ class AnalyticsMixin(SegmentsMixin):
         size = _SECONDS[bucket_by]
         at = bucket(NotificationRow.created_at, size, self._dialect).label("bucket")
         cohort = await self._cohort(period, f, [at])
-        total = self._counts_select(cohort, f.channel, [])
         series = self._counts_select(cohort, f.channel, [cohort.c.bucket]).group_by(cohort.c.bucket)
         e = EngagementRow
         currency = func.coalesce(json_string(e.meta, "currency", self._dialect), "")
@@ -221,9 +220,14 @@ class AnalyticsMixin(SegmentsMixin):
             .group_by(currency)
         )
         async with self._figures() as session:
-            counts = self._counts((await session.execute(total)).one())
             points = (await session.execute(series.order_by(cohort.c.bucket))).all()
             money = (await session.execute(values)).all()
+        # Each notification falls in exactly one bucket, so the period's counts are the sums of
+        # the buckets' (at most a few hundred): one pass over the cohort instead of two.
+        buckets = [self._counts(p) for p in points]
+        counts = Counts(
+            **{name: sum(getattr(b, name) for b in buckets) for name in Counts.model_fields}
+        )
         return Metrics(
             period=period,
             filter=f,
@@ -232,8 +236,8 @@ class AnalyticsMixin(SegmentsMixin):
             conversion_value={c: float(v) for c, v in money if v is not None},
             bucket=bucket_by,
             series=[
-                SeriesPoint(at=datetime.fromtimestamp(p.bucket * size, UTC), counts=self._counts(p))
-                for p in points
+                SeriesPoint(at=datetime.fromtimestamp(p.bucket * size, UTC), counts=b)
+                for p, b in zip(points, buckets, strict=True)
             ],
         )
 
