@@ -141,6 +141,20 @@ async def _median_ms(runs: int, fn: Callable[[], Awaitable[object]]) -> float:
     return statistics.median(timings)
 
 
+async def optimal_send_time(store: Store, user_id: str, timezone: str, now: datetime) -> object:
+    """What plan_delivery adds for send_at="optimal" (also timed by bench/analytics.py): the
+    user's query, the population (cached once computed), local histograms, smoothing and the
+    choice within 24 hours."""
+    since = now - send_time.HISTORY
+    own = await store.engagement_hours(user_id, since=since)
+    model = send_time.smooth(
+        send_time.local_histogram(own, timezone), await store.population_histogram(since=since)
+    )
+    return send_time.choose(
+        model, timezone=timezone, start=now, latest=now + timedelta(hours=24), user_id=user_id
+    )
+
+
 async def measure(store: Store, backend: str, args: argparse.Namespace) -> dict[str, float]:
     since = NOW - send_time.HISTORY
 
@@ -152,15 +166,7 @@ async def measure(store: Store, backend: str, args: argparse.Namespace) -> dict[
         return await store.population_histogram(since=since)
 
     async def optimal() -> object:
-        own = await store.engagement_hours(SUBJECT, since=since)
-        model = send_time.smooth(
-            send_time.local_histogram(own, "Europe/Berlin"),
-            await store.population_histogram(since=since),  # cached
-        )
-        return send_time.choose(
-            model, timezone="Europe/Berlin", start=NOW, latest=NOW + timedelta(hours=24),
-            user_id=SUBJECT,
-        )  # fmt: skip
+        return await optimal_send_time(store, SUBJECT, "Europe/Berlin", NOW)
 
     figures = {
         "user_histogram": await _median_ms(args.runs, user),

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from starter.client import Tidings
 from starter.http import console
+from starter.http import console_experiments as _  # noqa: F401 (registers its pages on console's)
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
 from starter.http.routes import (

@@ -34,7 +34,9 @@ _BASE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <style>body{font:14px system-ui,sans-serif;margin:24px;color:#111}table{border-collapse:collapse;
 margin:8px 0 20px}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}
 td:first-child,th:first-child{text-align:left}h2{margin-top:28px}.muted{color:#666}</style>
-</head><body><h1><a href="/console">Tidings console</a></h1>{% block body %}{% endblock %}
+</head><body><h1><a href="/console">Tidings console</a></h1>
+<nav><a href="/console">Overview</a> · <a href="/console/experiments">Experiments</a></nav>
+{% block body %}{% endblock %}
 </body></html>"""
 
 _LOGIN = """{% extends "base" %}{% block body %}
@@ -107,9 +109,13 @@ def _seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
 
 
-def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _pages.get_template(name).render(pct=_pct, seconds=_seconds, **values)
+def _page_with(pages: Environment, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    html = pages.get_template(name).render(pct=_pct, seconds=_seconds, **values)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return _page_with(_pages, name, status, **values)
 
 
 def _login(message: str, status: int = 401) -> HTMLResponse:

@@ -69,3 +69,36 @@ def lines(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def intervals(
+    rows: Sequence[tuple[str, float, float | None, float | None]], width: int = 520
+) -> Markup:
+    """One row per variant: its point estimate (a dot) and interval (a bar) on a shared axis
+    centred on zero (a vertical line), so an interval clear of the line is a decided arm."""
+    row, label_w = 26, 90
+    ends = [abs(v) for _, point, low, high in rows for v in (point, low, high) if v is not None]
+    span = max(ends, default=0) or 0.01
+    plot = width - label_w - 10
+
+    def x(v: float) -> float:
+        return round(label_w + plot * (v + span) / (2 * span), 1)
+
+    height = row * len(rows) + 4
+    parts = [
+        f'<svg class="intervals" role="img" width="{width}" height="{height}"'
+        f' viewBox="0 0 {width} {height}">'
+        f'<line x1="{x(0)}" y1="0" x2="{x(0)}" y2="{height}" stroke="#999" />'
+    ]
+    for i, (name, point, low, high) in enumerate(rows):
+        y = i * row + 13
+        parts.append(f'<text x="0" y="{y + 4}" font-size="13">{escape(name)}</text>')
+        if low is not None and high is not None:
+            parts.append(
+                f'<line data-variant="{escape(name)}" data-low="{low:.4f}" data-high="{high:.4f}"'
+                f' x1="{x(low)}" y1="{y}" x2="{x(high)}" y2="{y}" stroke="{COLOURS[0]}"'
+                ' stroke-width="4" />'
+            )
+        parts.append(f'<circle cx="{x(point)}" cy="{y}" r="4" fill="{COLOURS[4]}" />')
+    parts.append("</svg>")
+    return Markup("".join(parts))

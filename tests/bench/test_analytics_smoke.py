@@ -1,5 +1,6 @@
 """bench/analytics.py at its smallest: it loads (COPY on PostgreSQL, executemany on SQLite),
-runs every query and prints one `query NAME BACKEND MS` line each. Nothing here is about speed."""
+runs every query (and the optimal send time) and prints one `query NAME BACKEND MS` line each.
+Nothing here is about speed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,6 @@ async def test_small_run_times_every_query(capsys: pytest.CaptureFixture[str]) -
     figures = await run(parse_args(["--scale", "0.0005", "--runs", "1", "--backends", backends]))
     printed = capsys.readouterr().out
     for backend, times in figures.items():
-        assert len(times) == 12 + 2 * len(SEGMENTS)
+        assert len(times) == 13 + 2 * len(SEGMENTS) and "optimal_send_time" in times
         assert all(ms > 0 for ms in times.values())
         assert all(f"query {name} {backend} " in printed for name in times)

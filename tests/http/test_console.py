@@ -5,22 +5,28 @@ notification's timeline links to its run in the Temporal Web UI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 from playwright.async_api import async_playwright
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from bench.analytics_data import START, load
 from starter.http import create_app
 from tests.support import Stack
 from tidings.analytics import MetricsFilter, Period
 from tidings.api_keys import Scope
+from workflows.queues import experiment_workflow_id, workflow_id
 
 CHROMIUM = Path("/usr/bin/chromium")
 QUERY = f"start={START.date()}T00:00:00&end={(START + timedelta(days=10)).date()}T00:00:00"
@@ -114,6 +120,97 @@ async def test_the_pages_render_in_chromium(stack: Stack, tmp_path: Path) -> Non
             )
             await page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
             await browser.close()
+    finally:
+        server.should_exit = True
+        await serving
+
+
+EXPERIMENT: dict[str, Any] = {
+    "id": "console_subject",
+    "template_id": "welcome",
+    "data": {"app_name": "MyApp", "user_name": "friend"},
+    "variants": [
+        {"name": "plain", "control": True, "channels": ["in_app"]},
+        {"name": "warm", "channels": ["in_app"]},
+    ],
+    "metric": "clicked",
+    "attribution_window": "12h",
+    "check_every": "1h",
+    "max_duration": "3d",
+}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+async def test_the_experiment_pages_show_each_arm_in_chromium(
+    stack: Stack, time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    tidings = stack.tidings
+    await tidings.create_experiment(EXPERIMENT)
+    try:
+        for user in ("user_001", "user_002"):
+            await tidings.enroll("console_subject", user)
+        await time_env.sleep(timedelta(hours=2))  # past a check: the comparisons exist
+        await tidings.stop_experiment("console_subject", "enough for the page")
+        results = await tidings.experiment_results("console_subject")
+        admin = await tidings.create_api_key("console-exp", [Scope.ADMIN])
+        async with _serving(stack) as port, async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = await browser.new_page(viewport={"width": 1200, "height": 900})
+            await page.goto(f"http://127.0.0.1:{port}/console/experiments?key={admin.key}")
+            row = page.locator('#experiments tr[data-experiment="console_subject"]')
+            assert await row.count() == 1
+            assert "stopped" in await row.inner_text()
+            await row.locator("a").click()
+            await page.wait_for_selector("#variants")
+            assert await page.inner_text("#status") == results.status
+            arms = page.locator("#variants tr[data-arm]")
+            names = [await arms.nth(i).get_attribute("data-arm") for i in range(await arms.count())]
+            assert names[:2] == ["plain", "warm"]
+            assert set(names) == {"plain", "warm"} | set(results.enrolled)
+            for name in names:
+                assert name is not None
+                arm = page.locator(f'#variants tr[data-arm="{name}"]')
+                enrolled = await arm.locator('[data-figure="enrolled"]').inner_text()
+                assert enrolled == str(results.enrolled.get(name, 0)), name
+                counts = results.counts.get(name)
+                delivered = await arm.locator('[data-figure="delivered"]').inner_text()
+                assert delivered == str(counts.delivered if counts else 0), name
+            assert sum(results.enrolled.values()) == 2
+            [warm] = [c for c in results.comparisons if c.variant == "warm"]
+            shown = await page.inner_text('#variants tr[data-arm="warm"] [data-figure="interval"]')
+            assert await page.locator("svg.intervals circle").count() == 1  # one variant
+            if warm.difference_low is None or warm.difference_high is None:
+                assert shown == "-"
+                assert await page.locator("svg.intervals line[data-variant]").count() == 0
+            else:
+                assert shown == f"[{warm.difference_low:+.1%}, {warm.difference_high:+.1%}]"
+                bar = page.locator('svg.intervals line[data-variant="warm"]')
+                assert await bar.get_attribute("data-low") == f"{warm.difference_low:.4f}"
+            await page.screenshot(path=str(tmp_path / "experiment.png"), full_page=True)
+            r = await page.goto(f"http://127.0.0.1:{port}/console/experiments/nope")
+            assert r is not None and r.status == 404
+            await browser.close()
+    finally:
+        for wf in [experiment_workflow_id("console_subject")] + [
+            workflow_id(f"exp-console_subject-{u}") for u in ("user_001", "user_002")
+        ]:
+            with contextlib.suppress(RPCError):
+                await tidings.temporal.get_workflow_handle(wf).terminate("test finished")
+
+
+@asynccontextmanager
+async def _serving(stack: Stack) -> AsyncIterator[int]:
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(tidings=stack.tidings), port=port, log_level="warning", lifespan="off"
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        yield port
     finally:
         server.should_exit = True
         await serving

@@ -26,6 +26,7 @@ from tidings.models import (
     event_id_from_key,
 )
 from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
+from tidings.store.facts import refresh
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # Columns an upsert overwrites (every other one is written only by the first insert).
@@ -190,6 +191,7 @@ class NotificationsMixin(StoreBase):
         }
         conn = await session.connection()
         await conn.execute(self._delivery_upsert(), params)
+        await refresh(session, notification_id)
 
     # The two writes every notification makes several times, built once per store: a statement
     # built per call cost more CPU in SQLAlchemy (cache key, bound parameters) than running it.
@@ -275,7 +277,10 @@ class NotificationsMixin(StoreBase):
         stmt = self._insert_engagement(event)
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
-            return rowcount(await session.execute(stmt)) == 1
+            new = rowcount(await session.execute(stmt)) == 1
+            if new:
+                await refresh(session, event.notification_id)
+            return new
 
     async def record_event(self, event: EngagementEvent) -> RecordedEvent:
         """Record one engagement event reported through the front door, in one transaction:
@@ -305,6 +310,8 @@ class NotificationsMixin(StoreBase):
                 )
             )
             new = rowcount(await session.execute(stmt)) == 1
+            if new:
+                await refresh(session, event.notification_id)
             return RecordedEvent(
                 new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
             )

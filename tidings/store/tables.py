@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -163,6 +164,15 @@ class NotificationRow(Base):
     # Set when the notification is an A/B test's: which test and which arm (never changed).
     experiment_id: Mapped[str | None] = mapped_column(String(64))
     variant: Mapped[str | None] = mapped_column(String(128))
+    # Facts recomputed on every delivery or event write (tidings/store/facts.py), read by
+    # analytics and engagement segments instead of joining deliveries and events.
+    any_sent: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    any_delivered: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    any_failed: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    any_suppressed: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    last_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Loaded explicitly with selectinload; lazy="raise" turns an accidental lazy load (which
     # cannot work under asyncio) into an immediate error.
@@ -189,6 +199,11 @@ class DeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Facts recomputed on every write (tidings/store/facts.py): the first open (or click),
+    # click and conversion through this channel or through none.
+    first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class EngagementRow(Base):

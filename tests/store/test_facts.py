@@ -1,0 +1,178 @@
+"""A notification's facts (tidings.store.facts) always equal a recount from its raw deliveries
+and events, whatever the order and path of the writes that made them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from tests.store.test_notifications import record
+from tidings.models import (
+    Channel,
+    ChannelResult,
+    DeliveryStatus,
+    EngagementEvent,
+    EngagementType,
+    NotificationStatus,
+)
+from tidings.receipts import DeliveryReceipt
+from tidings.store import LedgerEntry, Store
+from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
+
+T0 = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+FACTS = [
+    "any_sent",
+    "any_delivered",
+    "any_failed",
+    "any_suppressed",
+    "last_opened_at",
+    "last_clicked_at",
+    "last_converted_at",
+]
+
+
+async def _facts(store: Store) -> dict[str, dict[str, Any]]:
+    columns = [getattr(NotificationRow, name) for name in FACTS]
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(NotificationRow.id, *columns))).all()
+    return {r.id: {name: getattr(r, name) for name in FACTS} for r in rows}
+
+
+async def _recount(store: Store) -> dict[str, dict[str, Any]]:
+    async with store.engine.connect() as conn:
+        ids = (await conn.scalars(select(NotificationRow.id))).all()
+        deliveries = (await conn.execute(select(DeliveryRow))).all()
+        events = (await conn.execute(select(EngagementRow))).all()
+    out: dict[str, dict[str, Any]] = {}
+    for nid in ids:
+        statuses = {d.status for d in deliveries if d.notification_id == nid}
+
+        def last(types: set[str], nid: str = nid) -> datetime | None:
+            times = [e.at for e in events if e.notification_id == nid and e.type in types]
+            return max(times, default=None)
+
+        out[nid] = {
+            "any_sent": bool(statuses & {"sent", "delivered"}),
+            "any_delivered": "delivered" in statuses,
+            "any_failed": "failed" in statuses,
+            "any_suppressed": "suppressed" in statuses,
+            "last_opened_at": last({"opened", "clicked"}),
+            "last_clicked_at": last({"clicked"}),
+            "last_converted_at": last({"converted"}),
+        }
+    return out
+
+
+async def _delivery_facts(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(DeliveryRow))).all()
+    return {
+        (d.notification_id, d.channel): (
+            d.first_opened_at,
+            d.first_clicked_at,
+            d.first_converted_at,
+        )
+        for d in rows
+    }
+
+
+async def _delivery_recount(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
+    async with store.engine.connect() as conn:
+        deliveries = (await conn.execute(select(DeliveryRow))).all()
+        events = (await conn.execute(select(EngagementRow))).all()
+
+    def first(d: Any, types: set[str]) -> datetime | None:
+        times = [
+            e.at
+            for e in events
+            if e.notification_id == d.notification_id
+            and e.type in types
+            and e.channel in (d.channel, None)
+        ]
+        return min(times, default=None)
+
+    return {
+        (d.notification_id, d.channel): (
+            first(d, {"opened", "clicked"}),
+            first(d, {"clicked"}),
+            first(d, {"converted"}),
+        )
+        for d in deliveries
+    }
+
+
+def _event(nid: str, kind: EngagementType, minutes: int, **kw: Any) -> EngagementEvent:
+    return EngagementEvent(notification_id=nid, type=kind, at=T0 + timedelta(minutes=minutes), **kw)
+
+
+async def test_facts_equal_a_recount_after_mixed_writes(store: Store) -> None:
+    email_sent = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, at=T0)
+    sms_off = ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SUPPRESSED, reason="off")
+    # n-1: created with its channels in one write, then engaged out of order.
+    await record(store, "n-1", channels=[email_sent, sms_off])
+    await store.record_engagement(_event("n-1", EngagementType.CLICKED, 30, channel=Channel.EMAIL))
+    await store.record_engagement(_event("n-1", EngagementType.OPENED, 10))  # earlier, no channel
+    await store.record_engagement(_event("n-1", EngagementType.OPENED, 5, channel=Channel.PUSH))
+    await store.record_engagement(_event("n-1", EngagementType.CLICKED, 30, channel=Channel.EMAIL))
+    await store.record_engagement(
+        _event("n-1", EngagementType.CONVERTED, 90, metadata={"value": 5, "currency": "EUR"})
+    )
+    # n-2: sending, failed on push, then SMS accepted and settled by a receipt before the
+    # workflow's own late `sent`.
+    await record(store, "n-2")
+    await store.upsert_delivery(
+        "n-2", ChannelResult(channel=Channel.PUSH, status=DeliveryStatus.FAILED, reason="gone")
+    )
+    await store.upsert_delivery(
+        "n-2", ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
+    )
+    assert (await _facts(store))["n-2"]["any_sent"] is False
+    await store.ledger_put(
+        LedgerEntry(
+            key="n-2:sms",
+            notification_id="n-2",
+            channel=Channel.SMS,
+            target="+1555***0100",
+            provider_message_id="SM1",
+            sent_at=T0,
+        )
+    )
+    receipt = DeliveryReceipt(
+        notification_id="n-2", channel=Channel.SMS, status=DeliveryStatus.DELIVERED
+    )
+    assert await store.apply_receipt(receipt) is not None
+    assert (await _facts(store))["n-2"]["any_delivered"] is True
+    await store.upsert_delivery(
+        "n-2", ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENT, at=T0)
+    )
+    recorded = await store.record_event(_event("n-2", EngagementType.OPENED, 5))
+    assert recorded.new
+    # n-3: never sent; a stray event still counts in its facts (analytics filter on any_sent).
+    await record(store, "n-3", status=NotificationStatus.FAILED)
+    await store.record_engagement(_event("n-3", EngagementType.OPENED, 1))
+
+    facts = await _facts(store)
+    assert facts == await _recount(store)
+    per_channel = await _delivery_facts(store)
+    assert per_channel == await _delivery_recount(store)
+    # The click came through email; the channel-less open counts for every channel.
+    assert per_channel[("n-1", "email")][:2] == (
+        T0 + timedelta(minutes=10),
+        T0 + timedelta(minutes=30),
+    )
+    assert per_channel[("n-1", "sms")][:2] == (T0 + timedelta(minutes=10), None)
+    assert facts["n-1"]["last_opened_at"] == T0 + timedelta(minutes=30)  # the click, not the open
+    assert facts["n-1"]["last_converted_at"] == T0 + timedelta(minutes=90)
+    assert (facts["n-1"]["any_sent"], facts["n-1"]["any_suppressed"]) == (True, True)
+    assert facts["n-2"] == {
+        "any_sent": True,
+        "any_delivered": True,
+        "any_failed": True,
+        "any_suppressed": False,
+        "last_opened_at": T0 + timedelta(minutes=5),
+        "last_clicked_at": None,
+        "last_converted_at": None,
+    }
+    assert facts["n-3"]["any_sent"] is False and facts["n-3"]["last_opened_at"] is not None
