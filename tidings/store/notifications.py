@@ -4,6 +4,7 @@ and analytics read."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
-from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
+from tidings.store.base import IN_CHUNK, StoreBase, Upsert, check_limit, rowcount, utcnow
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # A notification takes events once a channel may have delivered: SENDING too, because a fast
@@ -75,6 +76,17 @@ def _delivery(row: DeliveryRow) -> ChannelResult:
     )
 
 
+_KNOWN_TYPES = frozenset(t.value for t in EngagementType)
+_KNOWN_CHANNELS = frozenset(c.value for c in Channel)
+
+
+def _known(row: EngagementRow) -> bool:
+    """Whether this version can read the row. During a rolling deploy a newer process may
+    record a type (or channel) that an older one has never heard of; the older one leaves
+    such rows out of what it shows and counts rather than failing the whole read."""
+    return row.type in _KNOWN_TYPES and (row.channel is None or row.channel in _KNOWN_CHANNELS)
+
+
 def _engagement(row: EngagementRow) -> EngagementEvent:
     return EngagementEvent.model_validate(
         {
@@ -99,7 +111,7 @@ def _notification(row: NotificationRow) -> NotificationResult:
         send_at=row.send_at,
         reason=row.reason,
         channels=[_delivery(d) for d in row.deliveries],
-        engagement=[_engagement(e) for e in row.engagement],
+        engagement=[_engagement(e) for e in row.engagement if _known(e)],
     )
 
 
@@ -220,16 +232,72 @@ class NotificationsMixin(StoreBase):
         async with self._read() as session:
             return [_notification(row) for row in (await session.scalars(stmt)).all()]
 
+    @staticmethod
+    def _first_delivery(notification_id: Any) -> Any:
+        """When the notification was first sent or delivered (NULL: not yet), as a subquery."""
+        return (
+            select(func.min(DeliveryRow.at))
+            .where(
+                DeliveryRow.notification_id == notification_id,
+                DeliveryRow.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]),
+            )
+            .scalar_subquery()
+        )
+
+    def _engagement_values(self, event: EngagementEvent) -> dict[str, Any]:
+        return {
+            "notification_id": event.notification_id,
+            "type": EngagementType(event.type).value,
+            "channel": None if event.channel is None else Channel(event.channel).value,
+            "at": event.at or utcnow(),
+            "dedupe_key": event.dedupe_key,
+            "meta": event.metadata,
+        }
+
+    async def record_events(self, events: Sequence[EngagementEvent]) -> dict[str, RecordedEvent]:
+        """`record_event` for many notifications (at most one event each) in one transaction:
+        one read of their statuses and first deliveries and one multi-row INSERT per
+        IN_CHUNK. Notifications that do not exist are left out of the answer."""
+        found: dict[str, RecordedEvent] = {}
+        async with self._write() as session:
+            for start in range(0, len(events), IN_CHUNK):
+                chunk = events[start : start + IN_CHUNK]
+                rows = await session.execute(
+                    select(
+                        NotificationRow.id,
+                        NotificationRow.status,
+                        NotificationRow.updated_at,
+                        self._first_delivery(NotificationRow.id).label("delivered_at"),
+                    ).where(NotificationRow.id.in_([e.notification_id for e in chunk]))
+                )
+                known = {row.id: row for row in rows}
+                taken = [
+                    e
+                    for e in chunk
+                    if e.notification_id in known
+                    and NotificationStatus(known[e.notification_id].status) in _TAKES_EVENTS
+                ]
+                inserted: set[str] = set()
+                if taken:
+                    stmt = (
+                        self._insert(EngagementRow)
+                        .values([self._engagement_values(e) for e in taken])
+                        .on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+                        .returning(EngagementRow.notification_id)
+                    )
+                    inserted = set((await session.scalars(stmt)).all())
+                for nid, row in known.items():
+                    found[nid] = RecordedEvent(
+                        new=nid in inserted,
+                        status=NotificationStatus(row.status),
+                        updated_at=row.updated_at,
+                        delivered_at=row.delivered_at,
+                    )
+        return found
+
     def _insert_engagement(self, event: EngagementEvent) -> Upsert:
         """The event's row, inserted unless the same event (its dedupe key) is there already."""
-        stmt = self._insert(EngagementRow).values(
-            notification_id=event.notification_id,
-            type=EngagementType(event.type).value,
-            channel=None if event.channel is None else Channel(event.channel).value,
-            at=event.at or utcnow(),
-            dedupe_key=event.dedupe_key,
-            meta=event.metadata,
-        )
+        stmt = self._insert(EngagementRow).values(**self._engagement_values(event))
         return stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
 
     async def record_engagement(self, event: EngagementEvent) -> bool:
@@ -246,12 +314,17 @@ class NotificationsMixin(StoreBase):
         inserted unless the same event is there already. The caller decides from the answer
         whether the run may still take the event."""
         stmt = self._insert_engagement(event)
+        # The first delivery comes in the same statement as the status: one round trip fewer
+        # on the hottest write of the front door.
+        first_delivery = self._first_delivery(event.notification_id)
         async with self._write() as session:
             row = (
                 await session.execute(
-                    select(NotificationRow.status, NotificationRow.updated_at).where(
-                        NotificationRow.id == event.notification_id
-                    )
+                    select(
+                        NotificationRow.status,
+                        NotificationRow.updated_at,
+                        first_delivery.label("delivered_at"),
+                    ).where(NotificationRow.id == event.notification_id)
                 )
             ).one_or_none()
             if row is None:
@@ -259,17 +332,9 @@ class NotificationsMixin(StoreBase):
             status = NotificationStatus(row.status)
             if status not in _TAKES_EVENTS:
                 return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
-            delivered_at = await session.scalar(
-                select(func.min(DeliveryRow.at)).where(
-                    DeliveryRow.notification_id == event.notification_id,
-                    DeliveryRow.status.in_(
-                        [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
-                    ),
-                )
-            )
             new = rowcount(await session.execute(stmt)) == 1
             return RecordedEvent(
-                new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
+                new=new, status=status, updated_at=row.updated_at, delivered_at=row.delivered_at
             )
 
     async def has_engagement(self, notification_id: str, dedupe_key: str) -> bool:
@@ -300,5 +365,5 @@ class NotificationsMixin(StoreBase):
         return ServiceStats(
             notifications={NotificationStatus(s): n for s, n in statuses},
             channels=channels,
-            engagement={EngagementType(t): n for t, n in types},
+            engagement={EngagementType(t): n for t, n in types if t in _KNOWN_TYPES},
         )
