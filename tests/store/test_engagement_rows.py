@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert
 
 from tests.store.test_notifications import record
@@ -71,3 +72,28 @@ async def test_a_row_of_an_unknown_engagement_type_is_skipped_when_read(store: S
     ]
     assert [n.notification_id for n in await store.list_notifications()] == ["n-1"]
     assert (await store.service_stats()).engagement == {EngagementType.OPENED: 1}
+
+
+async def test_record_event_reads_status_and_first_delivery_and_inserts_once(store: Store) -> None:
+    sent = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, at=AT)
+    await record(store, "live", status=NotificationStatus.SENT, channels=[sent])
+    await record(store, "cancelled", status=NotificationStatus.CANCELLED)
+    click = EngagementEvent(
+        notification_id="live",
+        type=EngagementType.CONVERTED,
+        channel=Channel.EMAIL,
+        at=AT + timedelta(minutes=3),
+        metadata={"value": 9.5, "currency": "EUR"},
+        event_id="order-1",
+    )
+    first = await store.record_event(click)
+    assert first.new and first.status is NotificationStatus.SENT and first.delivered_at == AT
+    assert not (await store.record_event(click)).new
+    got = await store.get_notification("live")
+    assert got is not None and [(e.event_id, e.metadata, e.at) for e in got.engagement] == [
+        ("order-1", {"value": 9.5, "currency": "EUR"}, AT + timedelta(minutes=3))
+    ]
+    refused = await store.record_event(click.model_copy(update={"notification_id": "cancelled"}))
+    assert not refused.new and refused.status is NotificationStatus.CANCELLED
+    with pytest.raises(LookupError, match="ghost"):
+        await store.record_event(click.model_copy(update={"notification_id": "ghost"}))
