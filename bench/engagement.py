@@ -1,11 +1,13 @@
 """Engagement events and the live inbox, measured against real API processes.
 
     .venv/bin/python bench/engagement.py [--small] [--backend sqlite|postgresql|both]
+                                         [--part events|stream|both]
 
 (a) Events per second through `POST /v1/notifications/{id}/events` on one API process (uvicorn
     subprocess), each a new event (its own event_id) on a delivered notification inside its
     engagement window: one database write and one signal RPC to Temporal (a local dev server; no
-    run is there to take it, so Temporal answers NOT_FOUND, which costs the same round trip).
+    run is there to take it, so Temporal answers NOT_FOUND, which costs the same round trip);
+    and the API process's CPU time per event, which the machine's other load does not move.
 (b) Latency from an inbox item being stored (taken before the store call, in this process, as a
     worker would) to its `item` event arriving at the SSE client of that user, p50/p99, with
     --streams connected streams (one user each) on one API process; and that process's RSS
@@ -114,6 +116,13 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far: what a request costs, however loaded
+    the machine is (events/s alone moves with the other work on it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -234,7 +243,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for backend in backends:
-                for part in ("events", "stream"):
+                for part in ("events", "stream") if args.part == "both" else (args.part,):
                     async with database(backend, Path(tmp)) as url:
                         await measure(args, backend, part, url, env_temporal, Path(tmp))
     finally:
@@ -267,8 +276,11 @@ async def measure(
         tidings = Tidings(settings, store, temporal.client)
         with api_process(env) as (url, pid):
             if part == "events":
+                cpu_before = cpu_seconds(pid)
                 rate = await events_per_second(url, tidings, store, args.events, args.concurrency)
+                cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / args.events
                 print(f"events_per_second[{backend}, {args.concurrency} clients]: {rate:.0f}")
+                print(f"api_cpu_ms_per_event[{backend}]: {cpu_ms:.2f}")
             else:
                 latencies, before, with_streams = await stream_latency(
                     url, pid, store, args.streams, args.items
@@ -286,6 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--small", action="store_true", help="a quick run (fewer of everything)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--part", choices=["events", "stream", "both"], default="both")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--streams", type=int, default=None)

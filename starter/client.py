@@ -46,6 +46,7 @@ from tidings import api_keys, idempotency, rendering, send_time, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
+from tidings.key_cache import VerifiedKeys
 from tidings.models import (
     AttributeValue,
     Channel,
@@ -71,6 +72,7 @@ from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.experiments import ExperimentRecord
+from tidings.store.notifications import RecordedEvent
 from workflows import search_attributes as sa
 from workflows.connect import connect as connect_temporal
 from workflows.experiment import BUSY, FINISHED, ExperimentWorkflow
@@ -156,6 +158,7 @@ class Tidings(
         self.settings = settings
         self.store = store
         self.temporal = temporal
+        self._verified_keys = VerifiedKeys()
 
     @classmethod
     async def connect(
@@ -516,21 +519,27 @@ class Tidings(
                 f"{notification_id}: engagement is accepted after delivery;"
                 f" the notification is {recorded.status.value}"
             )
-        if recorded.new and event.type is not EngagementType.DELIVERED:
-            # `delivered` is not signalled (see EngagementType). The window runs from the
-            # first delivery, which the run wrote on its own clock
-            # (the one `now()` reads); with nothing delivered yet it has not started. A run
-            # given a longer window of its own is not signalled after the default one: its
-            # events are still recorded and counted.
-            window = timedelta(hours=self.settings.engagement_window_hours)
-            delivered = recorded.delivered_at
-            if delivered is None or await self.now() < delivered + window:
-                await self._signal_recorded(notification_id, event)
+        # `delivered` is not signalled (see EngagementType). The window runs from the first
+        # delivery, which the run wrote on its own clock (the one `now()` reads); with nothing
+        # delivered yet it has not started. A run given a longer window of its own is not
+        # signalled after the default one: its events are still recorded and counted. When the
+        # row says the window is closed there is no RPC at all.
+        if (
+            recorded.new
+            and event.type is not EngagementType.DELIVERED
+            and self._window_open(recorded, await self.now())
+        ):
+            await self._signal_recorded(notification_id, event)
         if recorded.new and event.type is EngagementType.OPENED:
             await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
         return EventRecorded(
             notification_id=notification_id, type=event.type, duplicate=not recorded.new
         )
+
+    def _window_open(self, recorded: RecordedEvent, now: datetime) -> bool:
+        """Whether the run may still take an event, judged from the database row alone."""
+        window = timedelta(hours=self.settings.engagement_window_hours)
+        return recorded.delivered_at is None or now < recorded.delivered_at + window
 
     async def _signal_recorded(self, notification_id: str, event: EngagementEvent) -> None:
         signal = EngagementSignal(
@@ -584,22 +593,29 @@ class Tidings(
         return await self.store.list_api_keys()
 
     async def revoke_api_key(self, key_id: str) -> None:
-        """Revoke a key: every API process refuses it from its next request (keys are read from
-        the database on every request). Revoking a revoked key is not an error."""
+        """Revoke a key: this process refuses it from its next request, every other API process
+        within `key_cache.TTL_SECONDS` (1 s). Revoking a revoked key is not an error."""
         if await self.store.api_key_with_digest(key_id) is None:
             raise NotFound("API key", key_id)
         await self.store.revoke_api_key(key_id)
+        self._verified_keys.forget(key_id)
 
     async def authenticate(self, key: str) -> ApiKey | None:
         """The live key this is, else None (unknown, malformed, revoked: the caller cannot tell
-        which)."""
+        which). A key verified in the last second is taken from memory (`tidings.key_cache`)."""
+        cached = self._verified_keys.get(key)
+        if cached is not None:
+            return cached
         found_id = api_keys.key_id(key)
         found = await self.store.api_key_with_digest(found_id) if found_id else None
         # The digest is compared whether or not the id exists: the same work either way.
         record, stored_digest = found if found is not None else (None, _NO_DIGEST)
         if not api_keys.matches(key, stored_digest) or record is None:
             return None
-        return record if record.revoked_at is None else None
+        if record.revoked_at is not None:
+            return None
+        self._verified_keys.put(key, record)
+        return record
 
     # --- stats ------------------------------------------------------------------------------------
 

@@ -1,24 +1,25 @@
 """The in-app inbox in the Python API: inbox tokens, lists with filters and cursors, counts,
 seen/read/archived marks, the event log the stream replays, and cross-channel read sync.
 
-A mixin of `starter.client.Tidings`. Read sync (TIDINGS_READ_SYNC, on by default): reading an
-inbox item records an `opened` event (channel in_app) for its notification through
-`record_event` (stored, then signalled; the same event twice counts once), and an `opened` event
+A mixin of `starter.client.Tidings`. Read sync (TIDINGS_READ_SYNC, on by default): reading inbox
+items records an `opened` event (channel in_app) for each of their notifications, all in one
+write, then signals those whose engagement window is open (at most SIGNALS_AT_ONCE at a time;
+the same event twice counts once), and an `opened` event
 from any channel marks the notification's inbox item read (`sync_read`, called by
 `record_event`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from tidings import inbox_tokens
-from tidings.errors import Conflict, InvalidRequest, NotFound
+from tidings.errors import InvalidRequest, NotFound
 from tidings.inbox import (
     MAX_PAGE,
     InboxChange,
@@ -28,12 +29,16 @@ from tidings.inbox import (
     InboxState,
     decode_cursor,
 )
-from tidings.models import Channel, EngagementType, InboxItem, User
+from tidings.models import Channel, EngagementEvent, EngagementType, InboxItem, User
 from tidings.settings import Settings
 from tidings.store import Store
 
 if TYPE_CHECKING:
-    from starter.client import EventRecorded
+    from tidings.store.notifications import RecordedEvent
+
+# Signals in flight at once when marking many items read: enough to overlap round trips, few
+# enough that marking a large inbox read does not flood the Temporal frontend.
+SIGNALS_AT_ONCE = 16
 
 
 class InboxToken(BaseModel):
@@ -52,9 +57,11 @@ class InboxClient:
         # Defined by Tidings, which this is a mixin of.
         async def get_user(self, user_id: str) -> User: ...
 
-        async def record_event(
-            self, notification_id: str, report: dict[str, Any]
-        ) -> EventRecorded: ...
+        async def now(self) -> datetime: ...
+
+        def _window_open(self, recorded: RecordedEvent, now: datetime) -> bool: ...
+
+        async def _signal_recorded(self, notification_id: str, event: EngagementEvent) -> None: ...
 
     async def inbox_token(
         self, user_id: str, *, ttl: timedelta = inbox_tokens.DEFAULT_TTL
@@ -136,8 +143,7 @@ class InboxClient:
             listed = ",".join(str(i) for i in item_ids or [])
             raise NotFound("inbox item", f"{user_id}/{listed}")
         if chosen is InboxState.READ and self.settings.read_sync:
-            for notification_id in change.notification_ids:
-                await self._opened_in_app(notification_id)
+            await self._opened_in_app(change.notification_ids)
         return change
 
     async def mark_read(self, user_id: str, item_id: int) -> None:
@@ -159,11 +165,30 @@ class InboxClient:
         if item is not None and item.read_at is None:
             await self.store.mark_inbox(item.user_id, InboxState.READ, [item.id])
 
-    async def _opened_in_app(self, notification_id: str) -> None:
-        # A notification no longer taking events (cancelled, or gone since) just is not
-        # counted; the read mark stands.
-        with contextlib.suppress(Conflict, NotFound):
-            await self.record_event(
-                notification_id,
-                {"type": EngagementType.OPENED.value, "channel": Channel.IN_APP.value},
+    async def _opened_in_app(self, notification_ids: Sequence[str]) -> None:
+        """Read sync for items just marked read: one `opened` event (channel in_app) per
+        notification, all stored in one transaction, then a signal for each new one whose
+        engagement window is open, SIGNALS_AT_ONCE at a time. A notification no longer taking
+        events (cancelled, or gone since) just is not counted; the read mark stands."""
+        now = await self.now()
+        events = [
+            EngagementEvent(
+                notification_id=nid, type=EngagementType.OPENED, channel=Channel.IN_APP, at=now
             )
+            for nid in dict.fromkeys(notification_ids)  # once each, in order
+        ]
+        recorded = await self.store.record_events(events)
+        due = [
+            e
+            for e in events
+            if (r := recorded.get(e.notification_id)) is not None
+            and r.new
+            and self._window_open(r, now)
+        ]
+        gate = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+        async def signal(event: EngagementEvent) -> None:
+            async with gate:
+                await self._signal_recorded(event.notification_id, event)
+
+        await asyncio.gather(*(signal(e) for e in due))

@@ -8,6 +8,8 @@ is what `uvicorn starter.http:app` serves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +18,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from starter.client import Tidings
-from starter.http import console
+from starter.http import console, inbox_pruner
 from starter.http import console_experiments as _  # noqa: F401 (registers its pages on console's)
 from starter.http.docs import install_docs
 from starter.http.errors import error_response, install_error_handlers
@@ -44,6 +46,7 @@ from starter.http.routes import (
 )
 from starter.http.schemas import ERROR_RESPONSES
 from tidings.settings import Settings
+from tidings.store import Store
 
 MAX_BODY_BYTES = 256 * 1024
 # A bulk of MAX_BULK recipients, each with a little data of its own, needs more than one
@@ -110,22 +113,40 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+@asynccontextmanager
+async def _inbox_pruner(app: FastAPI) -> AsyncIterator[None]:
+    """The inbox event log's hourly sweep (starter.http.inbox_pruner), for the app's lifetime."""
+
+    def store() -> Store | None:
+        tidings: Tidings | None = app.state.tidings
+        return None if tidings is None else tidings.store
+
+    task = asyncio.create_task(inbox_pruner.run_pruner(store))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(tidings: Tidings | None = None, settings: Settings | None = None) -> FastAPI:
     """The FastAPI app. With `tidings`, it is used as is and left open (the caller owns it);
     without, the lifespan builds one from `settings` (or Settings() at startup) and closes it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if app.state.tidings is not None:
-            yield
-            return
-        own = await Tidings.connect(settings or Settings())
-        app.state.tidings = own
-        try:
-            yield
-        finally:
-            app.state.tidings = None
-            await own.close()
+        async with _inbox_pruner(app):
+            if app.state.tidings is not None:
+                yield
+                return
+            own = await Tidings.connect(settings or Settings())
+            app.state.tidings = own
+            try:
+                yield
+            finally:
+                app.state.tidings = None
+                await own.close()
 
     app = FastAPI(
         title="Tidings",

@@ -4,9 +4,10 @@
 
 `Authorization: Bearer <API key>`; a missing, unknown, malformed or revoked key is 401 with one
 body for all of them (no answer says whether a key exists), a live key without the scope is
-403. Keys are read from the database on every request, so a revocation holds at once on every
-API process. Inbox routes also take an inbox token (`tidings.inbox_tokens`) for the user in the
-path: another user's inbox is 403, an expired or tampered token 401.
+403. A verified key is remembered for at most 1 s (`tidings.key_cache`), so a revocation holds at
+once on the process that made it and within 1 s on every other API process. Inbox routes also
+take an inbox token (`tidings.inbox_tokens`) for the user in the path: another user's inbox is
+403, an expired or tampered token 401.
 
 `/healthz`, `/t/...` (signed tracking tokens) and `/v1/receipts...` (provider signatures) keep
 their own rules; tests/http/test_auth.py walks `app.routes` so a new /v1 route without one of

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.cli.helpers import Cli, ok, one_line_error
 from tests.ports import refused_port
 from tests.support import Stack
 from tidings.api_keys import Scope
+from tidings.key_cache import TTL_SECONDS
 
 
 async def test_create_list_revoke(cli: Cli, stack: Stack) -> None:
@@ -20,6 +23,11 @@ async def test_create_list_revoke(cli: Cli, stack: Stack) -> None:
     assert key not in listed
 
     assert f"API key {found.id} revoked" in ok(await cli("api-key", "revoke", found.id))
+    stored = await stack.store.api_key_with_digest(found.id)
+    assert stored is not None and stored[0].revoked_at is not None
+    # The CLI is another process: this one, which verified the key a moment ago, may keep it
+    # for the verified-key cache's TTL (tidings.key_cache) and refuses it after that.
+    await asyncio.sleep(TTL_SECONDS)
     assert await stack.tidings.authenticate(key) is None
 
 

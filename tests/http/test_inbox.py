@@ -3,13 +3,24 @@ inbox token), bad input, and read sync with engagement events."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.http.helpers import WELCOME, error_of, eventually
 from tests.support import Stack
-from tidings.models import Channel, EngagementType, engagement_key
+from tidings.models import (
+    Channel,
+    ChannelResult,
+    DeliveryStatus,
+    EngagementEvent,
+    EngagementType,
+    NotificationStatus,
+    Priority,
+    engagement_key,
+)
 
 
 async def deliver(client: httpx.AsyncClient, user_id: str, channels: list[str]) -> str:
@@ -167,3 +178,49 @@ async def test_bad_input_names_the_field(client: httpx.AsyncClient, stack: Stack
     error_of(r, 404, "not_found")
     error_of(await client.get("/v1/users/nobody-here/inbox/items"), 404, "not_found")
     error_of(await client.get("/v1/users/nobody-here/inbox/counts"), 404, "not_found")
+
+
+async def test_read_all_records_the_opens_in_one_write_and_signals_only_open_windows(
+    client: httpx.AsyncClient, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stack.add_user("bulk-read")
+    live = [await deliver(client, "bulk-read", ["in_app"]) for _ in range(2)]
+    # A notification delivered before its engagement window, and one never sent.
+    window = timedelta(hours=stack.tidings.settings.engagement_window_hours)
+    long_ago = await stack.tidings.now() - 2 * window
+    old = ChannelResult(channel=Channel.IN_APP, status=DeliveryStatus.SENT, at=long_ago)
+    for nid, status, channels in (
+        ("bulk-old", NotificationStatus.SENT, [old]),
+        ("bulk-cancelled", NotificationStatus.CANCELLED, []),
+    ):
+        await stack.store.upsert_notification(
+            notification_id=nid,
+            user_id="bulk-read",
+            template_id="welcome",
+            template_version=1,
+            priority=Priority.MEDIUM,
+            status=status,
+            channels=channels,
+        )
+        await stack.store.add_inbox_item(
+            user_id="bulk-read", notification_id=nid, title=nid, body=""
+        )
+    signalled: list[str] = []
+    real_signal = stack.tidings._signal_recorded
+
+    async def spy(notification_id: str, event: EngagementEvent) -> None:
+        signalled.append(notification_id)
+        await real_signal(notification_id, event)
+
+    async def one_by_one(event: EngagementEvent) -> None:
+        raise AssertionError("read sync records its events in bulk")
+
+    monkeypatch.setattr(stack.tidings, "_signal_recorded", spy)
+    monkeypatch.setattr(stack.store, "record_event", one_by_one)
+    r = await client.post("/v1/users/bulk-read/inbox/read-all")
+    assert r.json() == {"marked": 4}
+    key = engagement_key(EngagementType.OPENED, Channel.IN_APP, None)
+    for nid in [*live, "bulk-old"]:
+        assert await stack.store.has_engagement(nid, key)  # late opens are recorded too
+    assert not await stack.store.has_engagement("bulk-cancelled", key)
+    assert sorted(signalled) == sorted(live)  # no RPC for a closed window

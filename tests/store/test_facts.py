@@ -176,3 +176,18 @@ async def test_facts_equal_a_recount_after_mixed_writes(store: Store) -> None:
         "last_converted_at": None,
     }
     assert facts["n-3"]["any_sent"] is False and facts["n-3"]["last_opened_at"] is not None
+
+
+async def test_facts_follow_events_recorded_many_at_once(store: Store) -> None:
+    """Marking a whole inbox read records its `opened` events in one call (record_events)."""
+    sent = ChannelResult(channel=Channel.IN_APP, status=DeliveryStatus.SENT, at=T0)
+    for nid in ("m-1", "m-2"):
+        await record(store, nid, status=NotificationStatus.SENT, channels=[sent])
+    opened = [
+        _event(nid, EngagementType.OPENED, 3, channel=Channel.IN_APP) for nid in ("m-1", "m-2")
+    ]
+    assert all(r.new for r in (await store.record_events(opened)).values())
+    facts = await _facts(store)
+    assert facts == await _recount(store)
+    assert facts["m-1"]["last_opened_at"] == T0 + timedelta(minutes=3)
+    assert await _delivery_facts(store) == await _delivery_recount(store)

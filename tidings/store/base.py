@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,6 +71,11 @@ class StoreBase:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._versions: BoundedCache[tuple[str, int], Template] = BoundedCache(1024)
+        # SQLite has one writer at a time. Writers of this process queue here rather than on
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms while it waits: under
+        # concurrent requests that idles the process. (Other processes still meet the busy
+        # handler.)
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncSession]:
@@ -78,6 +84,15 @@ class StoreBase:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
+        if self._writer is None:
+            async with self._write_transaction() as session:
+                yield session
+            return
+        async with self._writer, self._write_transaction() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             # Procuring the connection with the option set makes SQLite BEGIN IMMEDIATE.
             await session.connection(execution_options={WRITE_OPTION: True})

@@ -4,11 +4,12 @@ and analytics read."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -25,8 +26,8 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
-from tidings.store.base import StoreBase, Upsert, check_limit, rowcount, utcnow
-from tidings.store.facts import refresh
+from tidings.store.base import IN_CHUNK, StoreBase, Upsert, check_limit, rowcount, utcnow
+from tidings.store.facts import refresh, refresh_delivery_facts, refresh_facts
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # Columns an upsert overwrites (every other one is written only by the first insert).
@@ -96,6 +97,17 @@ def _delivery(row: DeliveryRow) -> ChannelResult:
     )
 
 
+_KNOWN_TYPES = frozenset(t.value for t in EngagementType)
+_KNOWN_CHANNELS = frozenset(c.value for c in Channel)
+
+
+def _known(row: EngagementRow) -> bool:
+    """Whether this version can read the row. During a rolling deploy a newer process may
+    record a type (or channel) that an older one has never heard of; the older one leaves
+    such rows out of what it shows and counts rather than failing the whole read."""
+    return row.type in _KNOWN_TYPES and (row.channel is None or row.channel in _KNOWN_CHANNELS)
+
+
 def _engagement(row: EngagementRow) -> EngagementEvent:
     return EngagementEvent.model_validate(
         {
@@ -120,7 +132,7 @@ def _notification(row: NotificationRow) -> NotificationResult:
         send_at=row.send_at,
         reason=row.reason,
         channels=[_delivery(d) for d in row.deliveries],
-        engagement=[_engagement(e) for e in row.engagement],
+        engagement=[_engagement(e) for e in row.engagement if _known(e)],
     )
 
 
@@ -129,6 +141,8 @@ def _with_children() -> tuple[Any, ...]:
 
 
 class NotificationsMixin(StoreBase):
+    _event_statements: tuple[Any, Any] | None = None  # built on first use
+
     async def upsert_notification(
         self,
         *,
@@ -259,16 +273,77 @@ class NotificationsMixin(StoreBase):
         async with self._read() as session:
             return [_notification(row) for row in (await session.scalars(stmt)).all()]
 
+    @staticmethod
+    def _first_delivery(notification_id: Any) -> Any:
+        """When the notification was first sent or delivered (NULL: not yet), as a subquery."""
+        return (
+            select(func.min(DeliveryRow.at))
+            .where(
+                DeliveryRow.notification_id == notification_id,
+                DeliveryRow.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]),
+            )
+            .scalar_subquery()
+        )
+
+    def _engagement_values(self, event: EngagementEvent) -> dict[str, Any]:
+        return {
+            "notification_id": event.notification_id,
+            "type": EngagementType(event.type).value,
+            "channel": None if event.channel is None else Channel(event.channel).value,
+            "at": event.at or utcnow(),
+            "dedupe_key": event.dedupe_key,
+            "meta": event.metadata,
+        }
+
+    async def record_events(self, events: Sequence[EngagementEvent]) -> dict[str, RecordedEvent]:
+        """`record_event` for many notifications (at most one event each) in one transaction:
+        one read of their statuses and first deliveries and one multi-row INSERT per
+        IN_CHUNK. Notifications that do not exist are left out of the answer."""
+        found: dict[str, RecordedEvent] = {}
+        async with self._write() as session:
+            for start in range(0, len(events), IN_CHUNK):
+                chunk = events[start : start + IN_CHUNK]
+                rows = await session.execute(
+                    select(
+                        NotificationRow.id,
+                        NotificationRow.status,
+                        NotificationRow.updated_at,
+                        self._first_delivery(NotificationRow.id).label("delivered_at"),
+                    ).where(NotificationRow.id.in_([e.notification_id for e in chunk]))
+                )
+                known = {row.id: row for row in rows}
+                taken = [
+                    e
+                    for e in chunk
+                    if e.notification_id in known
+                    and NotificationStatus(known[e.notification_id].status) in _TAKES_EVENTS
+                ]
+                inserted: set[str] = set()
+                if taken:
+                    stmt = (
+                        self._insert(EngagementRow)
+                        .values([self._engagement_values(e) for e in taken])
+                        .on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
+                        .returning(EngagementRow.notification_id)
+                    )
+                    inserted = set((await session.scalars(stmt)).all())
+                if inserted:  # the analytics facts of every notification that took an event
+                    await session.execute(refresh_facts(NotificationRow.id.in_(inserted)))
+                    await session.execute(
+                        refresh_delivery_facts(DeliveryRow.notification_id.in_(inserted))
+                    )
+                for nid, row in known.items():
+                    found[nid] = RecordedEvent(
+                        new=nid in inserted,
+                        status=NotificationStatus(row.status),
+                        updated_at=row.updated_at,
+                        delivered_at=row.delivered_at,
+                    )
+        return found
+
     def _insert_engagement(self, event: EngagementEvent) -> Upsert:
         """The event's row, inserted unless the same event (its dedupe key) is there already."""
-        stmt = self._insert(EngagementRow).values(
-            notification_id=event.notification_id,
-            type=EngagementType(event.type).value,
-            channel=None if event.channel is None else Channel(event.channel).value,
-            at=event.at or utcnow(),
-            dedupe_key=event.dedupe_key,
-            meta=event.metadata,
-        )
+        stmt = self._insert(EngagementRow).values(**self._engagement_values(event))
         return stmt.on_conflict_do_nothing(index_elements=["notification_id", "dedupe_key"])
 
     async def record_engagement(self, event: EngagementEvent) -> bool:
@@ -282,38 +357,43 @@ class NotificationsMixin(StoreBase):
                 await refresh(session, event.notification_id)
             return new
 
+    def _record_event_statements(self) -> tuple[Any, Any]:
+        """The two statements of `record_event`, built once with bound parameters: building
+        and hashing them per request cost more CPU than running them."""
+        if self._event_statements is None:
+            status = select(
+                NotificationRow.status,
+                NotificationRow.updated_at,
+                self._first_delivery(bindparam("nid")).label("delivered_at"),
+            ).where(NotificationRow.id == bindparam("nid"))
+            insert = self._insert(cast(Any, EngagementRow.__table__)).on_conflict_do_nothing(
+                index_elements=["notification_id", "dedupe_key"]
+            )
+            self._event_statements = (status, insert)
+        return self._event_statements
+
     async def record_event(self, event: EngagementEvent) -> RecordedEvent:
         """Record one engagement event reported through the front door, in one transaction:
-        the notification's status is read (LookupError when there is none) and the event row
-        inserted unless the same event is there already. The caller decides from the answer
-        whether the run may still take the event."""
-        stmt = self._insert_engagement(event)
+        the notification's status and first delivery are read in one statement (LookupError
+        when there is none) and the event row inserted unless the same event is there
+        already. The caller decides from the answer whether the run may still take the
+        event. Core statements on the session's connection: the ORM adds nothing here."""
+        status_stmt, insert_stmt = self._record_event_statements()
+        values = self._engagement_values(event)
+        values["metadata"] = values.pop("meta")  # the column's name
         async with self._write() as session:
-            row = (
-                await session.execute(
-                    select(NotificationRow.status, NotificationRow.updated_at).where(
-                        NotificationRow.id == event.notification_id
-                    )
-                )
-            ).one_or_none()
+            conn = await session.connection()
+            row = (await conn.execute(status_stmt, {"nid": event.notification_id})).one_or_none()
             if row is None:
                 raise LookupError(f"notification {event.notification_id} not found")
             status = NotificationStatus(row.status)
             if status not in _TAKES_EVENTS:
                 return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
-            delivered_at = await session.scalar(
-                select(func.min(DeliveryRow.at)).where(
-                    DeliveryRow.notification_id == event.notification_id,
-                    DeliveryRow.status.in_(
-                        [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
-                    ),
-                )
-            )
-            new = rowcount(await session.execute(stmt)) == 1
+            new = (await conn.execute(insert_stmt, values)).rowcount == 1
             if new:
                 await refresh(session, event.notification_id)
             return RecordedEvent(
-                new=new, status=status, updated_at=row.updated_at, delivered_at=delivered_at
+                new=new, status=status, updated_at=row.updated_at, delivered_at=row.delivered_at
             )
 
     async def has_engagement(self, notification_id: str, dedupe_key: str) -> bool:
@@ -344,5 +424,5 @@ class NotificationsMixin(StoreBase):
         return ServiceStats(
             notifications={NotificationStatus(s): n for s, n in statuses},
             channels=channels,
-            engagement={EngagementType(t): n for t, n in types},
+            engagement={EngagementType(t): n for t, n in types if t in _KNOWN_TYPES},
         )
