@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -37,12 +36,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client_analytics import AnalyticsClient
 from starter.client_broadcasts import BroadcastsMixin
-from starter.client_bulk import MAX_BULK, BulkMixin, BulkResult, NotificationRef, Recipient
+from starter.client_bulk import (
+    MAX_BULK,
+    BulkMixin,
+    BulkResult,
+    NotificationRef,
+    Recipient,
+    optimal_window_end,
+)
 from starter.client_digests import DigestsClient
 from starter.client_inbox import InboxClient, InboxToken
 from starter.client_schedules import SchedulesClient
 from starter.client_tracking import TrackingMixin
-from tidings import api_keys, idempotency, rendering, send_time, targets
+from tidings import api_keys, idempotency, rendering, targets
 from tidings.api_keys import ApiKey, CreatedApiKey, Scope
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
@@ -302,18 +308,7 @@ class Tidings(
             raise InvalidRequest("expires_at", f"{req.expires_at.isoformat()} is in the past")
         for name in ("scheduled_at", "expires_at"):
             _check_horizon(getattr(req, name), name, now)
-        optimal_latest = None
-        if req.send_at == "optimal":
-            try:
-                optimal_latest = send_time.window_end(
-                    now=now,
-                    scheduled_at=req.scheduled_at,
-                    expires_at=req.expires_at,
-                    within=req.optimal_within,
-                    latest=req.optimal_latest,
-                )
-            except send_time.WindowError as e:
-                raise InvalidRequest(e.field, e.reason) from e
+        optimal_latest = optimal_window_end(req, now)
         user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
@@ -337,17 +332,7 @@ class Tidings(
                 raise InvalidRequest(
                     "data", f"{e.reason} (template {template.id}, {e.field})"
                 ) from e
-        return NotificationInput(
-            notification_id=req.idempotency_key or uuid.uuid4().hex,
-            request=req,
-            template_version=template.version,
-            priority=req.priority or template.default_priority,
-            engagement_window_hours=req.engagement_window_hours
-            or self.settings.engagement_window_hours,
-            task_queue_base=self.settings.task_queue,
-            fallback=template.fallback if req.fallback is None else req.fallback,
-            optimal_latest=optimal_latest,
-        )
+        return self._run_input(req, template, optimal_latest)
 
     async def _start(self, prepared: NotificationInput) -> NotificationRef:
         wf_id = workflow_id(prepared.notification_id)

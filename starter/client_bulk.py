@@ -217,18 +217,7 @@ class BulkMixin:
                     check_horizon(value, now)
                 except ValueError as e:
                     raise InvalidRequest(name, str(e)) from e
-        optimal_latest = None
-        if shared.send_at == "optimal":
-            try:
-                optimal_latest = send_time.window_end(
-                    now=now,
-                    scheduled_at=shared.scheduled_at,
-                    expires_at=shared.expires_at,
-                    within=shared.optimal_within,
-                    latest=shared.optimal_latest,
-                )
-            except send_time.WindowError as e:
-                raise InvalidRequest(e.field, e.reason) from e
+        optimal_latest = optimal_window_end(shared, now)
         template = await self.store.get_template(template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {template_id!r}")
@@ -257,7 +246,7 @@ class BulkMixin:
                 # not two notifications wanted: give each its own key to send both.
                 item.reject("user_id", f"repeats {earlier.path('user_id')}")
                 continue
-            item.prepared = self._bulk_input(req, template, optimal_latest)
+            item.prepared = self._run_input(req, template, optimal_latest)
             item.fingerprint = idempotency.fingerprint(req)
             nid = item.prepared.notification_id
             first = seen.get(nid)
@@ -300,7 +289,7 @@ class BulkMixin:
         except ValidationError as e:
             raise InvalidRequest.from_validation(e) from e
 
-    def _bulk_input(
+    def _run_input(
         self, req: NotificationRequest, template: Template, optimal_latest: datetime | None
     ) -> NotificationInput:
         return NotificationInput(
@@ -426,6 +415,23 @@ def _parse_recipients(
             error = InvalidRequest.from_validation(e)
             item.reject(error.field, error.reason)
     return items, requests
+
+
+def optimal_window_end(req: NotificationRequest, now: datetime) -> datetime | None:
+    """The latest send time of a `send_at="optimal"` request (None for any other), checked
+    at the edge: a bad window is an InvalidRequest naming its field."""
+    if req.send_at != "optimal":
+        return None
+    try:
+        return send_time.window_end(
+            now=now,
+            scheduled_at=req.scheduled_at,
+            expires_at=req.expires_at,
+            within=req.optimal_within,
+            latest=req.optimal_latest,
+        )
+    except send_time.WindowError as e:
+        raise InvalidRequest(e.field, e.reason) from e
 
 
 class _RenderCheck:
