@@ -9,13 +9,11 @@ Pure functions.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from tidings.signing import InvalidSeal, seal, unseal
 
 PREFIX = "tib_"
 MAX_TOKEN_CHARS = 1024
@@ -34,37 +32,26 @@ class InboxGrant:
     expires_at: datetime
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signature(secret: str, payload: bytes) -> bytes:
-    return hmac.new(secret.encode(), _CONTEXT + payload, hashlib.sha256).digest()
-
-
 def mint(secret: str, user_id: str, expires_at: datetime) -> str:
     payload = json.dumps(
         {"u": user_id, "exp": int(expires_at.timestamp())}, separators=(",", ":")
     ).encode()
-    return f"{PREFIX}{_b64(payload)}.{_b64(_signature(secret, payload))}"
+    return PREFIX + seal(secret, _CONTEXT, payload)
 
 
 def verify(secret: str, token: str, *, now: datetime | None = None) -> InboxGrant:
     if not token.startswith(PREFIX) or len(token) > MAX_TOKEN_CHARS:
         raise InvalidInboxToken("not an inbox token")
-    encoded, dot, signature = token.removeprefix(PREFIX).partition(".")
-    if not dot:
-        raise InvalidInboxToken("not an inbox token")
     try:
-        payload, given = _unb64(encoded), _unb64(signature)
-    except (binascii.Error, ValueError) as e:
-        raise InvalidInboxToken("not valid base64url") from e
-    if not hmac.compare_digest(given, _signature(secret, payload)):
-        raise InvalidInboxToken("bad signature")
+        payload, _ = unseal(
+            secret,
+            token.removeprefix(PREFIX),
+            [_CONTEXT],
+            what="an inbox token",
+            max_chars=MAX_TOKEN_CHARS,
+        )
+    except InvalidSeal as e:
+        raise InvalidInboxToken(str(e)) from e
     fields = json.loads(payload)
     expires_at = datetime.fromtimestamp(int(fields["exp"]), UTC)
     if expires_at <= (now or datetime.now(UTC)):

@@ -24,10 +24,6 @@ Pure functions, so rendering and activities can build links without the HTTP lay
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import html
 import re
 from dataclasses import dataclass
@@ -37,6 +33,7 @@ from urllib.parse import urlsplit
 from tidings.html_links import rewrite_anchor_hrefs
 from tidings.models import Channel, EngagementType, RenderedMessage
 from tidings.settings import Settings
+from tidings.signing import InvalidSeal, seal, unseal
 
 # Tokens travel in URL paths; anything longer than this was not made by us.
 MAX_TOKEN_CHARS = 4096
@@ -82,18 +79,6 @@ class TrackedAction:
     channel: Channel | None = None  # the channel the link was sent on (None: a v2 token)
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signature(secret: str, payload: bytes, context: bytes = _CONTEXT) -> bytes:
-    return hmac.new(secret.encode(), context + payload, hashlib.sha256).digest()
-
-
 def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -114,43 +99,39 @@ def sign(secret: str, action: TrackedAction) -> str:
     payload = (
         f"{action.notification_id}|{action.type.value}|{channel}|{expires}|{action.url}".encode()
     )
-    return f"{_b64encode(payload)}.{_b64encode(_signature(secret, payload))}"
+    return seal(secret, _CONTEXT, payload)
 
 
-def _fields(payload: bytes, secret: str, given: bytes) -> tuple[str, str, str, str, str]:
-    """The payload's fields by the version whose signature matches: v3, else v2."""
+def _fields(payload: bytes, context: bytes) -> tuple[str, str, str, str, str]:
+    """The payload's fields by the version it was signed as: v3, else v2."""
     try:
         text = payload.decode()
-    except UnicodeDecodeError:
-        text = None
-    if hmac.compare_digest(given, _signature(secret, payload)):
-        if text is not None:
-            parts = text.split("|", 4)
-            if len(parts) == 5:
-                return parts[0], parts[1], parts[2], parts[3], parts[4]
-        raise InvalidToken("not a tracking token of this version")
-    if hmac.compare_digest(given, _signature(secret, payload, _CONTEXT_V2)):
-        if text is not None:
-            parts = text.split("|", 3)
-            if len(parts) == 4:
-                return parts[0], parts[1], "", parts[2], parts[3]
-        raise InvalidToken("not a tracking token of this version")
-    raise InvalidToken("bad signature")
+    except UnicodeDecodeError as e:
+        raise InvalidToken("not a tracking token of this version") from e
+    if context == _CONTEXT:
+        parts = text.split("|", 4)
+        if len(parts) == 5:
+            return parts[0], parts[1], parts[2], parts[3], parts[4]
+    else:
+        parts = text.split("|", 3)
+        if len(parts) == 4:
+            return parts[0], parts[1], "", parts[2], parts[3]
+    raise InvalidToken("not a tracking token of this version")
 
 
 def verify(secret: str, token: str, *, now: datetime | None = None) -> TrackedAction:
-    if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidToken(f"longer than {MAX_TOKEN_CHARS} characters")
-    encoded, dot, signature = token.partition(".")
-    if not dot:
-        raise InvalidToken("not a tracking token")
     try:
-        payload = _b64decode(encoded)
-        given = _b64decode(signature)
-    except (binascii.Error, ValueError) as e:
-        raise InvalidToken("not valid base64url") from e
+        payload, context = unseal(
+            secret,
+            token,
+            [_CONTEXT, _CONTEXT_V2],
+            what="a tracking token",
+            max_chars=MAX_TOKEN_CHARS,
+        )
+    except InvalidSeal as e:
+        raise InvalidToken(str(e)) from e
     # Signed by us, so the layout is ours; a parse failure here means a changed format.
-    notification_id, type_, channel_, expires, url = _fields(payload, secret, given)
+    notification_id, type_, channel_, expires, url = _fields(payload, context)
     try:
         expires_at = datetime.fromtimestamp(int(expires), UTC)
     except (ValueError, OverflowError, OSError) as e:

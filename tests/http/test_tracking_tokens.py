@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tidings import tracking
+from tidings import signing, tracking
 from tidings.models import Channel, EngagementType, RenderedMessage
 from tidings.settings import Settings
 from tidings.tracking import InvalidToken, TrackedAction
@@ -58,8 +58,7 @@ def test_production_refuses_the_development_tracking_secret(
 
 def _raw_token(payload: bytes) -> str:
     """A token over any payload, as whoever holds the secret could make one."""
-    signature = tracking._signature(SECRET, payload)
-    return f"{tracking._b64encode(payload)}.{tracking._b64encode(signature)}"
+    return signing.seal(SECRET, tracking._CONTEXT, payload)
 
 
 def test_tokens_expire_after_the_window_and_the_grace_period() -> None:
@@ -87,8 +86,7 @@ def test_tokens_name_the_channel_and_v2_tokens_still_work_without_one() -> None:
     assert tracking.verify(SECRET, tracking.sign(SECRET, action)).channel is Channel.SMS
     # A link in an email sent before channels were signed: v2 layout under the v2 context.
     v2 = f"n-1|clicked|{int(LATER.timestamp())}|https://e.com/".encode()
-    signature = tracking._signature(SECRET, v2, tracking._CONTEXT_V2)
-    token = f"{tracking._b64encode(v2)}.{tracking._b64encode(signature)}"
+    token = signing.seal(SECRET, tracking._CONTEXT_V2, v2)
     old = tracking.verify(SECRET, token)
     assert (old.channel, old.url, old.notification_id) == (None, "https://e.com/", "n-1")
 
