@@ -13,7 +13,7 @@ from starter.http import MAX_BODY_BYTES, make_open_pixel, make_tracking_link
 from tests.http.helpers import WELCOME, api, error_of, eventually
 from tests.ports import refused_port
 from tests.support import Stack
-from tidings import tracking
+from tidings import signing, tracking
 from tidings.store import Store
 from tidings.store.engine import create_engine
 from workflows.connect import connect
@@ -198,11 +198,7 @@ async def test_expired_and_non_http_links_are_404_without_a_redirect(
     later = int((datetime.now(UTC) + timedelta(days=1)).timestamp())
     for target in ("javascript:alert(1)", "//evil.example/", "data:text/html,x"):
         payload = f"n1|clicked|email|{later}|{target}".encode()
-        token = (
-            tracking._b64encode(payload)
-            + "."
-            + tracking._b64encode(tracking._signature(secret, payload))
-        )
+        token = signing.seal(secret, tracking._CONTEXT, payload)
         r = await client.get(f"/t/{token}")
         error_of(r, 404, "not_found")
         assert "location" not in r.headers
