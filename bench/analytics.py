@@ -137,9 +137,10 @@ async def _loaded(store: Store, scale: float) -> bool:
     """Whether a kept database holds a complete load at `scale`."""
     async with store.engine.begin() as conn:
         await conn.execute(text(f"CREATE TABLE IF NOT EXISTS {LOADED} (scale FLOAT NOT NULL)"))
-        return (
-            await conn.scalar(text(f"SELECT count(*) FROM {LOADED} WHERE scale = :s"), {"s": scale})
-        ) == 1
+        found = await conn.scalar(
+            text(f"SELECT count(*) FROM {LOADED} WHERE scale = :s"), {"s": scale}
+        )
+        return bool(found == 1)
 
 
 async def _mark_loaded(store: Store, scale: float) -> None:

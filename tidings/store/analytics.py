@@ -323,7 +323,6 @@ class AnalyticsMixin(SegmentsMixin):
             source = d.__table__.join(n.__table__, n.id == d.notification_id)
         # A notification's deliveries all carry its creation time, so they are all in the
         # range together and the window sees every sibling.
-        siblings = {"partition_by": d.notification_id}
         return (
             select(
                 d.channel,
@@ -332,10 +331,10 @@ class AnalyticsMixin(SegmentsMixin):
                 d.at,
                 d.first_opened_at,
                 func.max(case((d.status.in_(_OK), 1), else_=0))
-                .over(**siblings)
+                .over(partition_by=d.notification_id)
                 .label("notification_ok"),
                 func.max(case((d.status == _FAILED, 1), else_=0))
-                .over(**siblings)
+                .over(partition_by=d.notification_id)
                 .label("notification_failed"),
             )
             .select_from(source)

@@ -145,7 +145,7 @@ class NotificationRow(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        Index(None, "user_id", "created_at"),
+        Index(None, "user_id", "created_at", "status", "last_opened_at"),
         Index(None, "experiment_id", "variant", "created_at"),
         Index(None, "template_id", "created_at"),
         # Covering: a period's notifications with the analytics' filters and facts, read

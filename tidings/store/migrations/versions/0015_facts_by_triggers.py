@@ -269,6 +269,14 @@ def upgrade() -> None:
         ["experiment_id", "variant", "created_at"],
     )
     op.create_index("ix_deliveries_cohort", "deliveries", DELIVERY_COHORT)
+    # A prefix-compatible superset of (user_id, created_at): the engagement-rate segment
+    # groups a window's sent notifications per user reading the index alone.
+    op.drop_index("ix_notifications_user_id_created_at", "notifications")
+    op.create_index(
+        "ix_notifications_user_id_created_at_status_last_opened_at",
+        "notifications",
+        ["user_id", "created_at", "status", "last_opened_at"],
+    )
     if op.get_bind().dialect.name == "postgresql":
         _postgresql()
     else:
@@ -290,6 +298,10 @@ def downgrade() -> None:
         for name in _TRIGGERS:
             if name != "tidings_delivery_status_facts":  # shares the insert trigger's function
                 op.execute(f"DROP FUNCTION {name}()")
+    op.drop_index("ix_notifications_user_id_created_at_status_last_opened_at", "notifications")
+    op.create_index(
+        "ix_notifications_user_id_created_at", "notifications", ["user_id", "created_at"]
+    )
     op.drop_index("ix_deliveries_cohort", "deliveries")
     op.drop_index("ix_notifications_experiment_id_variant_created_at", "notifications")
     op.create_index(
