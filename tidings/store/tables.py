@@ -208,6 +208,7 @@ class DeliveryRow(Base):
         Index(
             "ix_deliveries_cohort",
             "created_at",
+            "notification_id",
             "channel",
             "status",
             "attempts",
@@ -215,7 +216,6 @@ class DeliveryRow(Base):
             "first_opened_at",
             "first_clicked_at",
             "first_converted_at",
-            "notification_id",
         ),
     )
 

@@ -211,7 +211,8 @@ def _postgresql() -> None:
 
 # The analytics' range scans read only these columns, so the scans never touch the tables:
 # a day's notifications by creation time with the metrics' filters and facts; a day's
-# deliveries likewise; an A/B arm's notifications by time.
+# deliveries likewise, each notification's together (failovers compare siblings, in index
+# order); an A/B arm's notifications by time.
 COHORT = [
     "created_at",
     "template_id",
@@ -228,6 +229,7 @@ COHORT = [
 ]
 DELIVERY_COHORT = [
     "created_at",
+    "notification_id",
     "channel",
     "status",
     "attempts",
@@ -235,7 +237,6 @@ DELIVERY_COHORT = [
     "first_opened_at",
     "first_clicked_at",
     "first_converted_at",
-    "notification_id",
 ]
 
 
