@@ -178,8 +178,11 @@ async def test_a_channel_with_other_filters_joins_the_notification(loaded: Store
     )
     assert ranked
     for rank in ranked:
-        keep = _cohort(lambda n, t=rank.template_id: n["template_id"] == t, "push")
-        assert rank.counts == _by_hand(keep, "push")
+
+        def of_template(n: Row, template: str = rank.template_id) -> bool:
+            return bool(n["template_id"] == template)
+
+        assert rank.counts == _by_hand(_cohort(of_template, "push"), "push")
 
 
 async def test_the_daily_and_hourly_series_add_up_by_creation_time(loaded: Store) -> None:
