@@ -157,15 +157,32 @@ async def test_a_channel_filter_counts_that_channel_and_events_of_it_or_of_none(
 
 
 async def test_a_segment_filter_counts_its_users_notifications(loaded: Store) -> None:
-    await loaded.create_segment(
-        SegmentDefinition(
-            name="pro", rules={"field": "attributes.plan", "op": "eq", "value": "pro"}
-        )
-    )
-    pro = {u for u, row in DATA.users.items() if row["attributes"]["plan"] == "pro"}
+    pro = await _pro(loaded)
     expected = _by_hand(_cohort(lambda n: n["user_id"] in pro))
     metrics = await loaded.analytics_metrics(PERIOD, MetricsFilter(segment="pro"))
     assert metrics.counts == expected and expected.notifications > 0
+
+
+async def test_a_channel_with_other_filters_joins_the_notification(loaded: Store) -> None:
+    """With a channel the cohort is the channel's deliveries by their own creation time; the
+    other filters still apply, and best templates still group by the notification's."""
+    pro = await _pro(loaded)
+    with_segment = MetricsFilter(channel=Channel.EMAIL, segment="pro")
+    expected = _by_hand(_cohort(lambda n: n["user_id"] in pro, "email"), "email")
+    assert (await loaded.analytics_metrics(PERIOD, with_segment)).counts == expected
+    t04 = MetricsFilter(channel=Channel.SMS, template_id="t04")
+    expected = _by_hand(_cohort(lambda n: n["template_id"] == "t04", "sms"), "sms")
+    assert (await loaded.analytics_metrics(PERIOD, t04)).counts == expected
+    ranked = await loaded.best_templates(
+        PERIOD, MetricsFilter(channel=Channel.PUSH), minimum_sample=1, limit=50
+    )
+    assert ranked
+    for rank in ranked:
+
+        def of_template(n: Row, template: str = rank.template_id) -> bool:
+            return bool(n["template_id"] == template)
+
+        assert rank.counts == _by_hand(_cohort(of_template, "push"), "push")
 
 
 async def test_the_daily_and_hourly_series_add_up_by_creation_time(loaded: Store) -> None:
@@ -210,14 +227,44 @@ async def test_best_templates_rank_by_the_metric_among_those_with_the_sample(loa
     assert 5 <= len(eligible) < len(counts)  # the minimum sample left some out
 
 
-async def test_channel_performance_and_the_median_time_to_open(loaded: Store) -> None:
-    performance = {
-        p.channel.value: p for p in await loaded.channel_performance(PERIOD, MetricsFilter())
-    }
-    for channel in ("email", "push", "sms"):
+async def _pro(store: Store) -> set[str]:
+    """The users of a segment "pro" (created on `store` unless there)."""
+    await store.create_segment(
+        SegmentDefinition(
+            name="pro", rules={"field": "attributes.plan", "op": "eq", "value": "pro"}
+        )
+    )
+    return {u for u, row in DATA.users.items() if row["attributes"]["plan"] == "pro"}
+
+
+# Filters for the per-channel figures, which read the deliveries' own copy of the creation
+# time and join the notification only for a filter: (filter, which notifications, channels).
+CHANNEL_FILTERS: list[tuple[MetricsFilter, Callable[[Row, set[str]], bool], list[str]]] = [
+    (MetricsFilter(), lambda n, pro: True, ["email", "push", "sms"]),
+    (
+        MetricsFilter(template_id="t04"),
+        lambda n, pro: n["template_id"] == "t04",
+        ["email", "push", "sms"],
+    ),
+    (MetricsFilter(channel=Channel.SMS), lambda n, pro: True, ["sms"]),
+    (
+        MetricsFilter(channel=Channel.EMAIL, segment="pro"),
+        lambda n, pro: n["user_id"] in pro,
+        ["email"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CHANNEL_FILTERS)))
+async def test_channel_performance_and_the_median_time_to_open(loaded: Store, case: int) -> None:
+    f, keep, channels = CHANNEL_FILTERS[case]
+    pro = await _pro(loaded)
+    performance = {p.channel.value: p for p in await loaded.channel_performance(PERIOD, f)}
+    assert sorted(performance) == channels
+    for channel in channels:
         attempted = sent = opened = 0
         waits = []
-        for n in _cohort(lambda n: True):
+        for n in _cohort(lambda n: keep(n, pro)):
             for d in DATA.deliveries[n["id"]]:
                 if d["channel"] != channel or d["status"] == "suppressed":
                     continue
@@ -240,13 +287,17 @@ async def test_channel_performance_and_the_median_time_to_open(loaded: Store) ->
         assert p.median_seconds_to_open == pytest.approx(statistics.median(waits))
 
 
-async def test_provider_performance_counts_failures_retries_and_failovers(loaded: Store) -> None:
-    performance = {
-        p.channel.value: p for p in await loaded.provider_performance(PERIOD, MetricsFilter())
-    }
-    for channel in ("email", "push", "sms"):
+@pytest.mark.parametrize("case", range(len(CHANNEL_FILTERS)))
+async def test_provider_performance_counts_failures_retries_and_failovers(
+    loaded: Store, case: int
+) -> None:
+    f, keep, channels = CHANNEL_FILTERS[case]
+    pro = await _pro(loaded)
+    performance = {p.channel.value: p for p in await loaded.provider_performance(PERIOD, f)}
+    assert sorted(performance) == channels
+    for channel in channels:
         deliveries = failed = retries = away = to = 0
-        for n in _cohort(lambda n: True):
+        for n in _cohort(lambda n: keep(n, pro)):
             ds = DATA.deliveries[n["id"]]
             any_ok = any(d["status"] in OK for d in ds)
             any_failed = any(d["status"] == "failed" for d in ds)

@@ -1,5 +1,6 @@
-"""A notification's facts (tidings.store.facts) always equal a recount from its raw deliveries
-and events, whatever the order and path of the writes that made them."""
+"""A notification's facts (tidings.store.facts, kept by triggers) always equal a recount from
+its raw deliveries and events, whatever the order and path of the writes that made them; so do
+the deliveries' facts and creation times and each user's latest engagement."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tidings.models import (
 )
 from tidings.receipts import DeliveryReceipt
 from tidings.store import LedgerEntry, Store
-from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
+from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow, UserEngagementRow
 
 T0 = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 FACTS = [
@@ -73,6 +74,7 @@ async def _delivery_facts(store: Store) -> dict[tuple[str, str], tuple[Any, ...]
             d.first_opened_at,
             d.first_clicked_at,
             d.first_converted_at,
+            d.created_at,
         )
         for d in rows
     }
@@ -82,6 +84,9 @@ async def _delivery_recount(store: Store) -> dict[tuple[str, str], tuple[Any, ..
     async with store.engine.connect() as conn:
         deliveries = (await conn.execute(select(DeliveryRow))).all()
         events = (await conn.execute(select(EngagementRow))).all()
+        created = dict(
+            (await conn.execute(select(NotificationRow.id, NotificationRow.created_at))).all()
+        )
 
     def first(d: Any, types: set[str]) -> datetime | None:
         times = [
@@ -98,9 +103,43 @@ async def _delivery_recount(store: Store) -> dict[tuple[str, str], tuple[Any, ..
             first(d, {"opened", "clicked"}),
             first(d, {"clicked"}),
             first(d, {"converted"}),
+            created[d.notification_id],
         )
         for d in deliveries
     }
+
+
+async def _users(store: Store) -> dict[str, tuple[Any, ...]]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(UserEngagementRow))).all()
+    return {r.user_id: (r.last_opened_at, r.last_clicked_at, r.last_converted_at) for r in rows}
+
+
+async def _users_recount(store: Store) -> dict[str, tuple[Any, ...]]:
+    """Each user's latest open (or click), click and conversion over the raw events; users
+    who never engaged have no row."""
+    async with store.engine.connect() as conn:
+        owner = dict(
+            (await conn.execute(select(NotificationRow.id, NotificationRow.user_id))).all()
+        )
+        events = (await conn.execute(select(EngagementRow))).all()
+    out: dict[str, tuple[Any, ...]] = {}
+    for user in set(owner.values()):
+        mine = [e for e in events if owner[e.notification_id] == user]
+
+        def last(types: set[str], mine: list[Any] = mine) -> datetime | None:
+            return max((e.at for e in mine if e.type in types), default=None)
+
+        latest = (last({"opened", "clicked"}), last({"clicked"}), last({"converted"}))
+        if latest != (None, None, None):
+            out[user] = latest
+    return out
+
+
+async def _all_equal_a_recount(store: Store) -> None:
+    assert await _facts(store) == await _recount(store)
+    assert await _delivery_facts(store) == await _delivery_recount(store)
+    assert await _users(store) == await _users_recount(store)
 
 
 def _event(nid: str, kind: EngagementType, minutes: int, **kw: Any) -> EngagementEvent:
@@ -153,10 +192,9 @@ async def test_facts_equal_a_recount_after_mixed_writes(store: Store) -> None:
     await record(store, "n-3", status=NotificationStatus.FAILED)
     await store.record_engagement(_event("n-3", EngagementType.OPENED, 1))
 
+    await _all_equal_a_recount(store)
     facts = await _facts(store)
-    assert facts == await _recount(store)
     per_channel = await _delivery_facts(store)
-    assert per_channel == await _delivery_recount(store)
     # The click came through email; the channel-less open counts for every channel.
     assert per_channel[("n-1", "email")][:2] == (
         T0 + timedelta(minutes=10),
@@ -187,7 +225,67 @@ async def test_facts_follow_events_recorded_many_at_once(store: Store) -> None:
         _event(nid, EngagementType.OPENED, 3, channel=Channel.IN_APP) for nid in ("m-1", "m-2")
     ]
     assert all(r.new for r in (await store.record_events(opened)).values())
-    facts = await _facts(store)
-    assert facts == await _recount(store)
-    assert facts["m-1"]["last_opened_at"] == T0 + timedelta(minutes=3)
-    assert await _delivery_facts(store) == await _delivery_recount(store)
+    await _all_equal_a_recount(store)
+    assert (await _facts(store))["m-1"]["last_opened_at"] == T0 + timedelta(minutes=3)
+
+
+async def test_a_receipt_that_fails_a_sent_delivery_clears_its_flags(store: Store) -> None:
+    sms_sent = ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENT, at=T0)
+    await record(store, "r-1", status=NotificationStatus.SENT, channels=[sms_sent])
+    assert (await _facts(store))["r-1"]["any_sent"] is True
+    await store.ledger_put(
+        LedgerEntry(
+            key="r-1:sms",
+            notification_id="r-1",
+            channel=Channel.SMS,
+            target="+1555***0100",
+            provider_message_id="SM9",
+            sent_at=T0,
+        )
+    )
+    failed = DeliveryReceipt(
+        notification_id="r-1", channel=Channel.SMS, status=DeliveryStatus.FAILED, reason="30003"
+    )
+    assert await store.apply_receipt(failed) is not None
+    facts = (await _facts(store))["r-1"]
+    assert (facts["any_sent"], facts["any_failed"]) == (False, True)
+    await _all_equal_a_recount(store)
+
+
+async def test_events_before_their_delivery_late_and_repeated(store: Store) -> None:
+    """An event can reach the database before the delivery it came through (the delivery
+    takes it when written); a late event moves the latest times, an earlier one the first
+    times; a repeated event (same id) changes nothing."""
+    await record(store, "e-1", user_id="bo")
+    opened = _event("e-1", EngagementType.OPENED, 20, channel=Channel.PUSH, event_id="o1")
+    assert await store.record_engagement(opened)
+    await store.upsert_delivery(
+        "e-1", ChannelResult(channel=Channel.PUSH, status=DeliveryStatus.SENT, at=T0)
+    )
+    assert (await _delivery_facts(store))[("e-1", "push")][0] == T0 + timedelta(minutes=20)
+    late = _event("e-1", EngagementType.CLICKED, 60 * 24 * 9, channel=Channel.PUSH)
+    assert await store.record_engagement(late)
+    earlier = _event("e-1", EngagementType.OPENED, 2, event_id="o0")
+    assert await store.record_engagement(earlier)
+    again = _event("e-1", EngagementType.OPENED, 1, channel=Channel.PUSH, event_id="o1")
+    assert not await store.record_engagement(again)  # the same event id: not recorded
+    dismissed = _event("e-1", EngagementType.DISMISSED, 99)
+    assert await store.record_engagement(dismissed)
+    await _all_equal_a_recount(store)
+    assert (await _delivery_facts(store))[("e-1", "push")][:2] == (
+        T0 + timedelta(minutes=2),
+        T0 + timedelta(days=9),
+    )
+    assert (await _users(store))["bo"] == (T0 + timedelta(days=9), T0 + timedelta(days=9), None)
+
+
+async def test_user_engagement_follows_a_notification_moved_to_another_user(store: Store) -> None:
+    await record(store, "u-1", user_id="cy")
+    await record(store, "u-2", user_id="cy")
+    await store.record_engagement(_event("u-1", EngagementType.CONVERTED, 40))
+    await store.record_engagement(_event("u-2", EngagementType.OPENED, 10))
+    await record(store, "u-1", user_id="di")  # the same notification rewritten for another user
+    await _all_equal_a_recount(store)
+    users = await _users(store)
+    assert users["cy"] == (T0 + timedelta(minutes=10), None, None)
+    assert users["di"] == (None, None, T0 + timedelta(minutes=40))

@@ -1,24 +1,33 @@
-"""Per-notification facts kept on the notification's row, so analytics and engagement segments
-read one indexed range of notifications instead of joining its deliveries and events.
+"""Per-notification, per-delivery and per-user facts, so analytics and engagement segments
+read one indexed range instead of joining deliveries and events.
 
-`any_sent`, `any_delivered`, `any_failed`, `any_suppressed`: some channel's delivery is in that
-status (sent counts sent or delivered). `last_opened_at` (an open or a click),
-`last_clicked_at`, `last_converted_at`: the latest event of that kind, NULL when none. On each
-delivery, `first_opened_at` (an open or a click), `first_clicked_at`, `first_converted_at`: the
-earliest event of that kind through its channel or through none (what per-channel figures
-count). Every write of a delivery or an event recomputes both from the raw rows in the same
-transaction (`refresh`), so they can never drift from a recount; migration 0013 backfilled them.
+On each notification: `any_sent`, `any_delivered`, `any_failed`, `any_suppressed` (some
+channel's delivery is in that status; sent counts sent or delivered), `last_opened_at` (an
+open or a click), `last_clicked_at`, `last_converted_at` (the latest event of that kind, NULL
+when none). On each delivery: `first_opened_at` (an open or a click), `first_clicked_at`,
+`first_converted_at` (the earliest event of that kind through its channel or through none:
+what per-channel figures count) and `created_at` (its notification's). Per user
+(`user_engagement`): the latest open, click and conversion over all their notifications.
+
+Database triggers keep them (migration 0015) inside the very statement that writes a delivery
+or an event, so they can never drift from a recount and the application sends no statement
+for them: an event moves the latest/earliest times forward (events are never updated or
+deleted), a delivery written or its status changed recounts its notification's flags over its
+few deliveries, a new delivery takes its creation time and the events already recorded.
+
+The recounts below are what a bulk load that bypasses the triggers runs afterwards
+(bench/analytics_data.py), and what the tests compare the triggers' work with.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Insert, Update, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.models import DeliveryStatus, EngagementType
-from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
+from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow, UserEngagementRow
 
 OK = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
 OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
@@ -39,8 +48,8 @@ def _last(types: list[str]) -> Any:
 
 
 def refresh_facts(*where: ColumnElement[bool]) -> Update:
-    """The UPDATE that recomputes the facts of the notifications matching `where` (all of
-    them without a condition: what the bench's bulk load runs)."""
+    """The UPDATE that recounts the facts of the notifications matching `where` (all of them
+    without a condition)."""
     return (
         update(NotificationRow)
         .where(*where)
@@ -70,7 +79,12 @@ def _first(types: list[str]) -> Any:
 
 
 def refresh_delivery_facts(*where: ColumnElement[bool]) -> Update:
-    """The UPDATE that recomputes the facts of the deliveries matching `where`."""
+    """The UPDATE that recounts the facts of the deliveries matching `where`."""
+    created = (
+        select(NotificationRow.created_at)
+        .where(NotificationRow.id == DeliveryRow.notification_id)
+        .scalar_subquery()
+    )
     return (
         update(DeliveryRow)
         .where(*where)
@@ -78,12 +92,35 @@ def refresh_delivery_facts(*where: ColumnElement[bool]) -> Update:
             first_opened_at=_first(OPENED),
             first_clicked_at=_first([EngagementType.CLICKED.value]),
             first_converted_at=_first([EngagementType.CONVERTED.value]),
+            created_at=created,
         )
         .execution_options(synchronize_session=False)
     )
 
 
+def recount_user_engagement() -> Insert:
+    """The INSERT that fills `user_engagement` from the notifications' facts (into an empty
+    table: delete its rows first)."""
+    n = NotificationRow
+    latest = (
+        select(
+            n.user_id,
+            func.max(n.last_opened_at),
+            func.max(n.last_clicked_at),
+            func.max(n.last_converted_at),
+        )
+        .group_by(n.user_id)
+        .having(
+            or_(func.max(n.last_opened_at).is_not(None), func.max(n.last_converted_at).is_not(None))
+        )
+    )
+    u = UserEngagementRow
+    return insert(u).from_select(
+        [u.user_id, u.last_opened_at, u.last_clicked_at, u.last_converted_at], latest
+    )
+
+
 async def refresh(session: AsyncSession, notification_id: str) -> None:
-    """Recompute one notification's facts and its deliveries' (after any write to them)."""
-    await session.execute(refresh_facts(NotificationRow.id == notification_id))
-    await session.execute(refresh_delivery_facts(DeliveryRow.notification_id == notification_id))
+    """Nothing since migration 0015: the triggers keep the facts. Kept so that code written
+    against the earlier explicit refresh still runs."""
+    del session, notification_id

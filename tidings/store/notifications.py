@@ -27,7 +27,6 @@ from tidings.models import (
     event_id_from_key,
 )
 from tidings.store.base import IN_CHUNK, StoreBase, Upsert, check_limit, rowcount, utcnow
-from tidings.store.facts import refresh, refresh_delivery_facts, refresh_facts
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # Columns an upsert overwrites (every other one is written only by the first insert).
@@ -204,8 +203,8 @@ class NotificationsMixin(StoreBase):
             "updated_at": utcnow(),
         }
         conn = await session.connection()
+        # The analytics facts follow in the same statement (triggers: tidings/store/facts.py).
         await conn.execute(self._delivery_upsert(), params)
-        await refresh(session, notification_id)
 
     # The two writes every notification makes several times, built once per store: a statement
     # built per call cost more CPU in SQLAlchemy (cache key, bound parameters) than running it.
@@ -327,11 +326,6 @@ class NotificationsMixin(StoreBase):
                         .returning(EngagementRow.notification_id)
                     )
                     inserted = set((await session.scalars(stmt)).all())
-                if inserted:  # the analytics facts of every notification that took an event
-                    await session.execute(refresh_facts(NotificationRow.id.in_(inserted)))
-                    await session.execute(
-                        refresh_delivery_facts(DeliveryRow.notification_id.in_(inserted))
-                    )
                 for nid, row in known.items():
                     found[nid] = RecordedEvent(
                         new=nid in inserted,
@@ -352,10 +346,7 @@ class NotificationsMixin(StoreBase):
         stmt = self._insert_engagement(event)
         async with self._write() as session:
             await self._require_notification(session, event.notification_id)
-            new = rowcount(await session.execute(stmt)) == 1
-            if new:
-                await refresh(session, event.notification_id)
-            return new
+            return rowcount(await session.execute(stmt)) == 1
 
     def _record_event_statements(self) -> tuple[Any, Any]:
         """The two statements of `record_event`, built once with bound parameters: building
@@ -390,8 +381,6 @@ class NotificationsMixin(StoreBase):
             if status not in _TAKES_EVENTS:
                 return RecordedEvent(new=False, status=status, updated_at=row.updated_at)
             new = (await conn.execute(insert_stmt, values)).rowcount == 1
-            if new:
-                await refresh(session, event.notification_id)
             return RecordedEvent(
                 new=new, status=status, updated_at=row.updated_at, delivered_at=row.delivered_at
             )

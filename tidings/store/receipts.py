@@ -16,7 +16,6 @@ from sqlalchemy import select
 from tidings.models import Channel, ChannelResult, DeliveryStatus
 from tidings.receipts import DeliveryReceipt
 from tidings.store.base import StoreBase, utcnow
-from tidings.store.facts import refresh
 from tidings.store.tables import DeliveryRow, LedgerRow
 
 # Channel rows a receipt may settle: sent, or still on their way in the read model.
@@ -74,7 +73,6 @@ class ReceiptsMixin(StoreBase):
                     row.provider_message_id = row.provider_message_id or ledger.provider_message_id
                     row.at = row.at or ledger.sent_at
             await session.flush()
-            await refresh(session, receipt.notification_id)
             return ChannelResult(
                 channel=receipt.channel,
                 status=receipt.status,

@@ -1,8 +1,10 @@
 """Saved segments, and their rules compiled to one SQL condition on `users`
 (the language is `tidings.segments`). Engagement conditions are subqueries correlated with the
-user, through notifications(user_id, created_at) and the notifications' facts (their latest
-open, click and conversion: tidings.store.facts), so no engagement event is read: a page of
-members stops at its limit instead of first grouping every event of the window."""
+user: "at least once in N days" through the user's latest engagement (`user_engagement`),
+counts above one and rates through notifications(user_id, created_at) and the notifications'
+facts (their latest open, click and conversion: tidings.store.facts), so no engagement event
+is read: a page of members stops at its limit instead of first grouping every event of the
+window."""
 
 from __future__ import annotations
 
@@ -32,7 +34,13 @@ from tidings.models import EngagementType, NotificationStatus
 from tidings.segments import Condition, Group, Rule, Segment, SegmentDefinition
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
 from tidings.store.portable import json_is, json_number, json_string
-from tidings.store.tables import NotificationRow, PreferencesRow, SegmentRow, UserRow
+from tidings.store.tables import (
+    NotificationRow,
+    PreferencesRow,
+    SegmentRow,
+    UserEngagementRow,
+    UserRow,
+)
 
 _OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
 
@@ -149,17 +157,22 @@ class _Compiler:
         falls in it, so no event is read."""
         if n <= 0:
             return true()
+        since = self.now - timedelta(days=days)
+        if n == 1:
+            # At least one notification with such an event in the window exactly when the
+            # user's latest such event (one row per user, kept by a trigger) is in it.
+            latest = {
+                "opened": UserEngagementRow.last_opened_at,
+                "clicked": UserEngagementRow.last_clicked_at,
+                "converted": UserEngagementRow.last_converted_at,
+            }[kind]
+            return exists().where(UserEngagementRow.user_id == UserRow.id, latest >= since)
         last = {
             "opened": NotificationRow.last_opened_at,
             "clicked": NotificationRow.last_clicked_at,
             "converted": NotificationRow.last_converted_at,
         }[kind]
-        theirs = [
-            NotificationRow.user_id == UserRow.id,
-            last >= self.now - timedelta(days=days),
-        ]
-        if n == 1:
-            return exists().where(*theirs)
+        theirs = [NotificationRow.user_id == UserRow.id, last >= since]
         engaged = select(func.count()).select_from(NotificationRow).where(*theirs)
         return engaged.scalar_subquery() >= n
 

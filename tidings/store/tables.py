@@ -145,10 +145,26 @@ class NotificationRow(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        Index(None, "user_id", "created_at"),
-        Index(None, "created_at"),
-        Index(None, "experiment_id", "variant"),
+        Index(None, "user_id", "created_at", "status", "last_opened_at"),
+        Index(None, "experiment_id", "variant", "created_at"),
         Index(None, "template_id", "created_at"),
+        # Covering: a period's notifications with the analytics' filters and facts, read
+        # without the table (migration 0015).
+        Index(
+            "ix_notifications_cohort",
+            "created_at",
+            "template_id",
+            "template_version",
+            "user_id",
+            "any_sent",
+            "any_delivered",
+            "any_failed",
+            "any_suppressed",
+            "last_opened_at",
+            "last_clicked_at",
+            "last_converted_at",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -164,7 +180,7 @@ class NotificationRow(Base):
     # Set when the notification is an A/B test's: which test and which arm (never changed).
     experiment_id: Mapped[str | None] = mapped_column(String(64))
     variant: Mapped[str | None] = mapped_column(String(128))
-    # Facts recomputed on every delivery or event write (tidings/store/facts.py), read by
+    # Facts kept by triggers on every delivery or event write (tidings/store/facts.py), read by
     # analytics and engagement segments instead of joining deliveries and events.
     any_sent: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     any_delivered: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
@@ -186,7 +202,22 @@ class NotificationRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index(None, "channel", "status"),)
+    __table_args__ = (
+        Index(None, "channel", "status"),
+        # Covering: a period's deliveries with what channel and provider figures read.
+        Index(
+            "ix_deliveries_cohort",
+            "created_at",
+            "notification_id",
+            "channel",
+            "status",
+            "attempts",
+            "at",
+            "first_opened_at",
+            "first_clicked_at",
+            "first_converted_at",
+        ),
+    )
 
     notification_id: Mapped[str] = mapped_column(
         String, ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
@@ -199,11 +230,25 @@ class DeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Facts recomputed on every write (tidings/store/facts.py): the first open (or click),
-    # click and conversion through this channel or through none.
+    # Facts kept by triggers (tidings/store/facts.py): the first open (or click), click and
+    # conversion through this channel or through none, and the notification's creation time.
     first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserEngagementRow(Base):
+    """Each user's latest open (or click), click and conversion over all their notifications,
+    kept by a trigger on events (tidings/store/facts.py): "opened in the last 30 days" is one
+    row per user. No row: never engaged."""
+
+    __tablename__ = "user_engagement"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class EngagementRow(Base):
