@@ -10,7 +10,7 @@ import contextlib
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -29,7 +29,7 @@ from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings, SlowCallbacks
 from bench.sqlcount import UNCOUNTED, SqlCounter
 from starter.client import Tidings
-from starter.dev.devserver import start_retrying
+from starter.dev.devserver import server_flags, start_retrying
 from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
@@ -51,7 +51,8 @@ BIN = Path(sys.executable).parent
 TEMPLATE_ID = "bench_alert"
 HOOK_TEMPLATE_ID = "bench_hook"  # the webhook channel alone, for the fault measurements
 NOTIFICATION_HEADER = "X-Tidings-Notification"
-SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+# `make run`'s dev server flags (SQLite pragmas, dynamic config): the benches measure that server.
+SERVER_FLAGS = server_flags()
 
 
 def _shipped(field: str) -> int:
@@ -242,6 +243,7 @@ async def bench_stack(
     tuning: Tuning | None = None,
     users: int = 50,
     engagement_window_hours: float | None = None,
+    extra_server_flags: Sequence[str] = (),
 ) -> AsyncIterator[BenchStack]:
     tuning = tuning or Tuning()
     core_warnings = CoreWarnings()
@@ -251,7 +253,7 @@ async def bench_stack(
             lambda: WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(BIN / "temporal"),
                 dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SQLITE_PRAGMAS,
+                dev_server_extra_args=[*SERVER_FLAGS, *extra_server_flags],
                 search_attributes=search_attributes.ALL,
                 data_converter=DATA_CONVERTER,
                 runtime=core_warnings.runtime(),

