@@ -1,7 +1,7 @@
 """The benchmark's own deployment: an embedded dev server (SQLite history file in a temporary
-directory, WAL pragmas), a store (SQLite in the same directory, or a throwaway schema in a given
-PostgreSQL database), an SMTP sink, a webhook receiver (every user's webhook_url), and the worker's
-real Workers, all on free ports."""
+directory, started with `make run`'s flags: `server_flags()`), a store (SQLite in the same
+directory, or a throwaway schema in a given PostgreSQL database), an SMTP sink, a webhook
+receiver (every user's webhook_url), and the worker's real Workers, all on free ports."""
 
 from __future__ import annotations
 
