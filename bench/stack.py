@@ -10,7 +10,7 @@ import contextlib
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -51,7 +51,7 @@ BIN = Path(sys.executable).parent
 TEMPLATE_ID = "bench_alert"
 HOOK_TEMPLATE_ID = "bench_hook"  # the webhook channel alone, for the fault measurements
 NOTIFICATION_HEADER = "X-Tidings-Notification"
-# `make run`'s dev server flags (SQLite pragmas, dynamic config): the benches measure that server.
+# `make run`'s dev server flags: the benches measure the server it runs.
 SERVER_FLAGS = server_flags()
 
 
@@ -243,7 +243,6 @@ async def bench_stack(
     tuning: Tuning | None = None,
     users: int = 50,
     engagement_window_hours: float | None = None,
-    extra_server_flags: Sequence[str] = (),
 ) -> AsyncIterator[BenchStack]:
     tuning = tuning or Tuning()
     core_warnings = CoreWarnings()
@@ -253,7 +252,7 @@ async def bench_stack(
             lambda: WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(BIN / "temporal"),
                 dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=[*SERVER_FLAGS, *extra_server_flags],
+                dev_server_extra_args=SERVER_FLAGS,
                 search_attributes=search_attributes.ALL,
                 data_converter=DATA_CONVERTER,
                 runtime=core_warnings.runtime(),

@@ -45,8 +45,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         lambda: WorkflowEnvironment.start_local(
             data_converter=DATA_CONVERTER,
             dev_server_existing_path=str(BIN / "temporal"),
-            # `make run`'s server settings (one task queue partition among them), so the tests
-            # run what users run.
+            # `make run`'s server settings, so the tests run what users run.
             dev_server_extra_args=server_flags(),
             search_attributes=ALL,
         )

