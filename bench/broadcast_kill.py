@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
-from bench.stack import BIN, SQLITE_PRAGMAS
+from bench.stack import BIN, SERVER_FLAGS
 from starter.client import Tidings
 from starter.dev.devserver import start_retrying
 from starter.dev.smtp_sink import SmtpSink
@@ -81,7 +81,7 @@ async def measure_with_kills(
             lambda: WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(BIN / "temporal"),
                 dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SQLITE_PRAGMAS,
+                dev_server_extra_args=SERVER_FLAGS,
                 search_attributes=search_attributes.ALL,
                 data_converter=DATA_CONVERTER,
             )

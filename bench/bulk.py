@@ -37,7 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notification import NotificationActivities
 from bench.meters import cpu_seconds
 from bench.sqlcount import SqlCounter, SqlCounts
-from bench.stack import BIN, SQLITE_PRAGMAS, TEMPLATE_ID, seed
+from bench.stack import BIN, SERVER_FLAGS, TEMPLATE_ID, seed
 from starter.client import Tidings
 from starter.dev.devserver import start_retrying
 from starter.http import create_app
@@ -134,7 +134,7 @@ async def stack(workers: bool) -> AsyncIterator[tuple[Tidings, Store]]:
             lambda: WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(BIN / "temporal"),
                 dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SQLITE_PRAGMAS,
+                dev_server_extra_args=SERVER_FLAGS,
                 search_attributes=search_attributes.ALL,
                 data_converter=DATA_CONVERTER,
             )

@@ -1,7 +1,7 @@
 """The benchmark's own deployment: an embedded dev server (SQLite history file in a temporary
-directory, WAL pragmas), a store (SQLite in the same directory, or a throwaway schema in a given
-PostgreSQL database), an SMTP sink, a webhook receiver (every user's webhook_url), and the worker's
-real Workers, all on free ports."""
+directory, started with `make run`'s flags: `server_flags()`), a store (SQLite in the same
+directory, or a throwaway schema in a given PostgreSQL database), an SMTP sink, a webhook
+receiver (every user's webhook_url), and the worker's real Workers, all on free ports."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings, SlowCallbacks
 from bench.sqlcount import UNCOUNTED, SqlCounter
 from starter.client import Tidings
-from starter.dev.devserver import start_retrying
+from starter.dev.devserver import server_flags, start_retrying
 from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
@@ -51,7 +51,8 @@ BIN = Path(sys.executable).parent
 TEMPLATE_ID = "bench_alert"
 HOOK_TEMPLATE_ID = "bench_hook"  # the webhook channel alone, for the fault measurements
 NOTIFICATION_HEADER = "X-Tidings-Notification"
-SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+# `make run`'s dev server flags: the benches measure the server it runs.
+SERVER_FLAGS = server_flags()
 
 
 def _shipped(field: str) -> int:
@@ -251,7 +252,7 @@ async def bench_stack(
             lambda: WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(BIN / "temporal"),
                 dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SQLITE_PRAGMAS,
+                dev_server_extra_args=SERVER_FLAGS,
                 search_attributes=search_attributes.ALL,
                 data_converter=DATA_CONVERTER,
                 runtime=core_warnings.runtime(),

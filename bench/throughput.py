@@ -52,7 +52,9 @@ from bench.measure import (
 )
 from bench.meters import PhaseCost, PhaseMeter, SlowCallbacks
 from bench.report import PROTOTYPE_NOTE, Report, render_markdown, write_json
+from bench.server_cost import history_events, measure_starts
 from bench.stack import BenchStack, Tuning, bench_stack
+from bench.trivial import TRIVIAL_WORKFLOW
 
 __all__ = [
     "Report",
@@ -216,6 +218,22 @@ def say_cost(label: str, cost: PhaseCost, items: int) -> None:
     say(f"    {label}: " + ", ".join(parts))
 
 
+async def say_server_work(stack: BenchStack, count: int) -> None:
+    """The server's side of (1) and (2): the history each run makes it write, and what a start
+    costs it with nothing else going on (what a bulk send asks of it per recipient)."""
+    trivial = await history_events(stack.client, f"WorkflowType = '{TRIVIAL_WORKFLOW}'")
+    notification = await history_events(stack.client, "WorkflowType = 'NotificationWorkflow'")
+    say(f"    (1) history per trivial workflow: {trivial.summary()}")
+    say(f"    (2) history per notification, in its engagement window: {notification.summary()}")
+    starts = await measure_starts(stack, count)
+    ms = starts.server_ms_per_start
+    say(
+        f"    a start alone ({starts.count}, on a queue no worker polls): server CPU"
+        f" {'n/a' if ms is None else f'{ms:.1f}'} ms,"
+        f" client CPU {starts.cost.python_cpu_seconds / starts.count * 1e3:.1f} ms per start"
+    )
+
+
 async def warm_up(stack: BenchStack, count: int, settle: float) -> None:
     """Sandbox imports, connection pools and caches are paid for before anything is timed."""
     await measure_ceiling(stack, min(count, 20))
@@ -284,6 +302,7 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         )
         say_cost("(1) per trivial workflow", phases["ceiling"], ceiling.count)
         say_cost("(2) per notification", phases["throughput"], throughput.count)
+        await say_server_work(stack, args.count)
         if stack.slow_callbacks is not None:
             for name, n in stack.slow_callbacks.by_callback.most_common(5):
                 say(f"      {n:5d} x {name}")

@@ -12,7 +12,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from starter.admin import ensure_search_attributes
-from starter.dev.devserver import start_retrying
+from starter.dev.devserver import server_flags, start_retrying
 from workflows.converter import DATA_CONVERTER
 from workflows.search_attributes import ALL
 
@@ -45,6 +45,8 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         lambda: WorkflowEnvironment.start_local(
             data_converter=DATA_CONVERTER,
             dev_server_existing_path=str(BIN / "temporal"),
+            # `make run`'s server settings, so the tests run what users run.
+            dev_server_extra_args=server_flags(),
             search_attributes=ALL,
         )
     )

@@ -126,6 +126,10 @@ def test_main_prints_a_table_and_writes_json(
     assert printed.count("verdict OK") == 3 and "NOT OK" not in printed
     assert "| (7) webhook, provider 429" in printed
     assert "bench/throughput.py --count 3" in printed
+    # The server's side of (1) and (2): history per run, and a start's cost alone.
+    assert "(1) history per trivial workflow: 6.0 events" in printed
+    assert "(2) history per notification, in its engagement window:" in printed
+    assert "a start alone (3, on a queue no worker polls): server CPU" in printed
     data = json.loads(out.read_text())
     assert data["throughput"]["delivery"]["emails"] == 3
     assert data["throughput"]["delivery"]["inbox"] == 3
