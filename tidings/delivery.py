@@ -166,6 +166,7 @@ async def send(
             devices=devices,
             link=link,
             unsubscribe_url=unsubscribe_url if request.channel is Channel.EMAIL else None,
+            category=template.category,
         )
     )
     entry = LedgerEntry(
