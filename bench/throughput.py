@@ -29,9 +29,13 @@ import os
 import platform
 import shlex
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
+
+from temporalio.api.enums.v1 import EventType
 
 from bench.faults import (
     PERMANENT_RATE,
@@ -216,6 +220,43 @@ def say_cost(label: str, cost: PhaseCost, items: int) -> None:
     say(f"    {label}: " + ", ".join(parts))
 
 
+# What a run's history holds, by kind: each is a command the worker sent or work the server did.
+_HISTORY_KINDS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow tasks",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "search-attribute upserts",
+    EventType.EVENT_TYPE_TIMER_STARTED: "timers",
+}
+
+
+async def history_breakdown(stack: BenchStack, since: datetime, sample: int = 20) -> str:
+    """The server's side of a notification: events per run and what they are, averaged over
+    `sample` notification runs started in the phase (read after the phase's meter stopped)."""
+    query = f'WorkflowType = "NotificationWorkflow" AND StartTime >= "{since.isoformat()}"'
+    client = stack.tidings.temporal
+    events: Counter[str] = Counter()
+    runs = 0
+    async for execution in client.list_workflows(query, limit=sample):
+        history = await client.get_workflow_handle(execution.id).fetch_history()
+        runs += 1
+        events["events"] += len(history.events)
+        for event in history.events:
+            kind = _HISTORY_KINDS.get(event.event_type)
+            if kind is not None:
+                events[kind] += 1
+            elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                name = event.marker_recorded_event_attributes.marker_name
+                events[
+                    "local activities" if name == "core_local_activity" else "patch markers"
+                ] += 1
+    if runs == 0:
+        return "    (2) history per notification: no runs found"
+    order = ["events", "workflow tasks", "local activities", "activities", "patch markers"]
+    order += ["search-attribute upserts", "timers"]
+    parts = [f"{events[k] / runs:.1f} {k}" for k in order]
+    return f"    (2) history per notification ({runs} runs, in its window): " + ", ".join(parts)
+
+
 async def warm_up(stack: BenchStack, count: int, settle: float) -> None:
     """Sandbox imports, connection pools and caches are paid for before anything is timed."""
     await measure_ceiling(stack, min(count, 20))
@@ -273,6 +314,7 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         await asyncio.sleep(args.settle_seconds)
 
         meter = PhaseMeter(stack)
+        phase_began = datetime.now(UTC)
         throughput = await measure_throughput(stack, args.count)
         phases["throughput"] = meter.done()
         d = throughput.delivery
@@ -284,6 +326,7 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         )
         say_cost("(1) per trivial workflow", phases["ceiling"], ceiling.count)
         say_cost("(2) per notification", phases["throughput"], throughput.count)
+        say(await history_breakdown(stack, phase_began))
         if stack.slow_callbacks is not None:
             for name, n in stack.slow_callbacks.by_callback.most_common(5):
                 say(f"      {n:5d} x {name}")
