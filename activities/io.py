@@ -31,6 +31,15 @@ class RecordChannelInput(BaseModel):
     result: ChannelResult
 
 
+class PlanRecord(BaseModel):
+    """What the plan's status record carries besides the plan: the run's current send time
+    (None keeps the recorded one) and the A/B test and arm written with the first row."""
+
+    send_at: AwareDatetime | None = None
+    experiment_id: str | None = None
+    variant: str | None = None
+
+
 class PlanInput(BaseModel):
     notification_id: str
     user_id: str
@@ -42,6 +51,10 @@ class PlanInput(BaseModel):
     not_before: AwareDatetime  # max(now, scheduled time), decided by the workflow
     # send_at="optimal": choose the user's best hour in [not_before, optimal_latest].
     optimal_latest: AwareDatetime | None = None
+    # Runs on the v7 path: the plan records what it decided (SENDING with each channel's row,
+    # or SCHEDULED with the deferred time) in place of a status record of its own. The rest is
+    # what that record carries that the plan does not know. Absent (older workflows): no write.
+    record: PlanRecord | None = None
 
 
 class PlanResult(BaseModel):
@@ -63,6 +76,9 @@ class DeliverInput(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.MEDIUM
     expires_at: AwareDatetime | None = None
+    # Runs on the v7 path: the channel's delivery row is written with the ledger entry, in its
+    # transaction, so the run needs no record of its own for a channel that got through.
+    record: bool = False
 
 
 class DeliverOutput(BaseModel):

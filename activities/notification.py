@@ -94,10 +94,21 @@ class NotificationActivities:
             fallback_channels=input.fallback_channels,
             optimal_latest=input.optimal_latest,
         )
+        configured = self._senders.keys()
         with classified(f"plan {input.notification_id}"):
-            plan = await planning.plan_from_store(
-                self._store, request, configured=self._senders.keys(), caps=self._caps
-            )
+            if input.record is None:
+                plan = await planning.plan_from_store(
+                    self._store, request, configured=configured, caps=self._caps
+                )
+            else:
+                record = planning.StatusRecord(
+                    send_at=input.record.send_at,
+                    experiment_id=input.record.experiment_id,
+                    variant=input.record.variant,
+                )
+                plan = await planning.plan_and_record(
+                    self._store, request, configured=configured, caps=self._caps, record=record
+                )
         return PlanResult(
             channels=plan.channels,
             suppressed=plan.suppressed,
@@ -119,6 +130,7 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
+            record_attempt=activity.info().attempt if input.record else None,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
             # test server whose clock runs ahead of this host's.
             render_at=activity.info().current_attempt_scheduled_time,

@@ -22,7 +22,7 @@ from tidings.channels.base import (
     ProviderAcceptance,
 )
 from tidings.errors import NotFound
-from tidings.models import Channel, Priority, RenderedMessage
+from tidings.models import Channel, ChannelResult, Priority, RenderedMessage
 from tidings.planning import load_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
@@ -82,6 +82,9 @@ class SendRequest:
     # The instant the send happens on the run's clock (the activity's scheduled time); the
     # greeting and time of day are for it. None: the `now` given to `send`.
     render_at: datetime | None = None
+    # Set (to the attempt's number): the channel's delivery row is written with the ledger
+    # entry, in its transaction. None: the ledger entry alone (the caller records the channel).
+    record_attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,17 +166,30 @@ async def send(
             devices=devices,
             link=link,
             unsubscribe_url=unsubscribe_url if request.channel is Channel.EMAIL else None,
+            category=template.category,
         )
     )
-    await store.ledger_put(
-        LedgerEntry(
-            key=key,
-            notification_id=request.notification_id,
+    entry = LedgerEntry(
+        key=key,
+        notification_id=request.notification_id,
+        channel=request.channel,
+        target=acceptance.target,
+        status=acceptance.status,
+        provider_message_id=acceptance.provider_message_id,
+        sent_at=now(),
+    )
+    if request.record_attempt is None:
+        await store.ledger_put(entry)
+    else:
+        result = ChannelResult(
             channel=request.channel,
-            target=acceptance.target,
             status=acceptance.status,
+            target=acceptance.target,
             provider_message_id=acceptance.provider_message_id,
-            sent_at=now(),
+            attempts=request.record_attempt,
+            # On the run's clock, as the run's own record has it (the engagement window is
+            # counted from it); the run's final record writes the instant it heard back.
+            at=request.render_at or entry.sent_at,
         )
-    )
+        await store.record_send(entry, result)
     return Sent(acceptance)

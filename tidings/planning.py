@@ -17,7 +17,16 @@ from tidings import channel_choice, frequency, routing, send_time
 from tidings.channel_choice import ChannelEngagement
 from tidings.errors import NotFound
 from tidings.frequency import CapDecision, FrequencyCaps
-from tidings.models import Channel, Preferences, Priority, Template, User
+from tidings.models import (
+    Channel,
+    ChannelResult,
+    DeliveryStatus,
+    NotificationStatus,
+    Preferences,
+    Priority,
+    Template,
+    User,
+)
 from tidings.store import Store
 
 
@@ -221,3 +230,55 @@ async def plan_from_store(
         send_time_model=model,
         engagement=engagement,
     )
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """What the plan's own status record carries besides the plan (see `plan_and_record`)."""
+
+    send_at: datetime | None = None  # the run's send time so far; None keeps the recorded one
+    experiment_id: str | None = None
+    variant: str | None = None
+
+
+def sends_now(request: PlanRequest, planned: Plan) -> bool:
+    """Whether the plan sends at once (the run goes on to deliver) rather than deferring."""
+    return planned.send_at <= request.not_before
+
+
+async def plan_and_record(
+    store: Store,
+    request: PlanRequest,
+    *,
+    configured: Collection[Channel],
+    caps: FrequencyCaps,
+    record: StatusRecord,
+) -> Plan:
+    """Plan, then record what the plan decided, as the run would have in a status record of its
+    own: SENDING with a `sending` row per planned channel and a `suppressed` row per left-out
+    one, or SCHEDULED with the deferred send time and its reason. Nothing is written when the
+    plan fails (the run records the failure)."""
+    planned = await plan_from_store(store, request, configured=configured, caps=caps)
+    if sends_now(request, planned):
+        status, send_at, reason = NotificationStatus.SENDING, record.send_at, None
+        channels = [
+            ChannelResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
+            for c, r in planned.suppressed.items()
+        ] + [ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in planned.channels]
+    else:
+        status, send_at = NotificationStatus.SCHEDULED, planned.send_at
+        reason, channels = planned.deferred_reason, []
+    await store.upsert_notification(
+        notification_id=request.notification_id,
+        user_id=request.user_id,
+        template_id=request.template_id,
+        template_version=request.template_version,
+        priority=request.priority,
+        status=status,
+        send_at=send_at,
+        reason=reason,
+        channels=channels,
+        experiment_id=record.experiment_id,
+        variant=record.variant,
+    )
+    return planned

@@ -38,6 +38,9 @@ def test_histories_are_checked_in() -> None:
     # v6: the last channel to land is recorded with the status (LAST_CHANNEL_WITH_STATUS_PATCH).
     v6 = {f"notification_v6_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v6.add("notification_v6_split")
+    # v7: the plan and each delivery record what they did (FOLDED_RECORDS_PATCH).
+    v7 = {f"notification_v7_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v7 |= {"notification_v7_split", "notification_v7_optimal"}
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
@@ -46,7 +49,7 @@ def test_histories_are_checked_in() -> None:
     scheduled = {f"scheduled_v1_{n}" for n in ("notification", "repeat", "digest")}
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     long_lived = experiments | broadcasts | digests | scheduled
-    assert v1 | v2 | v3 | v4 | v5 | v6 | long_lived <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | long_lived <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through

@@ -58,6 +58,8 @@ class OutgoingMessage:
     link: str | None = None
     # The one-click unsubscribe URL (email's List-Unsubscribe); None for CRITICAL notifications.
     unsubscribe_url: str | None = None
+    # The template's category, which the in-app item keeps (None: the store looks it up).
+    category: str | None = None
 
 
 @dataclass(frozen=True)

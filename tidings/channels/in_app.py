@@ -36,6 +36,7 @@ class InAppSender:
                 notification_id=delivery.notification_id,
                 title=message.subject,
                 body=message.text,
+                category=delivery.category,
             )
         except ValueError as e:
             raise PermanentChannelError(str(e)) from e

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.inbox import (
@@ -43,6 +43,8 @@ from tidings.store.tables import (
 # LISTEN/NOTIFY channel: per schema, so stores in different schemas (tests) do not wake each
 # other. The listener computes the same name (tidings.store.inbox_wake).
 NOTIFY_CHANNEL_SQL = "'tidings_inbox_' || current_schema()"
+# One inbox event in this many prunes its user's rows past the retention (see `_append`).
+PRUNE_EVERY = 16
 
 
 def _item(row: InboxRow) -> InboxItem:
@@ -114,26 +116,27 @@ class InboxMixin(StoreBase):
                     )
                     .where(NotificationRow.id == notification_id)
                 )
-            stmt = self._insert(InboxRow).values(
-                user_id=user_id,
-                notification_id=notification_id,
-                title=title,
-                body=body,
-                category=category,
-                created_at=utcnow(),
-            )
-            stmt = stmt.on_conflict_do_nothing(index_elements=["notification_id"])
-            inserted = (await session.execute(stmt.returning(InboxRow.id))).scalar() is not None
-            row = await session.scalar(
-                select(InboxRow).where(InboxRow.notification_id == notification_id)
-            )
-            if row is None:  # only if the row vanished between two statements of one transaction
+            conn = await session.connection()
+            values = {
+                "user_id": user_id,
+                "notification_id": notification_id,
+                "title": title,
+                "body": body,
+                "category": category,
+                "created_at": utcnow(),
+            }
+            # The new row comes back from the insert itself; only a repeat reads the row there.
+            new = (await conn.execute(self._inbox_insert(), values)).one_or_none()
+            inserted = new is not None
+            if new is None:
+                new = (await conn.execute(self._inbox_by_notification(), values)).one_or_none()
+            if new is None:  # only if the row vanished between two statements of one transaction
                 raise RuntimeError(f"inbox item for notification {notification_id} not stored")
-            if row.user_id != user_id:
+            if new.user_id != user_id:
                 raise ValueError(
                     f"notification_id: {notification_id} already has an inbox item for another user"
                 )
-            item = _item(row)
+            item = _item(cast(InboxRow, new))
             if inserted:
                 counts = await self._inbox_counts(session, user_id)
                 await self._append(
@@ -319,6 +322,39 @@ class InboxMixin(StoreBase):
             result = await session.execute(stmt)
         return int(getattr(result, "rowcount", 0) or 0)
 
+    # Every in-app send runs these: built once per store, values bound by name (as the
+    # notification upserts are, see `NotificationsMixin._notification_upsert`).
+
+    def _inbox_insert(self) -> Any:
+        stmt = getattr(self, "_inbox_insert_stmt", None)
+        if stmt is None:
+            table = InboxRow.__table__
+            stmt = (
+                self._insert(cast(Any, table))
+                .on_conflict_do_nothing(index_elements=["notification_id"])
+                .returning(*table.columns)
+            )
+            self._inbox_insert_stmt = stmt
+        return stmt
+
+    def _inbox_by_notification(self) -> Any:
+        stmt = getattr(self, "_inbox_select_stmt", None)
+        if stmt is None:
+            table = InboxRow.__table__
+            stmt = select(*table.columns).where(
+                table.c.notification_id == bindparam("notification_id")
+            )
+            self._inbox_select_stmt = stmt
+        return stmt
+
+    def _inbox_event_insert(self) -> Any:
+        stmt = getattr(self, "_inbox_event_stmt", None)
+        if stmt is None:
+            table = InboxEventRow.__table__
+            stmt = self._insert(cast(Any, table)).returning(table.c.id)
+            self._inbox_event_stmt = stmt
+        return stmt
+
     async def _lock_user(self, session: AsyncSession, user_id: str) -> None:
         await self._serialise(session, f"inbox:{user_id}")
 
@@ -333,18 +369,19 @@ class InboxMixin(StoreBase):
         self, session: AsyncSession, user_id: str, kind: EventKind, payload: dict[str, Any]
     ) -> None:
         now = utcnow()
-        session.add(
-            InboxEventRow(user_id=user_id, kind=kind.value, payload=payload, created_at=now)
-        )
-        # The user's own old rows go as new ones come: the log stays bounded per user without
-        # a sweeper (`prune_inbox_events` clears users who went quiet).
-        await session.execute(
-            delete(InboxEventRow).where(
-                InboxEventRow.user_id == user_id,
-                InboxEventRow.created_at < now - timedelta(days=EVENT_RETENTION_DAYS),
+        conn = await session.connection()
+        values = {"user_id": user_id, "kind": kind.value, "payload": payload, "created_at": now}
+        event_id = (await conn.execute(self._inbox_event_insert(), values)).scalar_one()
+        # The user's own old rows go as new ones come, on one append in PRUNE_EVERY: the log
+        # stays bounded per user without a sweeper (`prune_inbox_events` clears users who went
+        # quiet), and the other appends skip a statement.
+        if event_id % PRUNE_EVERY == 0:
+            await session.execute(
+                delete(InboxEventRow).where(
+                    InboxEventRow.user_id == user_id,
+                    InboxEventRow.created_at < now - timedelta(days=EVENT_RETENTION_DAYS),
+                )
             )
-        )
-        await session.flush()
         if self.engine.dialect.name == "postgresql":
             await session.execute(
                 text(f"SELECT pg_notify({NOTIFY_CHANNEL_SQL}, :user_id)"), {"user_id": user_id}

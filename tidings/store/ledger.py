@@ -4,6 +4,7 @@ retried delivery activity see the send already happened and not send twice."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 
@@ -34,6 +35,18 @@ def _entry(row: LedgerRow) -> LedgerEntry:
     )
 
 
+def _ledger_params(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "notification_id": entry.notification_id,
+        "channel": entry.channel.value,
+        "status": entry.status.value,
+        "target": entry.target,
+        "provider_message_id": entry.provider_message_id,
+        "sent_at": entry.sent_at,
+    }
+
+
 class LedgerMixin(StoreBase):
     async def ledger_get(self, key: str) -> LedgerEntry | None:
         async with self._read() as session:
@@ -42,20 +55,11 @@ class LedgerMixin(StoreBase):
 
     async def ledger_put(self, entry: LedgerEntry) -> bool:
         """Insert the entry unless its key exists; False (and nothing changed) if it did."""
-        params = {
-            "key": entry.key,
-            "notification_id": entry.notification_id,
-            "channel": entry.channel.value,
-            "status": entry.status.value,
-            "target": entry.target,
-            "provider_message_id": entry.provider_message_id,
-            "sent_at": entry.sent_at,
-        }
         async with self._write() as session:
             # On the session's connection: the Core result carries the row count, and the
             # ORM's bulk-insert layer has nothing to add to a plain insert.
             conn = await session.connection()
-            return rowcount(await conn.execute(self._ledger_insert(), params)) == 1
+            return rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
 
     def _ledger_insert(self) -> Upsert:
         """Built once per store, values bound by name: every send runs it (see

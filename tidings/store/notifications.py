@@ -26,7 +26,8 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
-from tidings.store.base import IN_CHUNK, StoreBase, Upsert, check_limit, rowcount, utcnow
+from tidings.store.base import IN_CHUNK, Upsert, check_limit, rowcount, utcnow
+from tidings.store.ledger import LedgerEntry, LedgerMixin, _ledger_params
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
 
 # Columns an upsert overwrites (every other one is written only by the first insert).
@@ -139,7 +140,7 @@ def _with_children() -> tuple[Any, ...]:
     return (selectinload(NotificationRow.deliveries), selectinload(NotificationRow.engagement))
 
 
-class NotificationsMixin(StoreBase):
+class NotificationsMixin(LedgerMixin):
     _event_statements: tuple[Any, Any] | None = None  # built on first use
 
     async def upsert_notification(
@@ -187,6 +188,17 @@ class NotificationsMixin(StoreBase):
         async with self._write() as session:
             await self._require_notification(session, notification_id)
             await self._put_delivery(session, notification_id, result)
+
+    async def record_send(self, entry: LedgerEntry, result: ChannelResult) -> bool:
+        """The send ledger's entry (see `ledger_put`) and the channel's delivery row, in one
+        transaction: the channel is recorded the moment it lands, with no write of its own.
+        False (and the delivery row left as it is) when the ledger had the key already."""
+        async with self._write() as session:
+            conn = await session.connection()
+            new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
+            if new:
+                await self._put_delivery(session, entry.notification_id, result)
+            return new
 
     async def _put_delivery(
         self, session: AsyncSession, notification_id: str, result: ChannelResult
