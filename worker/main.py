@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.broadcast import BroadcastActivities
+from activities.bulk import BulkActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
@@ -35,6 +36,7 @@ from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
 from worker.process import precompile, settle_heap
 from workflows.broadcast import BroadcastWorkflow
+from workflows.bulk import BulkStartWorkflow
 from workflows.connect import connect as connect_temporal
 from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
@@ -47,7 +49,13 @@ log = logging.getLogger("tidings.worker")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 DEFAULT_ENGAGEMENT_HOURS = 72.0  # Settings' default, for workers built without settings
 # On the normal workflow queue beside NotificationWorkflow.
-LONG_LIVED = [ExperimentWorkflow, BroadcastWorkflow, DigestWorkflow, ScheduledSendWorkflow]
+LONG_LIVED = [
+    ExperimentWorkflow,
+    BroadcastWorkflow,
+    DigestWorkflow,
+    ScheduledSendWorkflow,
+    BulkStartWorkflow,
+]
 
 # The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
 # PollerBehaviorAutoscaling without this module changing what it ships with.
@@ -131,6 +139,7 @@ def build_workers(
     experiments: ExperimentActivities | None = None,
     broadcasts: BroadcastActivities | None = None,
     digests: DigestActivities | None = None,
+    bulks: BulkActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -186,6 +195,8 @@ def build_workers(
         digests.send_digest,
         digests.flush_digest,
     ]
+    # The fan-out of bulks accepted durably (BulkStartWorkflow): starts, no deliveries.
+    long_lived_activities.append((bulks or BulkActivities(activities.store)).start_page)
     workers: list[Worker] = []
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
