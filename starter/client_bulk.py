@@ -37,7 +37,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from tidings import idempotency, rendering, send_time
-from tidings.bulks import BulkRecord, BulkStartInput, bulk_workflow_id
+from tidings.bulks import BulkRecord, BulkStartInput, bulk_queue, bulk_workflow_id
 from tidings.errors import InvalidRequest, NotFound
 from tidings.models import (
     Channel,
@@ -365,7 +365,7 @@ class BulkMixin:
                     BulkStartWorkflow.run,
                     BulkStartInput(bulk_id=bulk_id),
                     id=bulk_workflow_id(bulk_id),
-                    task_queue=self.settings.task_queue,
+                    task_queue=bulk_queue(self.settings.task_queue),
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     static_summary=f"bulk {bulk_id}: starting its recipients' runs",
                 )

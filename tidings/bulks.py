@@ -30,6 +30,12 @@ def bulk_workflow_id(bulk_id: str) -> str:
     return f"bulk/{bulk_id}"
 
 
+def bulk_queue(base: str) -> str:
+    """The fan-outs' own task queue: their pages of starts never wait behind notification
+    workflow tasks, and a deployment can run them in processes of their own."""
+    return f"{base}-bulk"
+
+
 class BulkStatus(StrEnum):
     ACCEPTED = "accepted"  # committed; the fan-out has not started a page yet
     STARTING = "starting"  # the fan-out is starting the recipients' runs
@@ -84,5 +90,6 @@ __all__ = [
     "BulkRecord",
     "BulkStartInput",
     "BulkStatus",
+    "bulk_queue",
     "bulk_workflow_id",
 ]

@@ -22,6 +22,7 @@ from activities.bulk import BulkActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
+from tidings.bulks import bulk_queue
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
 from tidings.channels.failover import FailoverSender
@@ -49,13 +50,7 @@ log = logging.getLogger("tidings.worker")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 DEFAULT_ENGAGEMENT_HOURS = 72.0  # Settings' default, for workers built without settings
 # On the normal workflow queue beside NotificationWorkflow.
-LONG_LIVED = [
-    ExperimentWorkflow,
-    BroadcastWorkflow,
-    DigestWorkflow,
-    ScheduledSendWorkflow,
-    BulkStartWorkflow,
-]
+LONG_LIVED = [ExperimentWorkflow, BroadcastWorkflow, DigestWorkflow, ScheduledSendWorkflow]
 
 # The SDK's own defaults, named so that callers (bench/throughput.py) can try alternatives such as
 # PollerBehaviorAutoscaling without this module changing what it ships with.
@@ -195,9 +190,10 @@ def build_workers(
         digests.send_digest,
         digests.flush_digest,
     ]
-    # The fan-out of bulks accepted durably (BulkStartWorkflow): starts, no deliveries.
-    long_lived_activities.append((bulks or BulkActivities(activities.store)).start_page)
-    workers: list[Worker] = []
+    # The fan-out of bulks accepted durably, on a queue of its own (tidings.bulks.bulk_queue).
+    workers: list[Worker] = [
+        bulk_worker(client, bulks or BulkActivities(activities.store), task_queue)
+    ]
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
         workers.append(
@@ -228,6 +224,19 @@ def build_workers(
                 )
             )
     return workers
+
+
+def bulk_worker(client: Client, bulks: BulkActivities, task_queue: str) -> Worker:
+    """BulkStartWorkflow and its page of starts: what starts the runs of a bulk accepted
+    durably (README "Bulk"). Run alone, it starts runs that other workers execute."""
+    return Worker(
+        client,
+        task_queue=bulk_queue(task_queue),
+        workflows=[BulkStartWorkflow],
+        activities=[bulks.start_page],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        workflow_runner=workflow_runner(),
+    )
 
 
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:

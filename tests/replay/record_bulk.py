@@ -13,12 +13,13 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from starter.client import BulkResult
 from tests.conftest import start_time_skipping
 from tests.replay.record import WELCOME, _save
 from tests.support import RecordingTidings, running_stack
-from tidings.bulks import BulkStartInput, bulk_workflow_id
+from tidings.bulks import BulkStartInput, bulk_queue, bulk_workflow_id
 from workflows.bulk import BulkStartWorkflow
 
 
@@ -39,7 +40,7 @@ async def record_bulk(version: str) -> None:
                 for user_id in users:
                     await stack.add_user(user_id)
                 t = stack.tidings
-                fields = {"data": WELCOME, "channels": ["in_app"]}
+                fields: dict[str, Any] = {"data": WELCOME, "channels": ["in_app"]}
                 one: BulkResult = await t.notify_many(users[:5], "welcome", **fields)
                 assert one.bulk_id is not None and one.accepted == 5
                 handle = env.client.get_workflow_handle(bulk_workflow_id(one.bulk_id))
@@ -55,7 +56,7 @@ async def record_bulk(version: str) -> None:
                     BulkStartWorkflow.run,
                     BulkStartInput(bulk_id=paged.bulk_id, page_size=3, pages_per_run=2),
                     id=bulk_workflow_id(paged.bulk_id),
-                    task_queue=t.settings.task_queue,
+                    task_queue=bulk_queue(t.settings.task_queue),
                 )
                 await started.result()
                 first = env.client.get_workflow_handle(

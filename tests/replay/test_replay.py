@@ -16,9 +16,9 @@ from temporalio.worker import Replayer
 
 from tidings.payload_keys import new_key_entry, parse_keys
 from workflows.broadcast import BroadcastWorkflow
+from workflows.bulk import BulkStartWorkflow
 from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.digest import DigestWorkflow
-from workflows.bulk import BulkStartWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.scheduled import ScheduledSendWorkflow

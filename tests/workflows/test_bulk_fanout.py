@@ -31,7 +31,7 @@ from starter.client_bulk import BulkRejected
 from starter.dev import demo_data
 from tests.http.helpers import WELCOME, api
 from tests.support import make_settings
-from tidings.bulks import BulkStartInput, BulkStatus, bulk_workflow_id
+from tidings.bulks import BulkStartInput, BulkStatus, bulk_queue, bulk_workflow_id
 from tidings.models import NotificationStatus
 from tidings.store import Store
 from tidings.store.bulks import BulkRecipientRow, BulkRow, pending_reason
@@ -225,7 +225,7 @@ async def test_the_fanout_continues_as_new_and_stops_at_the_end(
             BulkStartWorkflow.run,
             BulkStartInput(bulk_id=bulk_id, page_size=25, pages_per_run=2),
             id=f"{bulk_workflow_id(bulk_id)}-small",
-            task_queue=s2.task_queue,
+            task_queue=bulk_queue(s2.task_queue),
         )
         out = await handle.result()
         assert out.done and out.next_position == entries
