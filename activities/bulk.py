@@ -30,8 +30,8 @@ from workflows import search_attributes as sa
 from workflows.io import NotificationInput
 from workflows.queues import workflow_id, workflow_queue
 
-# Called with the position reached after each chunk of starts (tests use it to fail a page
-# half-way and watch the retry resume).
+# Called with the position reached at each heartbeat (tests use it to fail a page half-way
+# and watch the retry resume).
 AfterChunk = Callable[[int], Awaitable[None]]
 
 
@@ -50,19 +50,40 @@ class BulkActivities:
         if not rows:  # nothing left at or after `resumed`
             await self._store.record_bulk_progress(input.bulk_id, resumed, done=True)
             return BulkPageOutput(next_position=resumed, started=0, done=True)
-        started = 0
-        reached = resumed
-        for first in range(0, len(rows), input.concurrency):
-            chunk = rows[first : first + input.concurrency]
-            await asyncio.gather(*(start_notification(payload) for _, payload in chunk))
-            started += len(chunk)
-            reached = chunk[-1][0] + 1
-            activity.heartbeat(reached)
-            if self._after_chunk is not None:
-                await self._after_chunk(reached)
+        reached = await self._start_all(rows, resumed, input.concurrency)
         done = len(rows) < input.limit
         await self._store.record_bulk_progress(input.bulk_id, reached, done=done)
-        return BulkPageOutput(next_position=reached, started=started, done=done)
+        return BulkPageOutput(next_position=reached, started=len(rows), done=done)
+
+    async def _start_all(
+        self, rows: list[tuple[int, dict[str, Any]]], resumed: int, concurrency: int
+    ) -> int:
+        """Starts every row with `concurrency` starts in flight (a sliding window: one slow
+        start does not hold the others back), heartbeating the position below which every
+        row is started; returns the position after the last row."""
+        slots = asyncio.Semaphore(concurrency)
+        finished: set[int] = set()
+        order = [position for position, _ in rows]
+        state = {"next": 0, "reached": resumed, "beat": resumed}
+
+        async def start(position: int, payload: dict[str, Any]) -> None:
+            async with slots:
+                await start_notification(payload)
+            finished.add(position)
+            advanced = False
+            while state["next"] < len(order) and order[state["next"]] in finished:
+                state["reached"] = order[state["next"]] + 1
+                state["next"] += 1
+                advanced = True
+            # A heartbeat encodes its details: one per `concurrency` starts, not one per start.
+            if advanced and state["reached"] - state["beat"] >= concurrency:
+                state["beat"] = state["reached"]
+                activity.heartbeat(state["reached"])
+                if self._after_chunk is not None:
+                    await self._after_chunk(state["reached"])
+
+        await asyncio.gather(*(start(position, payload) for position, payload in rows))
+        return state["reached"]
 
 
 async def start_notification(payload: dict[str, Any]) -> None:
