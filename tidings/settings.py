@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # queue across all workers (a provider's throughput cap). JSON: '{"sms": 10, "push": 500}'.
     channel_rate_limits: dict[Channel, float] = Field(default_factory=dict)
     engagement_window_hours: float = 72.0
+    # A bulk with more recipients to start than this is accepted durably (one transaction, then
+    # one fan-out workflow starts the runs: README "Bulk"); up to it, the runs start inline.
+    bulk_inline_max: int = Field(default=100, ge=0)
     # Cross-channel read sync: an `opened` event on any channel marks the in-app inbox item
     # read, and reading the inbox item records `opened` for its notification.
     read_sync: bool = True

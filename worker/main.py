@@ -18,9 +18,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.broadcast import BroadcastActivities
+from activities.bulk import BulkActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
+from tidings.bulks import bulk_queue
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
 from tidings.channels.failover import FailoverSender
@@ -35,6 +37,7 @@ from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
 from worker.process import precompile, settle_heap
 from workflows.broadcast import BroadcastWorkflow
+from workflows.bulk import BulkStartWorkflow
 from workflows.connect import connect as connect_temporal
 from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
@@ -131,6 +134,7 @@ def build_workers(
     experiments: ExperimentActivities | None = None,
     broadcasts: BroadcastActivities | None = None,
     digests: DigestActivities | None = None,
+    bulks: BulkActivities | None = None,
 ) -> list[Worker]:
     """One Worker per queue: each has its own pollers and slots, which is what keeps the
     `-urgent` queues moving while the normal ones hold a backlog. The poller options are passed
@@ -186,7 +190,10 @@ def build_workers(
         digests.send_digest,
         digests.flush_digest,
     ]
-    workers: list[Worker] = []
+    # The fan-out of bulks accepted durably, on a queue of its own (tidings.bulks.bulk_queue).
+    workers: list[Worker] = [
+        bulk_worker(client, bulks or BulkActivities(activities.store), task_queue)
+    ]
     for priority in (Priority.MEDIUM, Priority.CRITICAL):
         urgent = priority.urgent
         workers.append(
@@ -217,6 +224,19 @@ def build_workers(
                 )
             )
     return workers
+
+
+def bulk_worker(client: Client, bulks: BulkActivities, task_queue: str) -> Worker:
+    """BulkStartWorkflow and its page of starts: what starts the runs of a bulk accepted
+    durably (README "Bulk"). Run alone, it starts runs that other workers execute."""
+    return Worker(
+        client,
+        task_queue=bulk_queue(task_queue),
+        workflows=[BulkStartWorkflow],
+        activities=[bulks.start_page],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        workflow_runner=workflow_runner(),
+    )
 
 
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:

@@ -140,9 +140,18 @@ class BulkAccepted(BaseModel):
     """Always 202, whatever the mix: each recipient's own outcome, in the order given."""
 
     started: int
+    accepted: int = Field(
+        default=0,
+        description="recipients of a bulk accepted durably: their notifications are recorded"
+        " and the bulk's fan-out starts their runs (see bulk_url for how far it is)",
+    )
     existed: int
     rejected: int
     failed: int
+    bulk_id: str | None = Field(
+        default=None, description="set when the bulk was accepted durably (large bulks)"
+    )
+    bulk_url: str | None = None
     results: list[BulkOutcome]
 
 

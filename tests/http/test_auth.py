@@ -47,6 +47,7 @@ PATH_VALUES = {
     "experiment_id": "no-such-experiment",
     "segment": "no-such-segment",
     "broadcast_id": "no-such-broadcast",
+    "bulk_id": "no-such-bulk",
     "key": "no-such-digest",
     "schedule_id": "no-such-schedule",
 }
@@ -83,6 +84,7 @@ SCOPES = {
     ("GET", "/v1/templates/{template_id}"): Scope.READ,
     ("POST", "/v1/notifications"): Scope.SEND,
     ("POST", "/v1/notifications/bulk"): Scope.SEND,
+    ("GET", "/v1/bulks/{bulk_id}"): Scope.READ,
     ("GET", "/v1/notifications/{notification_id}"): Scope.READ,
     ("POST", "/v1/notifications/{notification_id}/cancel"): Scope.SEND,
     ("POST", "/v1/notifications/{notification_id}/reschedule"): Scope.SEND,

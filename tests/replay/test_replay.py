@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 
 from tidings.payload_keys import new_key_entry, parse_keys
 from workflows.broadcast import BroadcastWorkflow
+from workflows.bulk import BulkStartWorkflow
 from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
@@ -48,7 +49,8 @@ def test_histories_are_checked_in() -> None:
     digests = {"digest_v1_window", "digest_v1_first_run", "digest_v1_continued"}
     scheduled = {f"scheduled_v1_{n}" for n in ("notification", "repeat", "digest")}
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
-    long_lived = experiments | broadcasts | digests | scheduled
+    bulks = {f"bulk_v1_{n}" for n in ("one_page", "first_run", "last_run")}
+    long_lived = experiments | broadcasts | digests | scheduled | bulks
     assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | long_lived <= names
 
 
@@ -78,6 +80,7 @@ async def test_history_replays(path: Path, converter: str) -> None:
             BroadcastWorkflow,
             DigestWorkflow,
             ScheduledSendWorkflow,
+            BulkStartWorkflow,
         ],
         data_converter=CONVERTERS[converter],
     )

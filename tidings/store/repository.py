@@ -13,6 +13,7 @@ from typing import Any
 from tidings.store.analytics import AnalyticsMixin
 from tidings.store.api_keys import ApiKeysMixin
 from tidings.store.broadcasts import BroadcastsMixin
+from tidings.store.bulks import BulksMixin
 from tidings.store.digests import DigestsMixin
 from tidings.store.engine import create_engine, migrate
 from tidings.store.experiments import ExperimentsMixin
@@ -47,6 +48,7 @@ class Store(
     ApiKeysMixin,
     AnalyticsMixin,
     BroadcastsMixin,
+    BulksMixin,
     DigestsMixin,
     ErasureMixin,
     UnsubscribeMixin,

@@ -25,6 +25,7 @@ from starter.http.schemas import (
     RescheduleBody,
 )
 from tidings.api_keys import Scope
+from tidings.bulks import BulkRecord
 from tidings.models import EngagementReport, NotificationRequest, NotificationResult
 
 router = APIRouter()
@@ -62,20 +63,28 @@ async def notify_bulk(
     tidings: Api,
     idempotency_key: IdempotencyKey = None,
 ) -> BulkAccepted:
-    """202 with every recipient's outcome (started, existed, rejected with the field and the
-    reason, failed) even when some are rejected; 422 only for what every recipient shares (the
-    template, a shared field, the count) or, with `atomic`, when any recipient is rejected."""
+    """202 with every recipient's outcome (started, accepted, existed, rejected with the field
+    and the reason, failed) even when some are rejected; 422 only for what every recipient
+    shares (the template, a shared field, the count) or, with `atomic`, when any recipient is
+    rejected. A large bulk is accepted durably: its recipients are `accepted` and `bulk_url`
+    shows how many of their runs have been started."""
     fields = body.shared_fields()
     fields["idempotency_key"] = choose_key(body.idempotency_key, idempotency_key)
     result = await tidings.notify_many(
         body.recipient_list(), body.template_id, atomic=body.atomic, **fields
     )
     base = str(request.url_for("get_notification", notification_id="_"))[:-1]
+    bulk_url = None
+    if result.bulk_id is not None:
+        bulk_url = str(request.url_for("get_bulk", bulk_id=result.bulk_id))
     return BulkAccepted(
         started=result.started,
+        accepted=result.accepted,
         existed=result.existed,
         rejected=result.rejected,
         failed=result.failed,
+        bulk_id=result.bulk_id,
+        bulk_url=bulk_url,
         results=[
             BulkOutcome(
                 **o.model_dump(),
@@ -84,6 +93,16 @@ async def notify_bulk(
             for o in result.outcomes
         ],
     )
+
+
+@router.get(
+    "/bulks/{bulk_id}",
+    dependencies=[Requires(Scope.READ)],
+    summary="A bulk accepted durably: how many of its recipients' runs have been started",
+    response_model=BulkRecord,
+)
+async def get_bulk(bulk_id: str, tidings: Api) -> BulkRecord:
+    return await tidings.get_bulk(bulk_id)
 
 
 @router.get(
