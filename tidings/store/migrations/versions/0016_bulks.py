@@ -1,7 +1,7 @@
 """Bulks accepted durably and the recipients their fan-out has still to start.
 
-Revision ID: 0017
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-11-29
 """
 
