@@ -157,7 +157,7 @@ def send_bulk(
             _print_rejected(result)
             if not wait:
                 if refs:
-                    _print_started(refs, settings)
+                    _print_started(refs, settings, result)
                 if result.rejected or result.failed:
                     raise typer.Exit(1)
                 return
@@ -191,10 +191,19 @@ def _print_rejected(result: BulkResult) -> None:
     out().print(table)
 
 
-def _print_started(refs: list[NotificationRef], settings: Settings) -> None:
-    # A key used again with the same request starts nothing: say so rather than "started".
+def _print_started(
+    refs: list[NotificationRef], settings: Settings, bulk: BulkResult | None = None
+) -> None:
+    # A key used again with the same request starts nothing, and a large bulk is accepted
+    # before its runs start: say which rather than "started" for all.
     existed = sum(not ref.created for ref in refs)
-    parts = [f"{len(refs) - existed} notification(s) started"] if existed < len(refs) else []
+    accepted = bulk.accepted if bulk is not None else 0
+    started = len(refs) - existed - accepted
+    parts = [f"{started} notification(s) started"] if started else []
+    if bulk is not None and accepted:
+        parts.append(
+            f"{accepted} accepted, their runs start shortly (`tidings bulk-status {bulk.bulk_id}`)"
+        )
     parts += [f"{existed} already existed (same idempotency key and request)"] if existed else []
     table = Table(title=", ".join(parts), title_justify="left")
     table.add_column("notification", overflow="fold")
@@ -228,6 +237,30 @@ def status(
         async with connect(settings) as tidings:
             result = await tidings.status(notification_id)
         out().print(views.notification(result, ui_link(settings, notification_id)))
+
+    run(main)
+
+
+def bulk_status(
+    bulk_id: Annotated[str, typer.Argument(help="The bulk's id, as send-bulk printed it.")],
+) -> None:
+    """Show a bulk accepted durably: how many recipients it accepted and how many of their runs
+    its fan-out has started so far."""
+
+    async def main(settings: Settings) -> None:
+        async with connect(settings) as tidings:
+            bulk = await tidings.get_bulk(bulk_id)
+        table = Table(title=f"bulk {bulk.bulk_id}", title_justify="left", show_header=False)
+        for name, value in [
+            ("template", bulk.template_id),
+            ("status", bulk.status.value),
+            ("started", f"{bulk.started} of {bulk.total}"),
+            ("reason", bulk.reason or ""),
+            ("accepted at", bulk.created_at.isoformat()),
+            ("updated at", bulk.updated_at.isoformat()),
+        ]:
+            table.add_row(name, Text(value))
+        out().print(table)
 
     run(main)
 

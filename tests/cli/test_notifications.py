@@ -216,3 +216,22 @@ async def test_send_bulk_starts_the_valid_and_lists_the_rejected(cli: Cli, stack
     assert "user_ids[1]" in result.stdout
     assert "1 notification(s) started" in result.stdout
     await stack.tidings.wait_sent("mixed.user_001")
+
+
+async def test_a_large_bulk_is_accepted_then_started_by_its_fan_out(cli: Cli, stack: Stack) -> None:
+    big = Cli({**cli.env, "TIDINGS_BULK_INLINE_MAX": "1"})  # 2 recipients: above the inline limit
+    out = ok(await big("send-bulk", "welcome", "user_001", "user_002", *WELCOME,
+                       "--channel", "email", "--idempotency-key", "big"))  # fmt: skip
+
+    assert "2 accepted, their runs start shortly" in out and "started" not in out.split("\n")[0]
+    match = re.search(r"tidings bulk-status (\S+)`", out)
+    assert match, out
+    for user in ("user_001", "user_002"):
+        await stack.tidings.wait_sent(f"big.{user}")
+    for _ in range(100):  # the fan-out counts a page once all of it has started
+        shown = ok(await cli("bulk-status", match.group(1)))
+        if "2 of 2" in shown:
+            break
+        await asyncio.sleep(0.1)
+    assert "2 of 2" in shown and "welcome" in shown
+    one_line_error(await cli("bulk-status", "no-such-bulk"), "not found")
