@@ -15,20 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from tidings.bulks import BulkPageInput, BulkPageOutput
-from tidings.models import NotificationStatus
 from tidings.store import Store
-from workflows import search_attributes as sa
 from workflows.io import NotificationInput
-from workflows.queues import workflow_id, workflow_queue
+from workflows.starts import start_notification as start_run
 
 # Called with the position reached at each heartbeat (tests use it to fail a page half-way
 # and watch the retry resume).
@@ -87,30 +79,8 @@ class BulkActivities:
 
 
 async def start_notification(payload: dict[str, Any]) -> None:
-    """Start one recipient's run as the client starts any notification (same id, queue, search
-    attributes and summary as `Tidings._start_workflow`)."""
+    """Start one recipient's run as the client starts any notification."""
     prepared = NotificationInput.model_validate(payload)
-    req = prepared.request
     # Finished already: an earlier attempt (or an earlier send with the same key) started it.
     with contextlib.suppress(WorkflowAlreadyStartedError):
-        await activity.client().start_workflow(
-            "NotificationWorkflow",
-            prepared,
-            id=workflow_id(prepared.notification_id),
-            task_queue=workflow_queue(prepared.task_queue_base, prepared.priority),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER, req.user_id),
-                    SearchAttributePair(sa.TEMPLATE, req.template_id),
-                    SearchAttributePair(sa.PRIORITY, prepared.priority.value),
-                    SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
-                    SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
-                ]
-            ),
-            static_summary=(
-                f"{req.template_id} v{prepared.template_version} to {req.user_id}"
-                f" ({prepared.priority.value})"
-            ),
-        )
+        await start_run(activity.client(), prepared)

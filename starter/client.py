@@ -24,12 +24,6 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -88,7 +82,8 @@ from workflows.io import (
     RescheduleInput,
 )
 from workflows.notification import NotificationWorkflow
-from workflows.queues import workflow_id, workflow_queue
+from workflows.queues import workflow_id
+from workflows.starts import start_notification
 
 
 class EventRecorded(BaseModel):
@@ -336,7 +331,7 @@ class Tidings(
                 raise _reused(prepared.notification_id)
             created = theirs is None
         try:
-            await self._start_workflow(prepared, wf_id)
+            await self._start_workflow(prepared)
         except WorkflowAlreadyStartedError:
             # A run that finished earlier with the same key: the same notification.
             created = False
@@ -344,29 +339,8 @@ class Tidings(
             notification_id=prepared.notification_id, workflow_id=wf_id, created=created
         )
 
-    async def _start_workflow(self, prepared: NotificationInput, wf_id: str) -> None:
-        req = prepared.request
-        await self.temporal.start_workflow(
-            NotificationWorkflow.run,
-            prepared,
-            id=wf_id,
-            task_queue=workflow_queue(self.settings.task_queue, prepared.priority),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER, req.user_id),
-                    SearchAttributePair(sa.TEMPLATE, req.template_id),
-                    SearchAttributePair(sa.PRIORITY, prepared.priority.value),
-                    SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
-                    SearchAttributePair(sa.CHANNELS, [c.value for c in req.channels or []]),
-                ]
-            ),
-            static_summary=(
-                f"{req.template_id} v{prepared.template_version} to {req.user_id}"
-                f" ({prepared.priority.value})"
-            ),
-        )
+    async def _start_workflow(self, prepared: NotificationInput) -> None:
+        await start_notification(self.temporal, prepared)
 
     def _handle(self, notification_id: str) -> WorkflowHandle[Any, NotificationResult]:
         return self.temporal.get_workflow_handle_for(

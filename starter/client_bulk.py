@@ -206,7 +206,7 @@ class BulkMixin:
 
         async def now(self) -> datetime: ...
 
-        async def _start_workflow(self, prepared: NotificationInput, wf_id: str) -> None: ...
+        async def _start_workflow(self, prepared: NotificationInput) -> None: ...
 
     async def notify_many(
         self,
@@ -442,9 +442,7 @@ class BulkMixin:
             assert item.prepared is not None
             async with limit:
                 try:
-                    await self._start_workflow(
-                        item.prepared, workflow_id(item.prepared.notification_id)
-                    )
+                    await self._start_workflow(item.prepared)
                     item.done("existed" if item.claimed_before else "started")
                 except WorkflowAlreadyStartedError:
                     item.done("existed")  # a run that finished earlier with the same key

@@ -9,20 +9,12 @@ import contextlib
 from collections.abc import Sequence
 
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from tidings.broadcasts import DeferredRecipient
-from tidings.models import NotificationRequest, NotificationStatus
-from workflows import search_attributes as sa
+from tidings.models import NotificationRequest
 from workflows.io import NotificationInput
-from workflows.notification import NotificationWorkflow
-from workflows.queues import workflow_id, workflow_queue
+from workflows.starts import start_notification
 
 START_CONCURRENCY = 16
 
@@ -55,25 +47,4 @@ class DeferredStarter:
         async with self._slots:
             # A finished run of the same recipient was started by an earlier attempt.
             with contextlib.suppress(WorkflowAlreadyStartedError):
-                await self._client.start_workflow(
-                    NotificationWorkflow.run,
-                    prepared,
-                    id=workflow_id(r.notification_id),
-                    task_queue=workflow_queue(self._task_queue, r.priority),
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(sa.USER, r.user_id),
-                            SearchAttributePair(sa.TEMPLATE, r.template_id),
-                            SearchAttributePair(sa.PRIORITY, r.priority.value),
-                            SearchAttributePair(sa.STATUS, NotificationStatus.SCHEDULED.value),
-                            SearchAttributePair(sa.CHANNELS, [c.value for c in r.channels or []]),
-                            SearchAttributePair(sa.BROADCAST, r.broadcast_id),
-                        ]
-                    ),
-                    static_summary=(
-                        f"{r.template_id} v{r.template_version} to {r.user_id}"
-                        f" ({r.priority.value}), broadcast {r.broadcast_id}"
-                    ),
-                )
+                await start_notification(self._client, prepared, broadcast_id=r.broadcast_id)
