@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.broadcast import BroadcastActivities
+from activities.broadcast_enroll import ExperimentEnroller
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
@@ -170,12 +171,15 @@ def build_workers(
         activities.senders,
         caps=activities.caps,
         rate_limits=rate_limits,
+        enrol=ExperimentEnroller(client),
         start_deferred=DeferredStarter(
             client, task_queue=task_queue, engagement_window_hours=DEFAULT_ENGAGEMENT_HOURS
         ),
     )
     long_lived_activities += [
         broadcasts.plan_page,
+        broadcasts.enrol_sample,
+        broadcasts.experiment_outcome,
         broadcasts.record_broadcast,
         broadcasts.create_broadcast_record,
     ]
@@ -241,6 +245,7 @@ def workers_for(
         senders,
         caps=caps,
         rate_limits=settings.channel_rate_limits,
+        enrol=ExperimentEnroller(client),
         start_deferred=DeferredStarter(
             client,
             task_queue=settings.task_queue,
