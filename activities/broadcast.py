@@ -15,10 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.broadcast_enroll import Enrol, EnrolResult
 from activities.broadcast_io import (
     CreateBroadcastInput,
     DeliverBatchInput,
     DeliverBatchOutput,
+    EnrolSampleInput,
+    EnrolSampleOutput,
+    ExperimentOutcome,
+    ExperimentOutcomeInput,
     PlanPageInput,
     PlanPageOutput,
     RecordBroadcastInput,
@@ -26,7 +31,13 @@ from activities.broadcast_io import (
 from activities.errors import NOT_FOUND, PERMANENT, classified
 from activities.heartbeat import DEFAULT_EVERY
 from tidings import broadcasts, planning
-from tidings.broadcast_models import Outcome, RecipientStatus, UnknownSegment, notification_id
+from tidings.broadcast_models import (
+    Outcome,
+    RecipientStatus,
+    UnknownSegment,
+    in_sample,
+    notification_id,
+)
 from tidings.channels.base import ChannelSender
 from tidings.frequency import FrequencyCaps
 from tidings.models import Channel
@@ -40,6 +51,14 @@ async def _no_deferred(recipients: Sequence[broadcasts.DeferredRecipient]) -> No
         raise ApplicationError("this worker cannot start deferred notifications", type=PERMANENT)
 
 
+async def _no_enrol(
+    experiment_id: str, user_ids: Sequence[str], progress: Callable[[], None]
+) -> EnrolResult:
+    if user_ids:
+        raise ApplicationError("this worker cannot enrol in experiments", type=PERMANENT)
+    return EnrolResult()
+
+
 class BroadcastActivities:
     def __init__(
         self,
@@ -49,6 +68,7 @@ class BroadcastActivities:
         caps: FrequencyCaps | None = None,
         rate_limits: Mapping[Channel, float] | None = None,
         start_deferred: StartDeferred = _no_deferred,
+        enrol: Enrol = _no_enrol,
         flush_every: int = 100,
         heartbeat_every: float = DEFAULT_EVERY,
     ) -> None:
@@ -60,6 +80,7 @@ class BroadcastActivities:
             c: broadcasts.RateLimiter((rate_limits or {}).get(c)) for c in self._senders
         }
         self._start_deferred = start_deferred
+        self._enrol = enrol
         self._flush_every = flush_every
         self._heartbeat_every = heartbeat_every
 
@@ -72,6 +93,14 @@ class BroadcastActivities:
             raise ApplicationError(str(e), type=NOT_FOUND, non_retryable=True) from e
         if not ids:
             return PlanPageOutput()
+        read, last, excluded = len(ids), ids[-1], 0
+        if input.exclude_enrolled_in is not None:
+            # The test share had the experiment's message: never the rollout's too.
+            enrolled = await self._store.enrolled_among(input.exclude_enrolled_in, ids)
+            ids = [i for i in ids if i not in enrolled]
+            excluded = read - len(ids)
+            if not ids:
+                return PlanPageOutput(recipients=read, last_user_id=last, excluded=excluded)
         template = await self._store.get_template(spec.template_id, spec.template_version)
         if template is None:
             raise ApplicationError(
@@ -128,10 +157,48 @@ class BroadcastActivities:
         for channel, outcomes in rows.items():
             await self._store.record_recipients(spec.broadcast_id, channel, input.batch, outcomes)
         return PlanPageOutput(
-            recipients=len(ids),
-            last_user_id=ids[-1],
+            recipients=read,
+            last_user_id=last,
             counters=plan.counters,
             sendable=plan.sendable,
+            excluded=excluded,
+        )
+
+    @activity.defn(name="enrol_broadcast_sample")
+    async def enrol_sample(self, input: EnrolSampleInput) -> EnrolSampleOutput:
+        """Read the next page of ids and enrol those in the test share. Safe to retry: the
+        experiment keeps each user's first enrolment and returns it on a repeat."""
+        try:
+            ids = await self._store.audience_page(input.audience, input.after, input.limit)
+        except UnknownSegment as e:
+            raise ApplicationError(str(e), type=NOT_FOUND, non_retryable=True) from e
+        if not ids:
+            return EnrolSampleOutput()
+        sample = [u for u in ids if in_sample(input.broadcast_id, u, input.share)]
+        done = 0
+
+        def progress() -> None:
+            nonlocal done
+            done += 1
+            activity.heartbeat(done)
+
+        result = await self._enrol(input.experiment_id, sample, progress)
+        return EnrolSampleOutput(
+            read=len(ids),
+            last_user_id=ids[-1],
+            sampled=len(sample),
+            enrolled=result.enrolled,
+            closed=result.closed,
+        )
+
+    @activity.defn(name="broadcast_experiment_outcome")
+    async def experiment_outcome(self, input: ExperimentOutcomeInput) -> ExperimentOutcome:
+        """What the experiment recorded when it ended (its row outlives the workflow)."""
+        record = await self._store.get_experiment(input.experiment_id)
+        if record is None or record.status != "finished":
+            return ExperimentOutcome()
+        return ExperimentOutcome(
+            finished=True, ending=record.ending, winner=record.winner, reason=record.reason
         )
 
     @activity.defn(name="deliver_broadcast_batch")
@@ -211,5 +278,10 @@ class BroadcastActivities:
     @activity.defn(name="record_broadcast")
     async def record_broadcast(self, input: RecordBroadcastInput) -> None:
         await self._store.record_broadcast_progress(
-            input.broadcast_id, status=input.status, counters=input.counters, pages=input.pages
+            input.broadcast_id,
+            status=input.status,
+            counters=input.counters,
+            pages=input.pages,
+            phase=input.phase,
+            experiment_id=input.experiment_id,
         )

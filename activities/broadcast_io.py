@@ -28,6 +28,8 @@ class PlanPageInput(BaseModel):
     limit: int
     batch: int  # the page's number, recorded with each recipient
     now: AwareDatetime  # the workflow's clock: quiet hours and caps are judged at this instant
+    # The rollout after an experiment: users enrolled in it (the test share) are not planned.
+    exclude_enrolled_in: str | None = None
 
 
 class PlanPageOutput(BaseModel):
@@ -35,6 +37,7 @@ class PlanPageOutput(BaseModel):
     last_user_id: str | None = None  # the next page starts after it; None: the audience is done
     counters: BroadcastCounters = Field(default_factory=BroadcastCounters)
     sendable: dict[Channel, list[str]] = Field(default_factory=dict)
+    excluded: int = 0  # ids on the page left out because the experiment had them
 
 
 class DeliverBatchInput(BaseModel):
@@ -57,6 +60,36 @@ class RecordBroadcastInput(BaseModel):
     status: str
     counters: BroadcastCounters
     pages: int
+    phase: str | None = None  # with an experiment: what the broadcast is doing, in words
+    experiment_id: str | None = None
+
+
+class EnrolSampleInput(BaseModel):
+    broadcast_id: str
+    experiment_id: str
+    share: float
+    audience: Audience  # a list of ids arrives already cut to this page by the workflow
+    after: str
+    limit: int
+
+
+class EnrolSampleOutput(BaseModel):
+    read: int = 0  # ids on the page
+    last_user_id: str | None = None  # None: the audience is done
+    sampled: int = 0
+    enrolled: dict[str, int] = Field(default_factory=dict)  # per variant, repeats included
+    closed: bool = False  # the experiment refused: it has ended
+
+
+class ExperimentOutcomeInput(BaseModel):
+    experiment_id: str
+
+
+class ExperimentOutcome(BaseModel):
+    finished: bool = False
+    ending: str | None = None
+    winner: str | None = None
+    reason: str | None = None
 
 
 class CreateBroadcastInput(BaseModel):

@@ -8,10 +8,14 @@ watch, pause, resume and cancel it.
 Everything is checked here before anything is written or started: the audience (not empty, every
 listed user exists, the segment is known and has members), the template and its channels, and
 that the data renders on each channel.
+
+With `experiment={"share": 0.1, "variants": [...], ...}` the broadcast first runs an A/B test
+on that share of its audience and sends the winner to the rest (README, Broadcasts).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +31,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.client_experiments import ExperimentsMixin
 from tidings import rendering
 from tidings.broadcast_models import (
     BROADCAST_ID_PATTERN,
@@ -37,18 +42,21 @@ from tidings.broadcast_models import (
     UserIdsAudience,
 )
 from tidings.errors import Conflict, InvalidRequest, NotFound
-from tidings.models import Channel, Priority
+from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
+from tidings.models import Channel, Priority, Template
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.broadcasts import BroadcastRecord
 from workflows import search_attributes as sa
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_io import (
+    BroadcastExperiment,
     BroadcastInput,
     BroadcastProgress,
     CancelBroadcastInput,
     PauseInput,
     ResumeInput,
+    RolloutVariant,
 )
 from workflows.queues import broadcast_workflow_id
 
@@ -71,6 +79,17 @@ class BroadcastOptions(BaseModel):
     page_size: int = Field(default=500, ge=1, le=2000)
     pages_per_run: int = Field(default=50, ge=1, le=1000)
     concurrency: int = Field(default=20, ge=1, le=500)
+
+
+# The experiment's own settings a broadcast's test may not set: the broadcast gives the template
+# and data, everyone in the test share gets a variant (a holdout would get nothing at all) and
+# the test stops at its decision, since the rollout is the promotion.
+_SET_BY_THE_BROADCAST = {
+    "template_id": "the broadcast's template is the default; give a variant its own template_id",
+    "data": "the broadcast's data is the experiment's; give a variant its own data",
+    "holdout_percent": "not in a broadcast: everyone in the test share gets a variant",
+    "on_winner": "not in a broadcast: the rollout sends the winner to the rest",
+}
 
 
 class BroadcastRef(BaseModel):
@@ -104,7 +123,10 @@ def parse_audience(audience: AudienceArg) -> Audience:
         raise InvalidRequest.from_validation(e, "audience.") from e
 
 
-class BroadcastsMixin:
+class BroadcastsMixin(ExperimentsMixin):
+    """Mixed into `starter.client.Tidings`; a broadcast's experiment is created through
+    `ExperimentsMixin.create_experiment`."""
+
     settings: Settings
     store: Store
     temporal: Client
@@ -121,9 +143,38 @@ class BroadcastsMixin:
         page_size: int = 500,
         pages_per_run: int = 50,
         concurrency: int = 20,
+        experiment: dict[str, Any] | None = None,
     ) -> BroadcastInput:
         """Every check `broadcast` makes, nothing written or started: the workflow's input
         (template version pinned). A schedule's broadcast action is prepared here too."""
+        prepared, _ = await self._prepare_with_experiment(
+            template_id,
+            audience,
+            data,
+            channels,
+            broadcast_id=broadcast_id,
+            priority=priority,
+            page_size=page_size,
+            pages_per_run=pages_per_run,
+            concurrency=concurrency,
+            experiment=experiment,
+        )
+        return prepared
+
+    async def _prepare_with_experiment(
+        self,
+        template_id: str,
+        audience: AudienceArg,
+        data: dict[str, Any] | None = None,
+        channels: Sequence[Channel | str] | None = None,
+        *,
+        broadcast_id: str | None = None,
+        priority: Priority | str | None = None,
+        page_size: int = 500,
+        pages_per_run: int = 50,
+        concurrency: int = 20,
+        experiment: dict[str, Any] | None = None,
+    ) -> tuple[BroadcastInput, ExperimentConfig | None]:
         try:
             options = BroadcastOptions.model_validate(
                 {
@@ -158,8 +209,14 @@ class BroadcastsMixin:
                     "data", f"{e.reason} (template {template.id}, {e.field})"
                 ) from e
         await self._check_audience(parsed)
-        return BroadcastInput(
-            broadcast_id=options.broadcast_id or uuid.uuid4().hex[:16],
+        bid = options.broadcast_id or uuid.uuid4().hex[:16]
+        config, plan = None, None
+        if experiment is not None:
+            config, plan = await self._prepare_experiment(
+                bid, template, data, options.channels, experiment
+            )
+        prepared = BroadcastInput(
+            broadcast_id=bid,
             template_id=template.id,
             template_version=template.version,
             audience=parsed,
@@ -170,6 +227,124 @@ class BroadcastsMixin:
             pages_per_run=options.pages_per_run,
             concurrency=options.concurrency,
             task_queue_base=self.settings.task_queue,
+            experiment=plan,
+        )
+        return prepared, config
+
+    async def _prepare_experiment(
+        self,
+        broadcast_id: str,
+        template: Template,
+        data: dict[str, Any],
+        channels: list[Channel] | None,
+        experiment: dict[str, Any],
+    ) -> tuple[ExperimentConfig, BroadcastExperiment]:
+        """Check the test (its share, its variants' templates, versions, channels and data),
+        nothing created: the experiment's configuration and what the workflow needs of it."""
+        if not isinstance(experiment, dict):
+            raise InvalidRequest("experiment", "must be an object with share and variants")
+        raw = dict(experiment)
+        for key, why in _SET_BY_THE_BROADCAST.items():
+            if key in raw:
+                raise InvalidRequest(f"experiment.{key}", why)
+        share = raw.pop("share", None)
+        if share is None:
+            raise InvalidRequest("experiment.share", "required: the share of the audience tested")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+            raise InvalidRequest(
+                "experiment.share", f"{share!r}: must be a number between 0 and 1, exclusive"
+            )
+        variants = raw.get("variants")
+        if not isinstance(variants, list) or len(variants) < 2:
+            raise InvalidRequest("experiment.variants", "at least two variants are needed")
+        # Variants without channels of their own test on the broadcast's channels.
+        raw["variants"] = [
+            {"channels": [c.value for c in channels]} | v
+            if channels is not None and isinstance(v, dict)
+            else v
+            for v in variants
+        ]
+        raw.setdefault("id", experiment_id_for(broadcast_id))
+        raw.update(template_id=template.id, data=data)
+        try:
+            config = parse_config(raw)
+        except ValidationError as e:
+            field, reason = config_error(e)
+            raise InvalidRequest(f"experiment.{field}", reason) from e
+        window_hours = config.attribution_window.total_seconds() / 3600
+        if window_hours > self.settings.engagement_window_hours:
+            raise InvalidRequest(
+                "experiment.attribution_window",
+                f"{window_hours:g} h is longer than the engagement window"
+                f" ({self.settings.engagement_window_hours:g} h)",
+            )
+        if await self.store.get_experiment(config.id) is not None:
+            raise InvalidRequest(
+                "experiment.id", f"experiment {config.id!r} exists; a broadcast's test is its own"
+            )
+        resolved = [
+            await self._resolve_broadcast_variant(template, data, i, v)
+            for i, v in enumerate(config.variants)
+        ]
+        config = config.model_copy(update={"variants": resolved})
+        plan = BroadcastExperiment(
+            experiment_id=config.id,
+            share=float(share),
+            control=config.control.name,
+            variants=[
+                RolloutVariant(
+                    name=v.name,
+                    template_id=v.template_id or template.id,
+                    template_version=v.template_version or template.version,
+                    data={**data, **(v.data or {})},
+                    channels=v.channels,
+                )
+                for v in resolved
+            ],
+            check_every_seconds=config.check_every.total_seconds(),
+            max_duration_seconds=config.max_duration.total_seconds(),
+        )
+        return config, plan
+
+    async def _resolve_broadcast_variant(
+        self, broadcast_template: Template, data: dict[str, Any], i: int, v: Variant
+    ) -> Variant:
+        """Pin the variant's template version (the broadcast's own when it names the same
+        template and no version), and check that it exists, has the channels and renders."""
+        field = f"experiment.variants[{i}]"
+        template_id = v.template_id or broadcast_template.id
+        version = v.template_version
+        if version is None and template_id == broadcast_template.id:
+            version = broadcast_template.version
+        template = await self.store.get_template(template_id, version)
+        if template is None:
+            if v.template_version is not None:
+                raise InvalidRequest(
+                    f"{field}.template_version",
+                    f"template {template_id!r} has no version {v.template_version}",
+                )
+            raise InvalidRequest(f"{field}.template_id", f"no template {template_id!r}")
+        for channel in v.channels or []:
+            if channel not in template.channels:
+                supported = ", ".join(c.value for c in template.channels)
+                raise InvalidRequest(
+                    f"{field}.channels",
+                    f"template {template.id!r} v{template.version} does not support"
+                    f" {channel.value} (it supports {supported})",
+                )
+        merged = {**data, **(v.data or {})}
+        for channel in v.channels or template.channels:
+            try:
+                await rendering.render_async(template, channel, merged)
+            except rendering.TemplateError as e:
+                raise InvalidRequest(f"{field}.data", f"{e.reason} ({e.field})") from e
+        return v.model_copy(
+            update={
+                "template_id": template.id,
+                "template_version": template.version,
+                "priority": template.default_priority,
+                "fallback": template.fallback,
+            }
         )
 
     async def broadcast(
@@ -184,8 +359,9 @@ class BroadcastsMixin:
         page_size: int = 500,
         pages_per_run: int = 50,
         concurrency: int = 20,
+        experiment: dict[str, Any] | None = None,
     ) -> BroadcastRef:
-        prepared = await self._prepare_broadcast(
+        prepared, config = await self._prepare_with_experiment(
             template_id,
             audience,
             data,
@@ -195,6 +371,7 @@ class BroadcastsMixin:
             page_size=page_size,
             pages_per_run=pages_per_run,
             concurrency=concurrency,
+            experiment=experiment,
         )
         bid, parsed = prepared.broadcast_id, prepared.audience
         template = await self.store.get_template(prepared.template_id, prepared.template_version)
@@ -208,6 +385,11 @@ class BroadcastsMixin:
             priority=prepared.priority,
         ):
             raise Conflict(f"broadcast {bid!r} exists; choose another id", field="broadcast_id")
+        attributes = []
+        if config is not None:
+            # Started before the broadcast, which enrols into it from its first page.
+            await self.create_experiment(config)
+            attributes.append(SearchAttributePair(sa.EXPERIMENT, config.id))
         wf_id = broadcast_workflow_id(bid)
         await self.temporal.start_workflow(
             BroadcastWorkflow.run,
@@ -225,10 +407,16 @@ class BroadcastsMixin:
                     SearchAttributePair(
                         sa.CHANNELS, [c.value for c in prepared.channels or template.channels]
                     ),
+                    *attributes,
                 ]
             ),
             static_summary=(
                 f"broadcast {bid}: {template.id} v{template.version} to {_describe(parsed)}"
+                + (
+                    f"; experiment {config.id} on {prepared.experiment.share:.0%} first"
+                    if config is not None and prepared.experiment is not None
+                    else ""
+                )
             ),
             memo={"audience": _describe(parsed), "template": f"{template.id} v{template.version}"},
         )
@@ -272,6 +460,8 @@ class BroadcastsMixin:
             pages=record.pages,
             cursor="",
             counters=record.counters,
+            detail=record.phase,
+            experiment_id=record.experiment_id,
         )
 
     async def _broadcast_record(self, broadcast_id: str) -> BroadcastRecord:
@@ -317,6 +507,14 @@ class BroadcastsMixin:
             if e.status is RPCStatusCode.NOT_FOUND:
                 raise Conflict(f"cannot {name}: broadcast {broadcast_id} is {record.status}") from e
             raise
+
+
+def experiment_id_for(broadcast_id: str) -> str:
+    """The default id of a broadcast's experiment: experiment ids have no '-' (their
+    notification ids are exp-<experiment>-<user>), so '-' becomes '_' and a hash of the
+    broadcast id keeps two broadcasts apart that differ only there."""
+    digest = hashlib.sha256(broadcast_id.encode()).hexdigest()[:8]
+    return f"bc.{broadcast_id.replace('-', '_')[:48]}.{digest}"
 
 
 def _describe(audience: Audience) -> str:

@@ -110,7 +110,13 @@ class ExperimentsMixin:
     async def _resolve_variant(self, config: ExperimentConfig, i: int, v: Variant) -> Variant:
         field = f"variants[{i}]"
         template_id = v.template_id or config.template_id
-        template = await self.store.get_template(template_id or "")
+        # A version given is kept (a broadcast's experiment pins its variants' versions).
+        template = await self.store.get_template(template_id or "", v.template_version)
+        if template is None and v.template_version is not None:
+            raise InvalidRequest(
+                f"{field}.template_version",
+                f"template {template_id!r} has no version {v.template_version}",
+            )
         if template is None:
             name = "template_id" if v.template_id else "template_id (the experiment's)"
             raise InvalidRequest(f"{field}.{name}", f"no template {template_id!r}")

@@ -4,6 +4,7 @@ so the store can use it without a cycle through `tidings.planning`."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -98,3 +99,30 @@ class Outcome:
     target: str | None = None
     provider_message_id: str | None = None
     error: str | None = None
+
+
+# --- an experiment on a share of the audience ----------------------------------------------------
+
+SAMPLE_SALT = "broadcast-sample"
+
+
+class Phase(StrEnum):
+    """Where a broadcast with an experiment is: enrolling its test share, waiting for the
+    experiment to decide, then sending the chosen variant to everyone else."""
+
+    TESTING = "testing"
+    WAITING = "waiting"
+    ROLLOUT = "rollout"
+
+
+def sample_bucket(broadcast_id: str, user_id: str) -> float:
+    """A number in [0, 1), the same in every process: a user is in the test share when it is
+    below the share. SHA-256 of broadcast and user (the experiments' `bucket` with its own salt),
+    so the sample is independent of user-id order (the first pages would be the oldest or
+    alphabetically first users) and of the variant assignment, which hashes with another salt."""
+    digest = hashlib.sha256(f"{broadcast_id}\x1f{SAMPLE_SALT}\x1f{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def in_sample(broadcast_id: str, user_id: str, share: float) -> bool:
+    return sample_bucket(broadcast_id, user_id) < share

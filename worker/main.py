@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.broadcast import BroadcastActivities
+from activities.broadcast_enroll import ExperimentEnroller
 from activities.bulk import BulkActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
@@ -174,12 +175,15 @@ def build_workers(
         activities.senders,
         caps=activities.caps,
         rate_limits=rate_limits,
+        enrol=ExperimentEnroller(client),
         start_deferred=DeferredStarter(
             client, task_queue=task_queue, engagement_window_hours=DEFAULT_ENGAGEMENT_HOURS
         ),
     )
     long_lived_activities += [
         broadcasts.plan_page,
+        broadcasts.enrol_sample,
+        broadcasts.experiment_outcome,
         broadcasts.record_broadcast,
         broadcasts.create_broadcast_record,
     ]
@@ -261,6 +265,7 @@ def workers_for(
         senders,
         caps=caps,
         rate_limits=settings.channel_rate_limits,
+        enrol=ExperimentEnroller(client),
         start_deferred=DeferredStarter(
             client,
             task_queue=settings.task_queue,

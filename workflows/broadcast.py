@@ -8,12 +8,20 @@ claim in the database so a retried batch re-sends nobody whose send was recorded
 the cursor and counters only, records them after each page, and continues as new every
 `pages_per_run` pages or when the server suggests it. Pause, resume and cancel are updates
 that take effect between pages.
+
+With an experiment, three phases come first: *testing* pages through the audience's ids and
+enrols the users a hash puts in the test share in the broadcast's ExperimentWorkflow (which
+assigns each a variant, sends it and counts engagement); *waiting* looks at the experiment's
+recorded outcome every `check_every` (a timer and one activity a look, continuing as new like
+the pages do) until it has ended; *rollout* is the ordinary page loop with the chosen variant's
+template, data and channels, leaving out everyone the experiment enrolled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -26,12 +34,14 @@ with workflow.unsafe.imports_passed_through():
         BroadcastSpec,
         DeliverBatchInput,
         DeliverBatchOutput,
+        EnrolSampleInput,
+        ExperimentOutcomeInput,
         PlanPageInput,
         PlanPageOutput,
         RecordBroadcastInput,
     )
     from activities.errors import NOT_FOUND, PERMANENT, TEMPLATE
-    from tidings.broadcast_models import Audience, UserIdsAudience
+    from tidings.broadcast_models import Audience, Phase, UserIdsAudience
     from tidings.models import Channel
     from workflows import search_attributes as sa
     from workflows.broadcast_io import (
@@ -41,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         CancelBroadcastInput,
         PauseInput,
         ResumeInput,
+        RolloutVariant,
+        SampleState,
     )
     from workflows.policies import LOCAL_RETRY, LOCAL_TIMEOUT
     from workflows.queues import channel_queue
@@ -52,6 +64,12 @@ FINISHED = "BroadcastFinished"  # pausing, resuming or cancelling a broadcast th
 PLAN_TIMEOUT = timedelta(minutes=5)  # a page of reads plus starting its deferred notifications
 BATCH_TIMEOUT = timedelta(minutes=30)  # a page of sends at the provider's paced rate
 BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)  # a dead worker's batch resumes this soon
+ENROL_TIMEOUT = timedelta(minutes=30)  # a page's test share, one update each
+ENROL_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+OUTCOME_TIMEOUT = timedelta(seconds=60)
+# Past the experiment's maximum duration by this many looks, the broadcast stops waiting for an
+# outcome the experiment should have recorded (it was terminated, say) and sends control.
+WAIT_GRACE_LOOKS = 3
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=1),
@@ -64,7 +82,10 @@ class BroadcastWorkflow:
     @workflow.init
     def __init__(self, input: BroadcastInput) -> None:
         self._input = input
-        self._state = input.state or BroadcastState(started_at=workflow.now())
+        self._state = input.state or BroadcastState(
+            started_at=workflow.now(),
+            test=SampleState() if input.experiment is not None else None,
+        )
         self._cancel_reason: str | None = None
         self._status = "paused" if self._state.paused else "running"
         self._ahead: PlanPageOutput | None = None  # the next page, planned during this one
@@ -90,6 +111,11 @@ class BroadcastWorkflow:
             runs=state.runs,
             started_at=state.started_at,
             reason=self._cancel_reason,
+            phase=state.test.phase if state.test else None,
+            detail=self._detail(),
+            experiment_id=self._input.experiment.experiment_id if self._input.experiment else None,
+            variant=state.test.variant if state.test else None,
+            enrolled=dict(state.test.enrolled) if state.test else {},
         )
 
     @workflow.update(name="pause")
@@ -167,6 +193,16 @@ class BroadcastWorkflow:
                 break
             if self._ahead is None and self._time_to_continue(pages_this_run):
                 await self._continue_as_new()
+            test = state.test
+            if test is not None and test.phase is not Phase.ROLLOUT:
+                # One step of the experiment: a page of the sample enrolled, or one look.
+                if test.phase is Phase.TESTING:
+                    await self._enrol_page(test)
+                else:
+                    await self._look(test)
+                pages_this_run += 1
+                await self._record("paused" if state.paused else "running")
+                continue
             more = await self._page(prefetch=not self._time_to_continue(pages_this_run + 1))
             pages_this_run += 1
             if not more:
@@ -203,6 +239,9 @@ class BroadcastWorkflow:
                 limit=self._input.page_size,
                 batch=batch,
                 now=workflow.now(),
+                exclude_enrolled_in=(
+                    self._input.experiment.experiment_id if self._input.experiment else None
+                ),
             ),
             start_to_close_timeout=PLAN_TIMEOUT,
             retry_policy=BATCH_RETRY,
@@ -280,6 +319,10 @@ class BroadcastWorkflow:
                 status=status,
                 counters=state.counters,
                 pages=state.pages,
+                phase=self._detail(),
+                experiment_id=self._input.experiment.experiment_id
+                if self._input.experiment
+                else None,
             ),
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
@@ -292,6 +335,16 @@ class BroadcastWorkflow:
 
     def _spec(self) -> BroadcastSpec:
         input = self._input
+        chosen = self._chosen()
+        if chosen is not None:
+            return BroadcastSpec(
+                broadcast_id=input.broadcast_id,
+                template_id=chosen.template_id,
+                template_version=chosen.template_version,
+                data=chosen.data,
+                channels=chosen.channels,
+                priority=input.priority,
+            )
         return BroadcastSpec(
             broadcast_id=input.broadcast_id,
             template_id=input.template_id,
@@ -300,6 +353,118 @@ class BroadcastWorkflow:
             channels=input.channels,
             priority=input.priority,
         )
+
+    # --- the experiment on a share of the audience ----------------------------------------------
+
+    def _chosen(self) -> RolloutVariant | None:
+        test, experiment = self._state.test, self._input.experiment
+        if test is None or experiment is None or test.phase is not Phase.ROLLOUT:
+            return None
+        return experiment.variant(test.variant)
+
+    def _detail(self) -> str | None:
+        """The phase in words: the `progress` query, the broadcasts row and the Web UI."""
+        test, experiment = self._state.test, self._input.experiment
+        if test is None or experiment is None:
+            return None
+        eid = experiment.experiment_id
+        if test.phase is Phase.TESTING:
+            return f"testing: enrolling {experiment.share:.0%} of the audience in experiment {eid}"
+        if test.phase is Phase.WAITING:
+            return f"waiting for experiment {eid}"
+        why = "winner" if test.ending == "winner" else f"{test.ending}, control"
+        return f"sending {test.variant} ({why}) to the rest"
+
+    def _show_phase(self) -> None:
+        workflow.set_current_details(self._detail() or "")
+
+    async def _enrol_page(self, test: SampleState) -> None:
+        """Enrol the test share of the next page of ids; after the last page, wait."""
+        experiment = self._input.experiment
+        assert experiment is not None
+        self._show_phase()
+        audience, last = self._page_audience(test.cursor)
+        if isinstance(audience, UserIdsAudience) and not audience.user_ids:
+            self._to_waiting(test)
+            return
+        output = await workflow.execute_activity_method(
+            BroadcastActivities.enrol_sample,
+            EnrolSampleInput(
+                broadcast_id=self._input.broadcast_id,
+                experiment_id=experiment.experiment_id,
+                share=experiment.share,
+                audience=audience,
+                after=test.cursor,
+                limit=self._input.page_size,
+            ),
+            start_to_close_timeout=ENROL_TIMEOUT,
+            heartbeat_timeout=ENROL_HEARTBEAT_TIMEOUT,
+            retry_policy=BATCH_RETRY,
+            summary=f"test share of page {test.pages + 1}",
+        )
+        test.pages += 1
+        test.sampled += output.sampled
+        for variant, n in output.enrolled.items():
+            test.enrolled[variant] = test.enrolled.get(variant, 0) + n
+            self._state.counters.recipients += n
+        if isinstance(audience, UserIdsAudience):
+            test.cursor, more = audience.user_ids[-1], not last
+        else:
+            more = output.last_user_id is not None and output.read >= self._input.page_size
+            test.cursor = output.last_user_id or test.cursor
+        if output.closed:
+            # The experiment ended early (stopped, or decided already): the rest of the sample
+            # is not enrolled, so it gets the rollout like everyone else.
+            test.closed = True
+        if output.closed or not more:
+            self._to_waiting(test)
+
+    def _to_waiting(self, test: SampleState) -> None:
+        test.phase, test.waiting_since = Phase.WAITING, workflow.now()
+        self._show_phase()
+
+    async def _look(self, test: SampleState) -> None:
+        """Wait one `check_every` (or less, if the experiment had ended already) and read the
+        experiment's outcome; decide the rollout's variant when it has one."""
+        experiment = self._input.experiment
+        assert experiment is not None and test.waiting_since is not None
+        self._show_phase()
+        every = timedelta(seconds=experiment.check_every_seconds)
+        if not test.closed or test.polls > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._cancel_reason is not None or self._state.paused,
+                    timeout=every,
+                    timeout_summary=f"waiting for experiment {experiment.experiment_id}",
+                )
+            if self._cancel_reason is not None or self._state.paused:
+                return  # the loop takes it from here; the look is made after a resume
+        test.polls += 1
+        outcome = await workflow.execute_activity_method(
+            BroadcastActivities.experiment_outcome,
+            ExperimentOutcomeInput(experiment_id=experiment.experiment_id),
+            start_to_close_timeout=OUTCOME_TIMEOUT,
+            retry_policy=BATCH_RETRY,
+            summary=f"has experiment {experiment.experiment_id} decided?",
+        )
+        started = self._state.started_at or test.waiting_since
+        limit = timedelta(seconds=experiment.max_duration_seconds) + every * WAIT_GRACE_LOOKS
+        if outcome.finished:
+            winner = outcome.winner if outcome.ending == "winner" else None
+            self._decide(test, outcome.ending or "stopped", winner, outcome.reason)
+        elif workflow.now() - started >= limit:
+            self._decide(test, "timeout", None, "the experiment recorded no outcome in time")
+
+    def _decide(
+        self, test: SampleState, ending: str, winner: str | None, reason: str | None
+    ) -> None:
+        experiment = self._input.experiment
+        assert experiment is not None
+        chosen = experiment.variant(winner)  # control unless a known variant won
+        test.ending, test.variant, test.reason = ending, chosen.name, reason
+        test.phase = Phase.ROLLOUT
+        workflow.upsert_search_attributes([sa.VARIANT.value_set(chosen.name)])
+        self._show_phase()
 
 
 def _reason(error: Exception) -> str:

@@ -4,7 +4,8 @@ with a progress bar that follows the broadcast's counters (`--follow`)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Group, RenderableType
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from starter.cli._runtime import connect, out, parse_data, progress, run
+from starter.cli.directory import load_definition
 from starter.client import Tidings
 from tidings.errors import InvalidRequest
 from tidings.settings import Settings
@@ -30,6 +32,11 @@ def progress_view(p: BroadcastProgress) -> RenderableType:
     head = Text()
     head.append(f"broadcast {p.broadcast_id}: {p.status}", style="bold")
     head.append(f"  ({p.counters.recipients} recipients, {p.pages} pages, runs {p.runs})")
+    if p.detail:
+        head.append(f"\n{p.detail}")
+    if p.enrolled:
+        arms = ", ".join(f"{name} {n}" for name, n in sorted(p.enrolled.items()))
+        head.append(f"\ntest share enrolled: {arms}")
     if p.reason:
         head.append(f"\n{p.reason}")
     table = Table(title="per channel", title_justify="left")
@@ -107,17 +114,35 @@ def send(
     ] = None,
     broadcast_id: Annotated[str | None, typer.Option("--id", help="The broadcast's id.")] = None,
     page_size: Annotated[int, typer.Option(help="Recipients per page.")] = 500,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(
+            help="A YAML, TOML or JSON file with an A/B test to run on a share of the audience"
+            " first (share, variants, metric, ...; README, Broadcasts).",
+        ),
+    ] = None,
+    experiment_share: Annotated[
+        float | None,
+        typer.Option(help="The share of the audience tested (sets the file's share)."),
+    ] = None,
     follow_: Annotated[
         bool, typer.Option("--follow", help="Show a progress bar until it ends.")
     ] = False,
 ) -> None:
-    """Start a broadcast (checked first: audience, template, channels, data)."""
+    """Start a broadcast (checked first: audience, template, channels, data, experiment)."""
 
     async def main(settings: Settings) -> None:
         chosen = sum((bool(users), all_users, segment is not None))
         if chosen != 1:
             raise InvalidRequest("audience", "give user ids, --all or --segment (exactly one)")
         audience = "all" if all_users else f"segment:{segment}" if segment else list(users or [])
+        test: dict[str, Any] | None = None
+        if experiment is not None:
+            test = dict(load_definition(experiment))
+            if experiment_share is not None:
+                test["share"] = experiment_share
+        elif experiment_share is not None:
+            raise InvalidRequest("experiment", "--experiment-share needs --experiment FILE")
         async with connect(settings) as tidings:
             ref = await tidings.broadcast(
                 template_id,
@@ -126,6 +151,7 @@ def send(
                 channel,  # the client checks the names
                 broadcast_id=broadcast_id,
                 page_size=page_size,
+                experiment=test,
             )
             out().print(f"broadcast {ref.broadcast_id} running ({ref.workflow_id})", markup=False)
             if follow_:

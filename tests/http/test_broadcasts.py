@@ -50,9 +50,26 @@ async def test_bad_broadcasts_are_422_naming_the_field(client: httpx.AsyncClient
         ),
         ({"template_id": "nope", "audience": {"kind": "all"}}, "template_id"),
         ({"template_id": "welcome", "audience": {"kind": "all"}, "channels": ["sms"]}, "channels"),
+        (
+            {
+                "template_id": "welcome",
+                "audience": {"kind": "all"},
+                "experiment": {"share": 1.5, "variants": [{"name": "a", "control": True}]},
+            },
+            "experiment.share",
+        ),
+        (
+            {
+                "template_id": "welcome",
+                "audience": {"kind": "all"},
+                "experiment": {"share": 0.1, "variants": [{"name": "a", "control": True}]},
+            },
+            "experiment.variants",
+        ),
     ]
     for body, field in cases:
         r = await client.post("/v1/broadcasts", json={**body, "data": WELCOME})
         error = error_of(r, 422, "invalid_request")
         assert error["field"].startswith(field), (body, error)
     assert (await client.get("/v1/broadcasts")).json() == []
+    assert (await client.get("/v1/experiments")).json() == []

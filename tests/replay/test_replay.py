@@ -46,6 +46,8 @@ def test_histories_are_checked_in() -> None:
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
     broadcasts |= {f"broadcast_v2_{n}" for n in ("first_run", "completed", "cancelled", "failed")}
+    # v3: an experiment on a share of the audience first (record_broadcast_experiment.py).
+    broadcasts |= {f"broadcast_v3_experiment_{n}" for n in ("first_run", "completed", "cancelled")}
     digests = {"digest_v1_window", "digest_v1_first_run", "digest_v1_continued"}
     scheduled = {f"scheduled_v1_{n}" for n in ("notification", "repeat", "digest")}
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)

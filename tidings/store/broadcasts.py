@@ -30,6 +30,7 @@ from tidings.store.tables import (
     BroadcastRecipientRow,
     BroadcastRow,
     DeviceRow,
+    EnrolmentRow,
     InboxRow,
     PreferencesRow,
     UserRow,
@@ -63,6 +64,8 @@ class BroadcastRecord(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     finished_at: AwareDatetime | None = None
+    experiment_id: str | None = None  # the experiment run on a share of the audience first
+    phase: str | None = None  # with an experiment: testing, waiting for it, sending the winner
 
 
 class RecipientRecord(BaseModel):
@@ -89,6 +92,8 @@ def _record(row: BroadcastRow) -> BroadcastRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
+        experiment_id=row.experiment_id,
+        phase=row.phase,
     )
 
 
@@ -277,23 +282,42 @@ class BroadcastsMixin(SegmentsMixin):
             return rowcount(result) == 1
 
     async def record_broadcast_progress(
-        self, broadcast_id: str, *, status: str, counters: BroadcastCounters, pages: int
+        self,
+        broadcast_id: str,
+        *,
+        status: str,
+        counters: BroadcastCounters,
+        pages: int,
+        phase: str | None = None,
+        experiment_id: str | None = None,
     ) -> None:
         now = utcnow()
         final = status in ("completed", "cancelled", "failed")
-        stmt = (
-            update(BroadcastRow)
-            .where(BroadcastRow.id == broadcast_id)
-            .values(
-                status=status,
-                counters=counters.model_dump(mode="json"),
-                pages=pages,
-                updated_at=now,
-                finished_at=now if final else None,
-            )
-        )
+        values: dict[str, Any] = {
+            "status": status,
+            "counters": counters.model_dump(mode="json"),
+            "pages": pages,
+            "updated_at": now,
+            "finished_at": now if final else None,
+        }
+        if phase is not None:  # a broadcast without an experiment never has one
+            values["phase"] = phase
+        if experiment_id is not None:
+            values["experiment_id"] = experiment_id
+        stmt = update(BroadcastRow).where(BroadcastRow.id == broadcast_id).values(**values)
         async with self._write() as session:
             await session.execute(stmt)
+
+    async def enrolled_among(self, experiment_id: str, user_ids: Sequence[str]) -> set[str]:
+        """Which of these users the experiment has enrolled: a broadcast's rollout skips them."""
+        if not user_ids:
+            return set()
+        stmt = select(EnrolmentRow.user_id).where(
+            EnrolmentRow.experiment_id == experiment_id,
+            EnrolmentRow.user_id.in_(list(user_ids)),
+        )
+        async with self._read() as session:
+            return set(await session.scalars(stmt))
 
     async def get_broadcast(self, broadcast_id: str) -> BroadcastRecord | None:
         async with self._read() as session:

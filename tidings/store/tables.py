@@ -404,6 +404,9 @@ class BroadcastRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An experiment on a share of the audience first (migration 0016): its id, and the phase.
+    experiment_id: Mapped[str | None] = mapped_column(String(64))
+    phase: Mapped[str | None] = mapped_column(String(200))
 
 
 class BroadcastRecipientRow(Base):

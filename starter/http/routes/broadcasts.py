@@ -33,6 +33,9 @@ class BroadcastBody(Model):
     broadcast_id: str | None = Field(default=None, pattern=BROADCAST_ID_PATTERN)
     priority: Priority | None = None
     page_size: int = Field(default=500, ge=1, le=2000)
+    # {"share": 0.1, "variants": [...], ...}: an A/B test on that share first (README,
+    # Broadcasts); checked by the client, which names the field (`experiment.share`).
+    experiment: dict[str, Any] | None = None
 
 
 class CancelBody(Model):
@@ -55,6 +58,7 @@ async def start_broadcast(body: BroadcastBody, tidings: Api) -> BroadcastRef:
         broadcast_id=body.broadcast_id,
         priority=body.priority,
         page_size=body.page_size,
+        experiment=body.experiment,
     )
 
 
