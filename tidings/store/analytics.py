@@ -48,9 +48,10 @@ from tidings.analytics import (
     rate,
 )
 from tidings.models import Channel, DeliveryStatus, EngagementType
-from tidings.store.portable import bucket, epoch, json_number, json_string
+from tidings.store.portable import bucket, epoch
 from tidings.store.segments import SegmentsMixin
 from tidings.store.tables import (
+    ConversionRow,
     DeliveryRow,
     EngagementRow,
     NotificationRow,
@@ -260,20 +261,17 @@ class AnalyticsMixin(SegmentsMixin):
         size = _SECONDS[bucket_by]
         cohort = await self._cohort(period, f, size)
         series = self._counts_select(cohort, f.channel, [cohort.c.bucket]).group_by(cohort.c.bucket)
-        e = EngagementRow
-        currency = func.coalesce(json_string(e.meta, "currency", self._dialect), "")
-        value = func.sum(json_number(e.meta, "value", self._dialect))
+        # The sums kept per notification, channel and currency (migration 0017) of the
+        # converted notifications only (their facts say which): no event is read.
+        cv = ConversionRow
         converted = cohort.c.last_converted_at if f.channel is None else cohort.c.first_converted_at
         values = (
-            select(currency.label("currency"), value.label("value"))
-            .where(
-                # Only the notifications with a conversion (their facts say which).
-                e.notification_id.in_(select(cohort.c.id).where(converted.is_not(None))),
-                e.type == EngagementType.CONVERTED.value,
-                *_event_channel(f.channel),
-            )
-            .group_by(currency)
+            select(cv.currency, func.sum(cv.value).label("value"))
+            .where(cv.notification_id.in_(select(cohort.c.id).where(converted.is_not(None))))
+            .group_by(cv.currency)
         )
+        if f.channel is not None:
+            values = values.where(cv.channel.in_([f.channel.value, ""]))
         async with self._figures() as session:
             points = (await session.execute(series.order_by(cohort.c.bucket))).all()
             money = (await session.execute(values)).all()
