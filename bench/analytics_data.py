@@ -21,11 +21,12 @@ from sqlalchemy import JSON, Table, delete, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.store.facts import (
+    recount_conversions,
     recount_user_engagement,
     refresh_delivery_facts,
     refresh_facts,
 )
-from tidings.store.tables import Base, UserEngagementRow
+from tidings.store.tables import Base, ConversionRow, UserEngagementRow
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -251,6 +252,8 @@ async def load(
             await conn.execute(refresh_delivery_facts())
             await conn.execute(delete(UserEngagementRow))
             await conn.execute(recount_user_engagement())
+            await conn.execute(delete(ConversionRow))
+            await conn.execute(recount_conversions("postgresql"))
     return written
 
 

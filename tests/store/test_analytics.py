@@ -197,16 +197,35 @@ async def test_the_daily_and_hourly_series_add_up_by_creation_time(loaded: Store
     assert all(p.at.minute == 0 and p.at.tzinfo is not None for p in hourly.series)
 
 
-async def test_conversion_value_is_summed_per_currency(loaded: Store) -> None:
+@pytest.mark.parametrize(
+    ("segment", "channel"), [(False, None), (True, None), (False, "email"), (True, "email")]
+)
+async def test_conversion_value_is_summed_per_currency(
+    loaded: Store, segment: bool, channel: str | None
+) -> None:
+    """Every `converted` event's value (late ones and those through no channel included) of
+    the cohort's notifications, per currency; with a segment the series and the values come
+    from one statement, and still equal a recount."""
+    pro = await _pro(loaded) if segment else None
+    rows = _cohort(lambda n: pro is None or n["user_id"] in pro, channel)
     expected: dict[str, float] = defaultdict(float)
-    for n in _cohort(lambda n: True):
+    for n in rows:
         for e in DATA.events[n["id"]]:
+            if channel is not None and e["channel"] not in (channel, None):
+                continue
             if e["type"] == "converted" and "value" in e["metadata"]:
                 expected[e["metadata"]["currency"]] += e["metadata"]["value"]
-    metrics = await loaded.analytics_metrics(PERIOD, MetricsFilter())
-    assert set(metrics.conversion_value) == set(expected)
+    f = MetricsFilter(segment="pro" if segment else None, channel=channel)
+    metrics = await loaded.analytics_metrics(PERIOD, f)
+    assert expected and set(metrics.conversion_value) == set(expected)
     for currency, value in expected.items():
         assert metrics.conversion_value[currency] == pytest.approx(value)
+    assert metrics.counts == _by_hand(rows, channel)
+    for point in metrics.series:
+        day_end = point.at + timedelta(days=1)
+        assert point.counts == _by_hand(
+            [n for n in rows if point.at <= n["created_at"] < day_end], channel
+        )
 
 
 async def test_best_templates_rank_by_the_metric_among_those_with_the_sample(loaded: Store) -> None:

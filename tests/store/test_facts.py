@@ -20,7 +20,13 @@ from tidings.models import (
 )
 from tidings.receipts import DeliveryReceipt
 from tidings.store import LedgerEntry, Store
-from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow, UserEngagementRow
+from tidings.store.tables import (
+    ConversionRow,
+    DeliveryRow,
+    EngagementRow,
+    NotificationRow,
+    UserEngagementRow,
+)
 
 T0 = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 FACTS = [
@@ -136,10 +142,37 @@ async def _users_recount(store: Store) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+async def _conversions(store: Store) -> dict[tuple[str, str, str], float | None]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(ConversionRow))).all()
+    return {(r.notification_id, r.channel, r.currency): r.value for r in rows}
+
+
+async def _conversions_recount(store: Store) -> dict[tuple[str, str, str], float | None]:
+    """Per notification, channel ("" for none) and currency ("" unless a string), the sum of
+    the numeric values of its raw `converted` events (None while none had one)."""
+    async with store.engine.connect() as conn:
+        events = (await conn.execute(select(EngagementRow))).all()
+    out: dict[tuple[str, str, str], float | None] = {}
+    for e in events:
+        if e.type != "converted":
+            continue
+        currency = e.metadata.get("currency")
+        key = (e.notification_id, e.channel or "", currency if isinstance(currency, str) else "")
+        value = e.metadata.get("value")
+        number = (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+        total = out.get(key)
+        out[key] = number if total is None else total + (number or 0.0)
+    return out
+
+
 async def _all_equal_a_recount(store: Store) -> None:
     assert await _facts(store) == await _recount(store)
     assert await _delivery_facts(store) == await _delivery_recount(store)
     assert await _users(store) == await _users_recount(store)
+    assert await _conversions(store) == await _conversions_recount(store)
 
 
 def _event(nid: str, kind: EngagementType, minutes: int, **kw: Any) -> EngagementEvent:
@@ -289,3 +322,54 @@ async def test_user_engagement_follows_a_notification_moved_to_another_user(stor
     users = await _users(store)
     assert users["cy"] == (T0 + timedelta(minutes=10), None, None)
     assert users["di"] == (None, None, T0 + timedelta(minutes=40))
+
+
+async def test_conversions_sum_late_repeated_and_valueless_conversions(store: Store) -> None:
+    """The conversions' sums (migration 0017) equal a recount whatever arrives: a repeated
+    event (same id) is not added twice, a late one is, a conversion without a value or with a
+    non-numeric one adds nothing, currencies and channels are kept apart. Values are exact
+    binary fractions, so the sums are exact in any order."""
+    sent = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENT, at=T0)
+    await record(store, "c-1", channels=[sent])
+    await record(store, "c-2", channels=[sent])
+    converted = EngagementType.CONVERTED
+
+    def conversion(nid: str, minutes: int, **kw: Any) -> EngagementEvent:
+        return _event(nid, converted, minutes, **kw)
+
+    eur = {"value": 19.5, "currency": "EUR"}
+    assert await store.record_engagement(conversion("c-1", 5, event_id="k1", metadata=eur))
+    assert not await store.record_engagement(conversion("c-1", 6, event_id="k1", metadata=eur))
+    assert await store.record_engagement(
+        conversion(
+            "c-1", 60 * 24 * 40, event_id="k2", metadata={"value": 0.25, "currency": "EUR"}
+        )  # late
+    )
+    assert await store.record_engagement(
+        conversion(
+            "c-1", 7, channel=Channel.EMAIL, event_id="k3", metadata={"value": 3, "currency": "EUR"}
+        )
+    )
+    assert await store.record_engagement(conversion("c-1", 8, event_id="k4", metadata={"value": 2}))
+    assert await store.record_engagement(
+        conversion("c-2", 9, event_id="k5", metadata={"currency": "USD"})
+    )
+    assert await store.record_engagement(
+        conversion("c-2", 10, event_id="k6", metadata={"value": "lots", "currency": "USD"})
+    )
+    # Without an id, a conversion counts once per notification and channel.
+    assert await store.record_engagement(conversion("c-1", 12, metadata=eur))
+    assert not await store.record_engagement(conversion("c-1", 13, metadata=eur))
+    many = [
+        conversion("c-2", 11 + i, event_id=f"g{i}", metadata={"value": 1.5, "currency": "GBP"})
+        for i in range(2)
+    ]
+    assert all(r.new for r in (await store.record_events(many)).values())
+    await _all_equal_a_recount(store)
+    assert await _conversions(store) == {
+        ("c-1", "", "EUR"): 39.25,
+        ("c-1", "email", "EUR"): 3.0,
+        ("c-1", "", ""): 2.0,
+        ("c-2", "", "USD"): None,
+        ("c-2", "", "GBP"): 3.0,
+    }

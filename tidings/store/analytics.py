@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BigInteger,
     ColumnElement,
     Float,
+    Integer,
     Select,
     and_,
     case,
@@ -22,9 +24,11 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    null,
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,9 +52,10 @@ from tidings.analytics import (
     rate,
 )
 from tidings.models import Channel, DeliveryStatus, EngagementType
-from tidings.store.portable import bucket, epoch, json_number, json_string
+from tidings.store.portable import bucket, epoch
 from tidings.store.segments import SegmentsMixin
 from tidings.store.tables import (
+    ConversionRow,
     DeliveryRow,
     EngagementRow,
     NotificationRow,
@@ -193,10 +198,13 @@ class AnalyticsMixin(SegmentsMixin):
             .prefix_with("MATERIALIZED")
         )
         members = await self.segment_users(f.segment)
+        # Materialised too: the metrics read it twice in one statement, and each reading
+        # would otherwise evaluate the rule over every user again.
         return (
             select(*[c for c in period_rows.c if c.key != "user_id"])
             .where(period_rows.c.user_id.in_(members))
             .cte("cohort")
+            .prefix_with("MATERIALIZED")
         )
 
     def _counts_select(self, cohort: CTE, channel: Channel | None, group: list[Any]) -> Select[Any]:
@@ -260,23 +268,23 @@ class AnalyticsMixin(SegmentsMixin):
         size = _SECONDS[bucket_by]
         cohort = await self._cohort(period, f, size)
         series = self._counts_select(cohort, f.channel, [cohort.c.bucket]).group_by(cohort.c.bucket)
-        e = EngagementRow
-        currency = func.coalesce(json_string(e.meta, "currency", self._dialect), "")
-        value = func.sum(json_number(e.meta, "value", self._dialect))
+        # The sums kept per notification, channel and currency (migration 0017) of the
+        # converted notifications only (their facts say which): no event is read.
+        cv = ConversionRow
         converted = cohort.c.last_converted_at if f.channel is None else cohort.c.first_converted_at
         values = (
-            select(currency.label("currency"), value.label("value"))
-            .where(
-                # Only the notifications with a conversion (their facts say which).
-                e.notification_id.in_(select(cohort.c.id).where(converted.is_not(None))),
-                e.type == EngagementType.CONVERTED.value,
-                *_event_channel(f.channel),
-            )
-            .group_by(currency)
+            select(cv.currency, func.sum(cv.value).label("value"))
+            .where(cv.notification_id.in_(select(cohort.c.id).where(converted.is_not(None))))
+            .group_by(cv.currency)
         )
+        if f.channel is not None:
+            values = values.where(cv.channel.in_([f.channel.value, ""]))
         async with self._figures() as session:
-            points = (await session.execute(series.order_by(cohort.c.bucket))).all()
-            money = (await session.execute(values)).all()
+            if f.segment is None:
+                points = (await session.execute(series.order_by(cohort.c.bucket))).all()
+                money = (await session.execute(values)).all()
+            else:
+                points, money = await self._series_and_values(session, series, values)
         # Each notification falls in exactly one bucket, so the period's counts are the sums of
         # the buckets' (at most a few hundred): one pass over the cohort instead of two.
         buckets = [self._counts(p) for p in points]
@@ -295,6 +303,30 @@ class AnalyticsMixin(SegmentsMixin):
                 for p, b in zip(points, buckets, strict=True)
             ],
         )
+
+    @staticmethod
+    async def _series_and_values(
+        session: AsyncSession, series: Any, values: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """The series and the conversion values as one statement (UNION ALL), so that the
+        cohort, a CTE both read, is materialised once: with a segment, the rule is evaluated
+        over every user once rather than once per statement (SQLite and PostgreSQL materialise
+        a CTE read twice). A series row has no currency; a value row always has one."""
+        counts = len(series.selected_columns) - 1
+        v = values.subquery("v")
+        both: Any = union_all(
+            series.add_columns(null().label("currency"), cast(null(), Float).label("value")),
+            select(
+                cast(null(), BigInteger).label("bucket"),
+                *[cast(null(), Integer).label(f"n{i}") for i in range(counts)],
+                v.c.currency,
+                v.c.value,
+            ),
+        )
+        rows = (await session.execute(both)).all()
+        points = sorted((r for r in rows if r.currency is None), key=lambda r: r.bucket)
+        money = [(r.currency, r.value) for r in rows if r.currency is not None]
+        return points, money
 
     async def best_templates(
         self,

@@ -7,7 +7,9 @@ open or a click), `last_clicked_at`, `last_converted_at` (the latest event of th
 when none). On each delivery: `first_opened_at` (an open or a click), `first_clicked_at`,
 `first_converted_at` (the earliest event of that kind through its channel or through none:
 what per-channel figures count) and `created_at` (its notification's). Per user
-(`user_engagement`): the latest open, click and conversion over all their notifications.
+(`user_engagement`): the latest open, click and conversion over all their notifications. Per
+notification, channel and currency (`conversions`, migration 0017): the sum of the conversions'
+values.
 
 Database triggers keep them (migration 0015) inside the very statement that writes a delivery
 or an event, so they can never drift from a recount and the application sends no statement
@@ -23,11 +25,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Update, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Update,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.models import DeliveryStatus, EngagementType
-from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow, UserEngagementRow
+from tidings.store.portable import json_number, json_string
+from tidings.store.tables import (
+    ConversionRow,
+    DeliveryRow,
+    EngagementRow,
+    NotificationRow,
+    UserEngagementRow,
+)
 
 OK = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
 OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
@@ -118,6 +137,27 @@ def recount_user_engagement() -> Insert:
     return insert(u).from_select(
         [u.user_id, u.last_opened_at, u.last_clicked_at, u.last_converted_at], latest
     )
+
+
+def recount_conversions(dialect: str) -> Insert:
+    """The INSERT that fills `conversions` from the `converted` events (into an empty table:
+    delete its rows first): per notification, channel (`""` for none) and currency (`""` for
+    none), the sum of the JSON-number values."""
+    e = EngagementRow
+    channel = func.coalesce(e.channel, "")
+    currency = func.coalesce(json_string(e.meta, "currency", dialect), "")
+    sums = (
+        select(
+            e.notification_id,
+            channel,
+            currency,
+            func.sum(json_number(e.meta, "value", dialect)),
+        )
+        .where(e.type == EngagementType.CONVERTED.value)
+        .group_by(e.notification_id, channel, currency)
+    )
+    c = ConversionRow
+    return insert(c).from_select([c.notification_id, c.channel, c.currency, c.value], sums)
 
 
 async def refresh(session: AsyncSession, notification_id: str) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -249,6 +250,22 @@ class UserEngagementRow(Base):
     last_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConversionRow(Base):
+    """Per notification, channel (`""`: an event through none) and currency (`""`: none), the
+    sum of its `converted` events' `value` (NULL while none had one), kept by a trigger on
+    events (migration 0017): the conversion value without reading the events."""
+
+    __tablename__ = "conversions"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    notification_id: Mapped[str] = mapped_column(
+        String, ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
 
 
 class EngagementRow(Base):
