@@ -187,8 +187,9 @@ async def send(
             target=acceptance.target,
             provider_message_id=acceptance.provider_message_id,
             attempts=request.record_attempt,
-            # On the run's clock, as the run's own record has it (the engagement window is
-            # counted from it); the run's final record writes the instant it heard back.
+            # On the run's clock (the engagement window is counted from it): the attempt's
+            # scheduled time. Runs before LEAN_RECORDS_PATCH overwrote it with the instant the
+            # run heard back; newer ones leave this row as it is.
             at=request.render_at or entry.sent_at,
         )
         await store.record_send(entry, result)

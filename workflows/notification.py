@@ -67,6 +67,12 @@ LAST_CHANNEL_WITH_STATUS_PATCH = "last-channel-recorded-with-status"
 # run would take (live records, the last channel with the status, fallback) without their own
 # markers: one marker event per run instead of two or three.
 FOLDED_RECORDS_PATCH = "records-folded-into-plan-and-deliver"
+# The run's own records write only what the database does not have yet (the deliveries and the
+# plan wrote the rest: with the facts kept by triggers, nothing needs the rewrite), and the
+# Web UI's status is upserted once, when the run knows its outcome, not also at SENDING: each
+# upsert is a visibility write on the server. Stands for FOLDED_RECORDS_PATCH (and the ones it
+# stands for) on new runs: one marker, one TemporalChangeVersion upsert.
+LEAN_RECORDS_PATCH = "records-only-what-changed"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -101,6 +107,9 @@ class NotificationWorkflow:
         self._folded = False  # FOLDED_RECORDS_PATCH: the plan and deliver activities record
         self._planned_at: datetime | None = None  # the last plan's not_before
         self._planned: list[Channel] = []  # the channels the plan recorded as sending
+        self._lean = False  # LEAN_RECORDS_PATCH: records write only what changed
+        # Each channel as the database has it, as far as this run knows (LEAN_RECORDS_PATCH).
+        self._written: dict[Channel, ChannelResult] = {}
 
     # --- handlers -------------------------------------------------------------------------------
 
@@ -183,6 +192,9 @@ class NotificationWorkflow:
             if result.channel is receipt.channel and result.status is DeliveryStatus.SENT:
                 self._channels[i] = _settle(result, receipt)
                 applied = True
+                # The front door wrote the receipt: the row has it already.
+                if self._written.get(receipt.channel) == result:
+                    self._written[receipt.channel] = self._channels[i]
         if not applied:
             self._receipts[receipt.channel] = receipt
         if self._channels and self._status is not NotificationStatus.SENDING:
@@ -194,7 +206,8 @@ class NotificationWorkflow:
     async def run(self, input: NotificationInput) -> NotificationResult:
         # A run that plans at once records nothing before its plan: the plan's activity writes
         # the row. One that waits for a send time is in the database from the start.
-        self._folded = workflow.patched(FOLDED_RECORDS_PATCH)
+        self._lean = workflow.patched(LEAN_RECORDS_PATCH)
+        self._folded = self._lean or workflow.patched(FOLDED_RECORDS_PATCH)
         if not self._folded or (self._send_at is not None and self._send_at > workflow.now()):
             await self._record()
 
@@ -204,7 +217,8 @@ class NotificationWorkflow:
 
         self._reason = None  # a deferral's reason no longer applies
         self._channel_reason = plan.channel_reason
-        self._set_status(NotificationStatus.SENDING)
+        # On lean runs the Web UI's status waits for the outcome (the row says `sending`).
+        self._set_status(NotificationStatus.SENDING, upsert=not self._lean)
         suppressed = [
             ChannelResult(channel=c, status=DeliveryStatus.SUPPRESSED, reason=r)
             for c, r in plan.suppressed.items()
@@ -222,6 +236,8 @@ class NotificationWorkflow:
             assert self._planned_at is not None
             if not (self._folded and plan.send_at <= self._planned_at):
                 await self._record()
+            else:
+                self._written = {c.channel: c for c in self._channels}
             self._first_round = True
             await asyncio.gather(*(self._send(c) for c in plan.channels))
             self._first_round = False
@@ -401,11 +417,14 @@ class NotificationWorkflow:
         result = await self._deliver(channel)
         # On the folded path a delivery that went through wrote its own row as it landed.
         recorded = self._folded and result.status is not _FAILED
-        if note is not None and (always or result.status in _SUCCESS):
+        noted = note is not None and (always or result.status in _SUCCESS)
+        if noted:
             result.reason = note
         pending = self._receipts.pop(channel, None)
         if pending is not None and result.status is DeliveryStatus.SENT:
-            result = _settle(result, pending)
+            result = _settle(result, pending)  # the front door wrote the receipt
+        if recorded and not noted:
+            self._written[channel] = result
         for i, current in enumerate(self._channels):
             if current.channel is channel and current.status is DeliveryStatus.SENDING:
                 self._channels[i] = result
@@ -419,6 +438,7 @@ class NotificationWorkflow:
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=LOCAL_RETRY,
             )
+            self._written[channel] = result
         return result
 
     def _recorded_with_status_next(self, channel: Channel) -> bool:
@@ -509,9 +529,11 @@ class NotificationWorkflow:
         if self._status is not NotificationStatus.SCHEDULED or self._cancel_reason is not None:
             raise ValueError(f"cannot {action}: the notification is already {self._status.value}")
 
-    def _set_status(self, status: NotificationStatus) -> None:
+    def _set_status(self, status: NotificationStatus, *, upsert: bool = True) -> None:
         self._status = status
         self._unrecorded = True
+        if not upsert:
+            return
         updates: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(status.value)]
         if self._channels:
             attempted = [
@@ -523,6 +545,12 @@ class NotificationWorkflow:
     async def _record(self) -> None:
         req = self._req
         self._unrecorded = False
+        channels = self._channels
+        if self._lean:
+            # The plan and the deliveries wrote their channels as they went; a receipt's status
+            # was written by the front door. Rewriting them would only race the receipts.
+            channels = [c for c in self._channels if self._written.get(c.channel) != c]
+            self._written.update((c.channel, c) for c in channels)
         await workflow.execute_local_activity_method(
             NotificationActivities.record_notification,
             RecordInput(
@@ -534,7 +562,7 @@ class NotificationWorkflow:
                 status=self._status,
                 send_at=self._send_at,
                 reason=self._reason,
-                channels=self._channels,
+                channels=channels,
                 experiment_id=req.experiment_id,
                 variant=req.variant,
             ),

@@ -42,6 +42,9 @@ def test_histories_are_checked_in() -> None:
     # v7: the plan and each delivery record what they did (FOLDED_RECORDS_PATCH).
     v7 = {f"notification_v7_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v7 |= {"notification_v7_split", "notification_v7_optimal"}
+    # v8: records write only what changed, TidingsStatus once at the end (LEAN_RECORDS_PATCH).
+    v8 = {f"notification_v8_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v8 |= {"notification_v8_split", "notification_v8_optimal"}
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
@@ -53,7 +56,7 @@ def test_histories_are_checked_in() -> None:
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     bulks = {f"bulk_v1_{n}" for n in ("one_page", "first_run", "last_run")}
     long_lived = experiments | broadcasts | digests | scheduled | bulks
-    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | long_lived <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | long_lived <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through

@@ -22,6 +22,7 @@ from tidings import frequency
 from tidings.models import Channel, DeliveryStatus, NotificationResult, NotificationStatus
 from tidings.store import Store
 from worker.main import build_senders, close_senders, run_workers, workers_for
+from workflows import search_attributes as sa
 from workflows.policies import MAX_ENGAGEMENT_EVENTS
 
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
@@ -243,3 +244,30 @@ async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack
         if m.marker_name == "core_local_activity"
     ]
     assert local == ["plan_delivery", "record_notification"], local
+
+
+async def test_the_web_ui_status_is_upserted_once_with_the_outcome(stack: Stack) -> None:
+    """LEAN_RECORDS_PATCH: TidingsStatus is set at start and upserted once more, with the
+    outcome and the channels tried, not also at SENDING (each upsert is a visibility write);
+    the database still has every channel, written by the plan and the deliveries."""
+    ref = await stack.tidings.notify(
+        user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
+    )
+    sent = await stack.tidings.wait_sent(ref.notification_id)
+    handle = stack.tidings.temporal.get_workflow_handle(f"notification/{ref.notification_id}")
+    history = await handle.fetch_history()
+    upserts = [
+        dict(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    ours = [u for u in upserts if "TidingsStatus" in u]
+    assert len(ours) == 1, [sorted(u) for u in upserts]
+    assert json.loads(ours[0]["TidingsStatus"].data) == "sent"
+    assert sorted(json.loads(ours[0]["TidingsChannels"].data)) == ["email", "in_app"]
+    assert len(upserts) == 2, [sorted(u) for u in upserts]  # and the SDK's change version
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(sa.STATUS) == "sent"
+    stored = await stack.store.get_notification(ref.notification_id)
+    assert stored is not None and stored.status is NotificationStatus.SENT
+    assert _by_channel(stored) == _by_channel(sent)
