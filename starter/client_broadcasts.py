@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -81,6 +82,22 @@ class BroadcastOptions(BaseModel):
     concurrency: int = Field(default=20, ge=1, le=500)
 
 
+@dataclass(frozen=True)
+class BroadcastRequest:
+    """The arguments of `broadcast` as given, unchecked: what its private steps pass along."""
+
+    template_id: str
+    audience: AudienceArg
+    data: dict[str, Any] | None = None
+    channels: Sequence[Channel | str] | None = None
+    broadcast_id: str | None = None
+    priority: Priority | str | None = None
+    page_size: int = 500
+    pages_per_run: int = 50
+    concurrency: int = 20
+    experiment: dict[str, Any] | None = None
+
+
 # The experiment's own settings a broadcast's test may not set: the broadcast gives the template
 # and data, everyone in the test share gets a variant (a holdout would get nothing at all) and
 # the test stops at its decision, since the rollout is the promotion.
@@ -131,68 +148,33 @@ class BroadcastsMixin(ExperimentsMixin):
     store: Store
     temporal: Client
 
-    async def _prepare_broadcast(
-        self,
-        template_id: str,
-        audience: AudienceArg,
-        data: dict[str, Any] | None = None,
-        channels: Sequence[Channel | str] | None = None,
-        *,
-        broadcast_id: str | None = None,
-        priority: Priority | str | None = None,
-        page_size: int = 500,
-        pages_per_run: int = 50,
-        concurrency: int = 20,
-        experiment: dict[str, Any] | None = None,
-    ) -> BroadcastInput:
+    async def _prepare_broadcast(self, request: BroadcastRequest) -> BroadcastInput:
         """Every check `broadcast` makes, nothing written or started: the workflow's input
         (template version pinned). A schedule's broadcast action is prepared here too."""
-        prepared, _ = await self._prepare_with_experiment(
-            template_id,
-            audience,
-            data,
-            channels,
-            broadcast_id=broadcast_id,
-            priority=priority,
-            page_size=page_size,
-            pages_per_run=pages_per_run,
-            concurrency=concurrency,
-            experiment=experiment,
-        )
+        prepared, _ = await self._prepare_with_experiment(request)
         return prepared
 
     async def _prepare_with_experiment(
-        self,
-        template_id: str,
-        audience: AudienceArg,
-        data: dict[str, Any] | None = None,
-        channels: Sequence[Channel | str] | None = None,
-        *,
-        broadcast_id: str | None = None,
-        priority: Priority | str | None = None,
-        page_size: int = 500,
-        pages_per_run: int = 50,
-        concurrency: int = 20,
-        experiment: dict[str, Any] | None = None,
+        self, request: BroadcastRequest
     ) -> tuple[BroadcastInput, ExperimentConfig | None]:
         try:
             options = BroadcastOptions.model_validate(
                 {
-                    "broadcast_id": broadcast_id,
-                    "channels": list(channels) if channels is not None else None,
-                    "priority": priority,
-                    "page_size": page_size,
-                    "pages_per_run": pages_per_run,
-                    "concurrency": concurrency,
+                    "broadcast_id": request.broadcast_id,
+                    "channels": list(request.channels) if request.channels is not None else None,
+                    "priority": request.priority,
+                    "page_size": request.page_size,
+                    "pages_per_run": request.pages_per_run,
+                    "concurrency": request.concurrency,
                 }
             )
         except ValidationError as e:
             raise InvalidRequest.from_validation(e) from e
-        parsed = parse_audience(audience)
-        data = dict(data or {})
-        template = await self.store.get_template(template_id)
+        parsed = parse_audience(request.audience)
+        data = dict(request.data or {})
+        template = await self.store.get_template(request.template_id)
         if template is None:
-            raise InvalidRequest("template_id", f"no template {template_id!r}")
+            raise InvalidRequest("template_id", f"no template {request.template_id!r}")
         for channel in options.channels or []:
             if channel not in template.channels:
                 supported = ", ".join(c.value for c in template.channels)
@@ -211,9 +193,9 @@ class BroadcastsMixin(ExperimentsMixin):
         await self._check_audience(parsed)
         bid = options.broadcast_id or uuid.uuid4().hex[:16]
         config, plan = None, None
-        if experiment is not None:
+        if request.experiment is not None:
             config, plan = await self._prepare_experiment(
-                bid, template, data, options.channels, experiment
+                bid, template, data, options.channels, request.experiment
             )
         prepared = BroadcastInput(
             broadcast_id=bid,
@@ -362,16 +344,18 @@ class BroadcastsMixin(ExperimentsMixin):
         experiment: dict[str, Any] | None = None,
     ) -> BroadcastRef:
         prepared, config = await self._prepare_with_experiment(
-            template_id,
-            audience,
-            data,
-            channels,
-            broadcast_id=broadcast_id,
-            priority=priority,
-            page_size=page_size,
-            pages_per_run=pages_per_run,
-            concurrency=concurrency,
-            experiment=experiment,
+            BroadcastRequest(
+                template_id,
+                audience,
+                data,
+                channels,
+                broadcast_id=broadcast_id,
+                priority=priority,
+                page_size=page_size,
+                pages_per_run=pages_per_run,
+                concurrency=concurrency,
+                experiment=experiment,
+            )
         )
         bid, parsed = prepared.broadcast_id, prepared.audience
         template = await self.store.get_template(prepared.template_id, prepared.template_version)

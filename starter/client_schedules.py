@@ -35,6 +35,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.client_broadcasts import BroadcastRequest
 from tidings.errors import Conflict, InvalidRequest, NotFound, TidingsError
 from tidings.recurring import CalendarSpec, RecurringSpec, describe_action
 from tidings.settings import Settings
@@ -100,7 +101,7 @@ class SchedulesClient:
     # Tidings' own request check (user, template, channels, rendering).
     _prepare: Callable[..., Awaitable[NotificationInput]]
     # Tidings' own broadcast check (template, channels, rendering, audience).
-    _prepare_broadcast: Callable[..., Awaitable[BroadcastInput]]
+    _prepare_broadcast: Callable[[BroadcastRequest], Awaitable[BroadcastInput]]
 
     async def create_schedule(
         self, spec: RecurringSpec | dict[str, Any] | None = None, /, **fields: Any
@@ -131,16 +132,7 @@ class SchedulesClient:
         elif parsed.broadcast is not None:
             b = parsed.broadcast
             try:
-                action.broadcast = await self._prepare_broadcast(
-                    b.template_id,
-                    b.audience,
-                    b.data,
-                    b.channels,
-                    priority=b.priority,
-                    page_size=b.page_size,
-                    pages_per_run=b.pages_per_run,
-                    concurrency=b.concurrency,
-                )
+                action.broadcast = await self._prepare_broadcast(BroadcastRequest(**b.model_dump()))
             except InvalidRequest as e:
                 raise InvalidRequest(f"broadcast.{e.field}", e.reason) from e
         schedule = Schedule(

@@ -19,6 +19,7 @@ import pytest_asyncio
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from starter.client_broadcasts import BroadcastRequest
 from tests.cli.helpers import terminate_queue
 from tests.support import Stack, running_stack
 from tidings.broadcast_models import notification_id
@@ -212,7 +213,9 @@ async def test_broadcast_action_one_broadcast_per_scheduled_time(
     action = ScheduledSendInput(
         schedule_id=schedule_id,
         task_queue_base=stack.settings.task_queue,
-        broadcast=await t._prepare_broadcast("welcome", ["user_001"], WELCOME, ["in_app"]),
+        broadcast=await t._prepare_broadcast(
+            BroadcastRequest("welcome", ["user_001"], WELCOME, ["in_app"])
+        ),
     )
     again = await dev_env.client.execute_workflow(
         ScheduledSendWorkflow.run,

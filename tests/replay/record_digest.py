@@ -19,6 +19,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
+from starter.client_broadcasts import BroadcastRequest
 from tests.conftest import start_time_skipping
 from tests.replay.record import WELCOME, _save
 from tests.support import running_stack
@@ -165,7 +166,7 @@ async def record_scheduled_broadcast(version: str) -> None:
                     schedule_id="replay-bc",
                     task_queue_base=queue,
                     broadcast=await stack.tidings._prepare_broadcast(
-                        "welcome", ["user_001", "user_002"], WELCOME, ["in_app"]
+                        BroadcastRequest("welcome", ["user_001", "user_002"], WELCOME, ["in_app"])
                     ),
                 )
                 handle = await env.client.start_workflow(
