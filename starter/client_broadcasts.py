@@ -43,7 +43,7 @@ from tidings.broadcast_models import (
     UserIdsAudience,
 )
 from tidings.errors import Conflict, InvalidRequest, NotFound
-from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
+from tidings.experiments import ExperimentConfig, config_error, parse_config
 from tidings.models import Channel, Priority, Template
 from tidings.settings import Settings
 from tidings.store import Store
@@ -265,7 +265,7 @@ class BroadcastsMixin(ExperimentsMixin):
                 "experiment.id", f"experiment {config.id!r} exists; a broadcast's test is its own"
             )
         resolved = [
-            await self._resolve_broadcast_variant(template, data, i, v)
+            await self._resolve_variant(config, i, v, broadcast=template)
             for i, v in enumerate(config.variants)
         ]
         config = config.model_copy(update={"variants": resolved})
@@ -287,47 +287,6 @@ class BroadcastsMixin(ExperimentsMixin):
             max_duration_seconds=config.max_duration.total_seconds(),
         )
         return config, plan
-
-    async def _resolve_broadcast_variant(
-        self, broadcast_template: Template, data: dict[str, Any], i: int, v: Variant
-    ) -> Variant:
-        """Pin the variant's template version (the broadcast's own when it names the same
-        template and no version), and check that it exists, has the channels and renders."""
-        field = f"experiment.variants[{i}]"
-        template_id = v.template_id or broadcast_template.id
-        version = v.template_version
-        if version is None and template_id == broadcast_template.id:
-            version = broadcast_template.version
-        template = await self.store.get_template(template_id, version)
-        if template is None:
-            if v.template_version is not None:
-                raise InvalidRequest(
-                    f"{field}.template_version",
-                    f"template {template_id!r} has no version {v.template_version}",
-                )
-            raise InvalidRequest(f"{field}.template_id", f"no template {template_id!r}")
-        for channel in v.channels or []:
-            if channel not in template.channels:
-                supported = ", ".join(c.value for c in template.channels)
-                raise InvalidRequest(
-                    f"{field}.channels",
-                    f"template {template.id!r} v{template.version} does not support"
-                    f" {channel.value} (it supports {supported})",
-                )
-        merged = {**data, **(v.data or {})}
-        for channel in v.channels or template.channels:
-            try:
-                await rendering.render_async(template, channel, merged)
-            except rendering.TemplateError as e:
-                raise InvalidRequest(f"{field}.data", f"{e.reason} ({e.field})") from e
-        return v.model_copy(
-            update={
-                "template_id": template.id,
-                "template_version": template.version,
-                "priority": template.default_priority,
-                "fallback": template.fallback,
-            }
-        )
 
     async def broadcast(
         self,

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tidings import rendering
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.experiments import ExperimentConfig, Variant, config_error, parse_config
-from tidings.models import NotificationRequest
+from tidings.models import NotificationRequest, Template
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.experiments import ExperimentRecord
@@ -107,11 +107,20 @@ class ExperimentsMixin:
             )
         return ExperimentRef(experiment_id=parsed.id, workflow_id=wf_id)
 
-    async def _resolve_variant(self, config: ExperimentConfig, i: int, v: Variant) -> Variant:
-        field = f"variants[{i}]"
+    async def _resolve_variant(
+        self, config: ExperimentConfig, i: int, v: Variant, *, broadcast: Template | None = None
+    ) -> Variant:
+        """Pin the variant's template version and check that it exists, has the channels and
+        renders. In a broadcast's test (`broadcast`, its template) the fields are under
+        `experiment.`, a variant naming the broadcast's template without a version gets the
+        broadcast's, and the data renders as sent, with no sample data filling gaps."""
+        field = f"{'' if broadcast is None else 'experiment.'}variants[{i}]"
         template_id = v.template_id or config.template_id
+        version = v.template_version
+        if version is None and broadcast is not None and template_id == broadcast.id:
+            version = broadcast.version
         # A version given is kept (a broadcast's experiment pins its variants' versions).
-        template = await self.store.get_template(template_id or "", v.template_version)
+        template = await self.store.get_template(template_id or "", version)
         if template is None and v.template_version is not None:
             raise InvalidRequest(
                 f"{field}.template_version",
@@ -122,11 +131,14 @@ class ExperimentsMixin:
             raise InvalidRequest(f"{field}.{name}", f"no template {template_id!r}")
         for channel in v.channels or []:
             if channel not in template.channels:
+                supported = ", ".join(c.value for c in template.channels)
                 raise InvalidRequest(
                     f"{field}.channels",
-                    f"template {template.id!r} does not support {channel.value}",
+                    f"template {template.id!r} v{template.version} does not support"
+                    f" {channel.value} (it supports {supported})",
                 )
-        data = {**template.sample_data, **config.data, **(v.data or {})}
+        samples = template.sample_data if broadcast is None else {}
+        data = {**samples, **config.data, **(v.data or {})}
         for channel in v.channels or template.channels:
             try:
                 await rendering.render_async(template, channel, data)
