@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
 from pydantic import ValidationError
@@ -149,15 +149,37 @@ def _clean_url(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-async def _gate(request: Request, key: str | None) -> tuple[Tidings | None, Response | None]:
-    """The client when the caller holds an admin key; else the response to give instead."""
+class _Refused(Exception):
+    """What the console answers a caller it does not let in: the login page or, for a key in
+    the URL, the redirect that moves it into the cookie."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _admin_client(request: Request, key: str | None = None) -> Tidings:
+    """The client when the caller holds an admin key (cookie or `?key=`); else `_Refused`."""
     tidings = get_tidings(request)
     if not await _admin(request, tidings, key):
         message = "That key does not open the console." if key else "Give an admin API key."
-        return None, _login(message, 403 if key else 401)
+        raise _Refused(_login(message, 403 if key else 401))
     if key:  # move the key from the URL (and history, and logs) into the cookie
-        return None, _with_cookie(RedirectResponse(_clean_url(request), 303), request, key)
-    return tidings, None
+        raise _Refused(_with_cookie(RedirectResponse(_clean_url(request), 303), request, key))
+    return tidings
+
+
+# Every console page but the login form takes its client through this gate.
+AdminClient = Annotated[Tidings, Depends(_admin_client)]
+
+
+def install(app: FastAPI) -> None:
+    """The console's pages, with its refusals answered as pages rather than JSON errors."""
+    app.include_router(router)
+
+    @app.exception_handler(_Refused)
+    async def refused(_: Request, e: _Refused) -> Response:
+        return e.response
 
 
 @router.post("/login")
@@ -172,16 +194,11 @@ async def login(request: Request) -> Response:
 
 @router.get("")
 async def overview(
-    request: Request,
-    key: str | None = None,
+    tidings: AdminClient,
     days: Annotated[int, Query(ge=1, le=400)] = 30,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> Response:
-    tidings, refusal = await _gate(request, key)
-    if tidings is None:
-        assert refusal is not None
-        return refusal
     if start is not None and end is not None:
         try:
             period = Period(
@@ -247,14 +264,8 @@ async def overview(
 
 @router.get("/notifications/{notification_id}")
 async def timeline(
-    request: Request,
-    notification_id: Annotated[str, Path(max_length=200)],
-    key: str | None = None,
+    tidings: AdminClient, notification_id: Annotated[str, Path(max_length=200)]
 ) -> Response:
-    tidings, refusal = await _gate(request, key)
-    if tidings is None:
-        assert refusal is not None
-        return refusal
     n = await tidings.store.get_notification(notification_id)
     if n is None:
         return _page("login", 404, message=f"No notification {notification_id}.")

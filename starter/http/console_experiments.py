@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Request
+from fastapi import Path
 from fastapi.responses import Response
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from starter.http.console import _BASE, _gate, _page_with, router
+from starter.http.console import _BASE, AdminClient, _page_with, router
 from starter.http.console_svg import intervals
 from tidings.errors import NotFound
 
@@ -53,24 +53,14 @@ def _interval(low: float | None, high: float | None) -> str:
 
 
 @router.get("/experiments")
-async def experiments(request: Request, key: str | None = None) -> Response:
-    tidings, refusal = await _gate(request, key)
-    if tidings is None:
-        assert refusal is not None
-        return refusal
+async def experiments(tidings: AdminClient) -> Response:
     return _page_with(_pages, "list", experiments=await tidings.list_experiments(limit=200))
 
 
 @router.get("/experiments/{experiment_id}")
 async def experiment(
-    request: Request,
-    experiment_id: Annotated[str, Path(max_length=200)],
-    key: str | None = None,
+    tidings: AdminClient, experiment_id: Annotated[str, Path(max_length=200)]
 ) -> Response:
-    tidings, refusal = await _gate(request, key)
-    if tidings is None:
-        assert refusal is not None
-        return refusal
     try:
         record = await tidings.store.get_experiment(experiment_id)
         if record is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,13 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from fastapi.routing import APIRoute
 from playwright.async_api import async_playwright
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.analytics_data import START, load
-from starter.http import create_app
+from starter.http import console, create_app
 from tests.support import Stack
 from tidings.analytics import MetricsFilter, Period
 from tidings.api_keys import Scope
@@ -63,6 +65,39 @@ async def test_only_an_admin_key_opens_the_console(
     assert r.status_code == 422 and "end must be after start" in r.text
     await stack.tidings.revoke_api_key(admin.api_key.id)
     assert (await anonymous.get("/console")).status_code == 401
+
+
+# Every page of the console, read from its router, so a page added without the gate fails here.
+PAGES = sorted(
+    re.sub(r"\{\w+\}", "nope", route.path)
+    for route in console.router.routes
+    if isinstance(route, APIRoute) and "GET" in (route.methods or ())
+)
+
+
+def test_the_console_pages_are_all_listed() -> None:
+    assert PAGES == [
+        "/console",
+        "/console/experiments",
+        "/console/experiments/nope",
+        "/console/notifications/nope",
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES)
+async def test_every_console_page_refuses_all_but_an_admin_key(
+    stack: Stack, anonymous: httpx.AsyncClient, page: str
+) -> None:
+    r = await anonymous.get(page)
+    assert r.status_code == 401 and 'name="key"' in r.text
+    reader = await stack.tidings.create_api_key("reader", [Scope.READ])
+    r = await anonymous.get(page, params={"key": reader.key})
+    assert r.status_code == 403 and "tidings_console" not in r.headers.get("set-cookie", "")
+    admin = await stack.tidings.create_api_key("admin", [Scope.ADMIN])
+    r = await anonymous.get(page, params={"key": admin.key})
+    assert r.status_code == 303 and r.headers["location"] == page
+    r = await anonymous.get(page)  # with the cookie: the page, or its "not found"
+    assert r.status_code in (200, 404) and "does not open" not in r.text, r.text
 
 
 def _free_port() -> int:
