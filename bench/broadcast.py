@@ -23,17 +23,14 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiosmtplib
-from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.broadcast_kill import measure_with_kills
-from bench.stack import BenchStack, bench_stack
+from bench.stack import BenchStack, bench_stack, insert_users
 from starter.client import Tidings
 from tidings.channels.base import OutgoingMessage
 from tidings.channels.email import EmailSender
@@ -46,7 +43,6 @@ from tidings.models import (
     User,
 )
 from tidings.store import Store
-from tidings.store.tables import UserRow
 from workflows.broadcast_io import BroadcastProgress
 
 TEMPLATE_ID = "bench_broadcast"
@@ -97,27 +93,7 @@ def peak_rss_mb() -> float:
 
 async def add_audience(tidings: Tidings, store: Store, n: int) -> None:
     """Users written in bulk (the client's one-at-a-time upsert would dominate the run)."""
-    now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": f"{PREFIX}{i:07d}",
-            "email": f"{PREFIX}{i:07d}@example.com",
-            "phone": None,
-            "timezone": "UTC",
-            "locale": "en",
-            "webhook_url": None,
-            "webhook_urls": [],
-            "slack_webhook_url": None,
-            "slack_user_id": None,
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(n)
-    ]
-    async with store.engine.begin() as conn:
-        for start in range(0, n, 1000):
-            await conn.execute(insert(UserRow), rows[start : start + 1000])
+    await insert_users(store, [f"{PREFIX}{i:07d}" for i in range(n)])
     await tidings.register_template(
         TemplateDefinition(
             id=TEMPLATE_ID,

@@ -21,19 +21,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import func, select
-from temporalio.testing import WorkflowEnvironment
 
-from bench.stack import BIN, SERVER_FLAGS
+from bench.stack import start_dev_server
 from starter.client import Tidings
-from starter.dev.devserver import start_retrying
 from starter.dev.smtp_sink import SmtpSink
 from tidings.models import Channel
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.tables import InboxRow
-from workflows import search_attributes
 from workflows.broadcast_io import BroadcastProgress
-from workflows.converter import DATA_CONVERTER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,15 +73,7 @@ async def measure_with_kills(
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="tidings-bench-kill-") as tmp_name:
         tmp = Path(tmp_name)
-        env_ = await start_retrying(
-            lambda: WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(BIN / "temporal"),
-                dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SERVER_FLAGS,
-                search_attributes=search_attributes.ALL,
-                data_converter=DATA_CONVERTER,
-            )
-        )
+        env_ = await start_dev_server(tmp)
         try:
             async with SmtpSink() as sink:
                 settings = Settings(

@@ -33,28 +33,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import insert
-from temporalio.testing import WorkflowEnvironment
 
 from activities.bulk import BulkActivities
 from activities.notification import NotificationActivities
 from bench.meters import cpu_seconds
 from bench.sqlcount import SqlCounter, SqlCounts
-from bench.stack import BIN, SERVER_FLAGS, TEMPLATE_ID, seed
+from bench.stack import TEMPLATE_ID, insert_users, seed, start_dev_server
 from starter.client import Tidings
-from starter.dev.devserver import start_retrying
 from starter.http import create_app
 from tidings.api_keys import Scope
 from tidings.bulks import BulkStatus
 from tidings.settings import Settings
 from tidings.store import Store
-from tidings.store.tables import UserRow
 from worker.main import build_senders, build_workers, bulk_worker, run_workers
-from workflows import search_attributes
-from workflows.converter import DATA_CONVERTER
 
 
 @dataclass
@@ -107,29 +100,6 @@ class BulkFigures:
         return lines
 
 
-async def seed_users(store: Store, count: int) -> list[str]:
-    """Many users at once, straight into the table: the bench measures sending, not sign-up."""
-    now = datetime.now(UTC)
-    ids = [f"bulk-u{i}" for i in range(count)]
-    rows = [
-        {
-            "id": user_id,
-            "email": f"{user_id}@example.com",
-            "timezone": "UTC",
-            "locale": "en",
-            "webhook_urls": [],
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        for user_id in ids
-    ]
-    async with store.engine.begin() as conn:
-        for start in range(0, len(rows), 1000):
-            await conn.execute(insert(UserRow), rows[start : start + 1000])
-    return ids
-
-
 def recipients(users: list[str], count: int, unknown: float, rng: random.Random) -> list[str]:
     picked = rng.sample(users, count)
     return [f"ghost-{uuid.uuid4().hex[:8]}" if rng.random() < unknown else u for u in picked]
@@ -176,15 +146,7 @@ async def measure(
 async def stack(workers: bool, inline_max: int) -> AsyncIterator[tuple[Tidings, Store]]:
     with tempfile.TemporaryDirectory(prefix="tidings-bulk-") as tmp_name:
         tmp = Path(tmp_name)
-        env = await start_retrying(
-            lambda: WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(BIN / "temporal"),
-                dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SERVER_FLAGS,
-                search_attributes=search_attributes.ALL,
-                data_converter=DATA_CONVERTER,
-            )
-        )
+        env = await start_dev_server(tmp)
         store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'tidings.db'}")
         try:
             settings = Settings(
@@ -229,7 +191,8 @@ async def run(args: argparse.Namespace) -> list[BulkFigures]:
     )
     async with stack(args.workers, inline_max) as (tidings, store):
         await seed(tidings, 1, "https://example.com")  # the templates (one user, never sent to)
-        users = await seed_users(store, args.recipients)
+        users = [f"bulk-u{i}" for i in range(args.recipients)]
+        await insert_users(store, users)
         counter = SqlCounter(store.engine)
         data = {"n": 1, "user": "bench"}
         # Warm-up: imports, connection pools, the template cache.

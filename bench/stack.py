@@ -12,16 +12,17 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 
@@ -35,7 +36,7 @@ from starter.dev.webhook_receiver import WebhookReceiver
 from tidings.models import Channel, TemplateContent, TemplateDefinition, User
 from tidings.settings import Settings
 from tidings.store import Store
-from tidings.store.tables import DeliveryRow, InboxRow, NotificationRow
+from tidings.store.tables import DeliveryRow, InboxRow, NotificationRow, UserRow
 from tidings.targets import LOOPBACK
 from worker.main import (
     DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
@@ -165,6 +166,43 @@ class BenchStack:
             return {row[0]: (row[1], row[2]) for row in (await conn.execute(stmt)).all()}
 
 
+async def start_dev_server(tmp: Path, runtime: Runtime | None = None) -> WorkflowEnvironment:
+    """A bench's dev server: `make run`'s flags, the project's search attributes and converter,
+    its history in `tmp`; started again on other ports when one was taken meanwhile."""
+    return await start_retrying(
+        lambda: WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            dev_server_database_filename=str(tmp / "temporal.db"),
+            dev_server_extra_args=SERVER_FLAGS,
+            search_attributes=search_attributes.ALL,
+            data_converter=DATA_CONVERTER,
+            runtime=runtime,
+        )
+    )
+
+
+async def insert_users(store: Store, ids: list[str]) -> None:
+    """Many users straight into the table, an email each (the client's one-at-a-time upsert
+    would dominate a run that measures sending)."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": user_id,
+            "email": f"{user_id}@example.com",
+            "timezone": "UTC",
+            "locale": "en",
+            "webhook_urls": [],
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for user_id in ids
+    ]
+    async with store.engine.begin() as conn:
+        for start in range(0, len(rows), 1000):
+            await conn.execute(insert(UserRow), rows[start : start + 1000])
+
+
 async def seed(tidings: Tidings, users: int, webhook_base: str) -> list[str]:
     ids = [f"bench-u{i}" for i in range(users)]
     for user_id in ids:
@@ -248,16 +286,7 @@ async def bench_stack(
     core_warnings = CoreWarnings()
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        env = await start_retrying(
-            lambda: WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(BIN / "temporal"),
-                dev_server_database_filename=str(tmp / "temporal.db"),
-                dev_server_extra_args=SERVER_FLAGS,
-                search_attributes=search_attributes.ALL,
-                data_converter=DATA_CONVERTER,
-                runtime=core_warnings.runtime(),
-            )
-        )
+        env = await start_dev_server(tmp, core_warnings.runtime())
         try:
             async with (
                 SmtpSink() as sink,

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.bulk import BulkActivities
 from activities.notification import NotificationActivities
+from bench.stack import insert_users
 from starter.client import Tidings
 from starter.client_bulk import BulkRejected
 from starter.dev import demo_data
@@ -35,7 +36,6 @@ from tidings.bulks import BulkStartInput, BulkStatus, bulk_queue, bulk_workflow_
 from tidings.models import NotificationStatus
 from tidings.store import Store
 from tidings.store.bulks import BulkRecipientRow, BulkRow, pending_reason
-from tidings.store.tables import UserRow
 from worker.main import build_senders, build_workers, close_senders, run_workers
 from workflows.bulk import BulkStartWorkflow
 
@@ -72,27 +72,6 @@ class FanoutStack:
         assert await self.runs() == expected
 
 
-async def _seed_users(store: Store, count: int) -> list[str]:
-    now = datetime.now(UTC)
-    ids = [f"fan_{i:04d}" for i in range(count)]
-    rows: list[dict[str, Any]] = [
-        {
-            "id": user_id,
-            "email": f"{user_id}@example.com",
-            "timezone": "UTC",
-            "locale": "en",
-            "webhook_urls": [],
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        for user_id in ids
-    ]
-    async with store.engine.begin() as conn:
-        await conn.execute(insert(UserRow), rows)
-    return ids
-
-
 @asynccontextmanager
 async def fanout_stack(
     client: Client, tmp_path: Path, *, workers: bool = True
@@ -102,7 +81,9 @@ async def fanout_stack(
     tidings = Tidings(settings, store, client)
     for template in demo_data.TEMPLATES:
         await tidings.register_template(template)
-    stack = FanoutStack(tidings, store, client, settings.task_queue, await _seed_users(store, N))
+    users = [f"fan_{i:04d}" for i in range(N)]
+    await insert_users(store, users)
+    stack = FanoutStack(tidings, store, client, settings.task_queue, users)
 
     async def after_chunk(reached: int) -> None:
         attempt = activity.info().attempt
