@@ -43,7 +43,7 @@ from tidings.broadcast_models import (
     UserIdsAudience,
 )
 from tidings.errors import Conflict, InvalidRequest, NotFound
-from tidings.experiments import ExperimentConfig, config_error, parse_config
+from tidings.experiments import ExperimentConfig
 from tidings.models import Channel, Priority, Template
 from tidings.settings import Settings
 from tidings.store import Store
@@ -248,18 +248,7 @@ class BroadcastsMixin(ExperimentsMixin):
         ]
         raw.setdefault("id", experiment_id_for(broadcast_id))
         raw.update(template_id=template.id, data=data)
-        try:
-            config = parse_config(raw)
-        except ValidationError as e:
-            field, reason = config_error(e)
-            raise InvalidRequest(f"experiment.{field}", reason) from e
-        window_hours = config.attribution_window.total_seconds() / 3600
-        if window_hours > self.settings.engagement_window_hours:
-            raise InvalidRequest(
-                "experiment.attribution_window",
-                f"{window_hours:g} h is longer than the engagement window"
-                f" ({self.settings.engagement_window_hours:g} h)",
-            )
+        config = self._parse_experiment(raw, "experiment.")
         if await self.store.get_experiment(config.id) is not None:
             raise InvalidRequest(
                 "experiment.id", f"experiment {config.id!r} exists; a broadcast's test is its own"

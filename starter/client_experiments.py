@@ -60,18 +60,8 @@ class ExperimentsMixin:
         with the test's data), pin each variant's template version, record it and start its
         workflow. Creating the same test again returns it; a different one under the same id is
         a Conflict."""
-        try:
-            raw = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
-            parsed = parse_config(raw)
-        except ValidationError as e:
-            raise InvalidRequest(*config_error(e)) from e
-        window_hours = parsed.attribution_window.total_seconds() / 3600
-        if window_hours > self.settings.engagement_window_hours:
-            raise InvalidRequest(
-                "attribution_window",
-                f"{window_hours:g} h is longer than the engagement window"
-                f" ({self.settings.engagement_window_hours:g} h), after which nothing is recorded",
-            )
+        raw = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+        parsed = self._parse_experiment(raw)
         variants = [
             await self._resolve_variant(parsed, i, v) for i, v in enumerate(parsed.variants)
         ]
@@ -106,6 +96,23 @@ class ExperimentsMixin:
                 ),
             )
         return ExperimentRef(experiment_id=parsed.id, workflow_id=wf_id)
+
+    def _parse_experiment(self, raw: dict[str, Any], prefix: str = "") -> ExperimentConfig:
+        """The test's configuration, its attribution window within the engagement window;
+        errors name the field after `prefix` (a broadcast's test is under `experiment.`)."""
+        try:
+            config = parse_config(raw)
+        except ValidationError as e:
+            field, reason = config_error(e)
+            raise InvalidRequest(f"{prefix}{field}", reason) from e
+        window_hours = config.attribution_window.total_seconds() / 3600
+        if window_hours > self.settings.engagement_window_hours:
+            raise InvalidRequest(
+                f"{prefix}attribution_window",
+                f"{window_hours:g} h is longer than the engagement window"
+                f" ({self.settings.engagement_window_hours:g} h), after which nothing is recorded",
+            )
+        return config
 
     async def _resolve_variant(
         self, config: ExperimentConfig, i: int, v: Variant, *, broadcast: Template | None = None

@@ -66,6 +66,18 @@ async def test_bad_broadcasts_are_422_naming_the_field(client: httpx.AsyncClient
             },
             "experiment.variants",
         ),
+        (
+            {
+                "template_id": "welcome",
+                "audience": {"kind": "all"},
+                "experiment": {
+                    "share": 0.1,
+                    "variants": [{"name": "a", "control": True}, {"name": "b"}],
+                    "attribution_window": "100h",  # the engagement window is 72 h
+                },
+            },
+            "experiment.attribution_window",
+        ),
     ]
     for body, field in cases:
         r = await client.post("/v1/broadcasts", json={**body, "data": WELCOME})

@@ -69,6 +69,14 @@ async def test_bad_experiments_are_422_naming_the_field(client: httpx.AsyncClien
     assert error_of(r, 422, "invalid_request")["field"] == "metric"
     r = await client.post("/v1/experiments", json={**TEST, "id": "bad2", "colour": "red"})
     assert error_of(r, 422, "invalid_request")["field"] == "colour"
+    r = await client.post(
+        "/v1/experiments", json={**TEST, "id": "bad3", "attribution_window": "100h"}
+    )
+    error = error_of(r, 422, "invalid_request")
+    assert (error["field"], error["reason"]) == (
+        "attribution_window",
+        "100 h is longer than the engagement window (72 h), after which nothing is recorded",
+    )
     assert (await client.get("/v1/experiments/bad1")).status_code == 404
     r = await client.post("/v1/experiments/bad1/enrollments", json={"user_id": "user_001"})
     assert r.status_code == 404
