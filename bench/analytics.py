@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
     p.add_argument("--pg-url", default=PG_URL)
     p.add_argument("--keep", metavar="PATH", help="load once into PATH and reuse it (see above)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated query names (default: all)")
     args = p.parse_args(argv)
     if not 0.0001 <= args.scale <= 1:
         p.error("--scale: between 0.0001 and 1")
@@ -216,6 +217,8 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, flo
         user = await store.get_user("u0000042")
         assert user is not None
         for name, query in queries(store, user.timezone).items():
+            if args.only and name not in args.only.split(","):
+                continue
             await query()  # warm the caches once
             times, cpu = [], []
             for _ in range(args.runs):
