@@ -129,15 +129,17 @@ async def test_the_winner_goes_to_the_rest_once_after_waiting_across_continue_as
         assert set(enrolled) == {u for u in ids if in_sample(bid, u, 0.5)}
         assert sum(waiting.enrolled.values()) == len(enrolled)
         assert {v for v, _ in enrolled.values()} == {"plain", "warm"}
+        # Read before any conversion: once the warm arm converts, the experiment may decide
+        # within a second (check_every) and the record moves on to the rollout.
+        record = await t.store.get_broadcast(bid)
+        assert record is not None and record.phase == waiting.detail
+        assert record.experiment_id == experiment_id
         for variant, nid in enrolled.values():
             assert nid is not None
             sent = await t.wait_sent(nid)
             assert sent.status.value == "sent", sent
             if variant == "warm":
                 await t.engage(nid, "converted")
-        record = await t.store.get_broadcast(bid)
-        assert record is not None and record.phase == waiting.detail
-        assert record.experiment_id == experiment_id
         done = await result_of(stack, bid)
         assert done.status == "completed", done
         assert (done.phase, done.variant) == (Phase.ROLLOUT, "warm"), done
