@@ -52,7 +52,7 @@ from tidings.analytics import (
     rate,
 )
 from tidings.models import Channel, DeliveryStatus, EngagementType
-from tidings.store.portable import bucket, elapsed, seconds
+from tidings.store.portable import bucket, elapsed, seconds, unselective
 from tidings.store.segments import SegmentsMixin
 from tidings.store.tables import (
     ConversionRow,
@@ -179,7 +179,7 @@ class AnalyticsMixin(SegmentsMixin):
                 source = d.__table__.join(n.__table__, n.id == d.notification_id)
             else:
                 source = d
-            where.append(d.channel == f.channel.value)
+            where.append(unselective(d.channel == f.channel.value, self._dialect))
         where += [created >= period.start, created < period.end]
         columns.append(created.label("created_at"))
         if bucket_size is not None:
@@ -419,7 +419,7 @@ class AnalyticsMixin(SegmentsMixin):
             n = NotificationRow
             source = d.__table__.join(n.__table__, n.id == d.notification_id)
         if f.channel is not None:
-            where.append(d.channel == f.channel.value)
+            where.append(unselective(d.channel == f.channel.value, self._dialect))
         first_open = (
             select(
                 d.channel.label("channel"),
