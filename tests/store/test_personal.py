@@ -139,3 +139,36 @@ async def test_plan_from_store_chooses_the_hour_then_applies_quiet_hours(store: 
     assert plan.send_at == datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
     assert plan.deferred_reason == "quiet hours until 07:00 Europe/Berlin"
     assert plan.send_time_reason is not None  # still says what was chosen first
+
+
+async def test_plan_from_store_orders_channels_by_engagement_unless_the_user_chose(
+    store: Store,
+) -> None:
+    """The engagement is read with the user, in the plan's one read; a user who switched one of
+    the template's channels keeps the template's order."""
+    await store.upsert_user(User(id="ines", email="ines@example.com"))
+    template = await store.add_template_version(
+        TemplateDefinition(
+            id="digest",
+            channels=[Channel.EMAIL, Channel.IN_APP],
+            content=TemplateContent(subject="s", text="t"),
+        )
+    )
+    for d in range(1, 7):
+        at = T0 - timedelta(days=d)
+        await _notification(store, f"app{d}", "ines", Channel.IN_APP, at, [at])
+        await _notification(store, f"mail{d}", "ines", Channel.EMAIL, at, [])
+    request = PlanRequest(
+        notification_id="n",
+        user_id="ines",
+        template_id="digest",
+        template_version=template.version,
+        priority=Priority.MEDIUM,
+        not_before=T0,
+    )
+    plan = await plan_from_store(store, request, configured=set(Channel), caps=FrequencyCaps())
+    assert plan.channels == [Channel.IN_APP, Channel.EMAIL]
+    assert plan.channel_reason == "ordered by the user's engagement: in_app 6/6, email 0/6"
+    await store.set_preferences(Preferences(user_id="ines", channels={Channel.EMAIL: True}))
+    plan = await plan_from_store(store, request, configured=set(Channel), caps=FrequencyCaps())
+    assert plan.channels == [Channel.EMAIL, Channel.IN_APP]
