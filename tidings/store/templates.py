@@ -7,9 +7,10 @@ from typing import Any, cast
 
 from sqlalchemy import bindparam, func, select
 
-from tidings.models import Template, TemplateDefinition
+from tidings.models import Template, TemplateDefinition, User
 from tidings.store.base import StoreBase, utcnow
-from tidings.store.tables import TemplateRow
+from tidings.store.tables import TemplateRow, UserRow
+from tidings.store.users import USER_BY_ID, _user
 
 
 def _template(row: TemplateRow) -> Template:
@@ -100,6 +101,20 @@ class TemplatesMixin(StoreBase):
             params = {"template_id": template_id, "version": version}
             row = (await conn.execute(stmt, params)).one_or_none()
             return None if row is None else _template(cast(TemplateRow, row))
+
+    async def user_and_template(
+        self, user_id: str, template_id: str
+    ) -> tuple[User | None, Template | None]:
+        """The user and the template's latest version, in one read: what the front door checks
+        for every notification."""
+        async with self._read() as session:
+            conn = await session.connection()
+            user = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
+            row = (await conn.execute(_LATEST, {"template_id": template_id})).one_or_none()
+        template = None if row is None else _template(cast(TemplateRow, row))
+        if template is not None:
+            self._versions.put((template.id, template.version), template)
+        return None if user is None else _user(cast(UserRow, user)), template
 
     async def list_templates(self) -> list[Template]:
         """The latest version of every template, by id."""

@@ -28,7 +28,7 @@ ERASED = "(erased)"
 # Every notification's front door reads its user: a Core select built once (an ORM lookup
 # built per call cost more CPU than the query).
 _USERS = cast(Any, UserRow.__table__)
-_USER_BY_ID = select(*_USERS.c).where(_USERS.c.id == bindparam("user_id"))
+USER_BY_ID = select(*_USERS.c).where(_USERS.c.id == bindparam("user_id"))
 
 
 def _token_digest(token: str) -> str:
@@ -103,7 +103,7 @@ class UsersMixin(StoreBase):
     async def get_user(self, user_id: str) -> User | None:
         async with self._read() as session:
             conn = await session.connection()
-            row = (await conn.execute(_USER_BY_ID, {"user_id": user_id})).one_or_none()
+            row = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
             return None if row is None else _user(cast(UserRow, row))
 
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, User]:
