@@ -16,11 +16,10 @@ class IdempotencyMixin(StoreBase):
         """Record that `key` belongs to the request with `fingerprint`. Returns None if this call
         claimed it, else the fingerprint it was claimed with (nothing is written then)."""
         params = {"key": key, "fingerprint": fingerprint, "created_at": datetime.now(UTC)}
-        async with self._write() as session:
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             if rowcount(await conn.execute(self._claim_insert(), params)) == 1:
                 return None
-            existing = await session.scalar(
+            existing = await conn.scalar(
                 select(IdempotencyKeyRow.fingerprint).where(IdempotencyKeyRow.key == key)
             )
             assert existing is not None  # the conflicting row is visible in this transaction

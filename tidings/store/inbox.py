@@ -124,10 +124,10 @@ class InboxMixin(StoreBase):
         """One item per notification: adding it again returns the item already there, so a
         retried in-app send shows the user one message, not two. `category` defaults to the
         category of the notification's template."""
-        async with self._write() as session:
-            await self._lock_user(session, user_id)
+        async with self._write_conn() as conn:
+            await self._lock_user(conn, user_id)
             if category is None:
-                category = await session.scalar(
+                category = await conn.scalar(
                     select(TemplateRow.category)
                     .join(
                         NotificationRow,
@@ -138,7 +138,6 @@ class InboxMixin(StoreBase):
                     )
                     .where(NotificationRow.id == notification_id)
                 )
-            conn = await session.connection()
             values = {
                 "user_id": user_id,
                 "notification_id": notification_id,
@@ -416,7 +415,7 @@ class InboxMixin(StoreBase):
         channel: Any = literal_column(NOTIFY_CHANNEL_SQL)
         return (table.c.id, func.pg_notify(channel, table.c.user_id))
 
-    async def _lock_user(self, session: AsyncSession, user_id: str) -> None:
+    async def _lock_user(self, session: AsyncSession | AsyncConnection, user_id: str) -> None:
         await self._serialise(session, f"inbox:{user_id}")
 
     async def _inbox_counts(self, session: AsyncSession, user_id: str) -> InboxCounts:

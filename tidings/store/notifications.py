@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import bindparam, func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from tidings.models import (
@@ -196,9 +196,7 @@ class NotificationsMixin(LedgerMixin):
             "experiment_id": experiment_id,
             "variant": variant,
         }
-        async with self._write() as session:
-            # On the session's connection: the ORM's bulk-insert layer adds nothing here.
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             await conn.execute(self._notification_upsert(), params)
             if channels:  # one executemany: the plan's record writes a row per channel
                 rows = [_delivery_params(notification_id, result) for result in channels]
@@ -207,23 +205,21 @@ class NotificationsMixin(LedgerMixin):
     async def upsert_delivery(self, notification_id: str, result: ChannelResult) -> None:
         async with self._write() as session:
             await self._require_notification(session, notification_id)
-            await self._put_delivery(session, notification_id, result)
+            await self._put_delivery(await session.connection(), notification_id, result)
 
     async def record_send(self, entry: LedgerEntry, result: ChannelResult) -> bool:
         """The send ledger's entry (see `ledger_put`) and the channel's delivery row, in one
         transaction: the channel is recorded the moment it lands, with no write of its own.
         False (and the delivery row left as it is) when the ledger had the key already."""
-        async with self._write() as session:
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
             if new:
-                await self._put_delivery(session, entry.notification_id, result)
+                await self._put_delivery(conn, entry.notification_id, result)
             return new
 
     async def _put_delivery(
-        self, session: AsyncSession, notification_id: str, result: ChannelResult
+        self, conn: AsyncConnection, notification_id: str, result: ChannelResult
     ) -> None:
-        conn = await session.connection()
         # The analytics facts follow in the same statement (triggers: tidings/store/facts.py).
         await conn.execute(self._delivery_upsert(), _delivery_params(notification_id, result))
 

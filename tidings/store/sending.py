@@ -94,8 +94,7 @@ class SendingMixin(StoreBase):
         stmt = self._recipient_reads.get(shape)
         if stmt is None:
             stmt = self._recipient_reads[shape] = _build(*shape)
-        async with self._read() as session:
-            conn = await session.connection()
+        async with self._read_conn() as conn:
             rows = (await conn.execute(stmt, {"user_id": user_id, "key": ledger_key})).all()
             state = _state(rows, user_id, preferences=preferences, devices=devices)
             if state.user is not None and engagement_since is not None:

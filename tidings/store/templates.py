@@ -96,8 +96,7 @@ class TemplatesMixin(StoreBase):
 
     async def _read_template(self, template_id: str, version: int | None) -> Template | None:
         stmt = _LATEST if version is None else _VERSION
-        async with self._read() as session:
-            conn = await session.connection()
+        async with self._read_conn() as conn:
             params = {"template_id": template_id, "version": version}
             row = (await conn.execute(stmt, params)).one_or_none()
             return None if row is None else _template(cast(TemplateRow, row))
@@ -107,8 +106,7 @@ class TemplatesMixin(StoreBase):
     ) -> tuple[User | None, Template | None]:
         """The user and the template's latest version, in one read: what the front door checks
         for every notification."""
-        async with self._read() as session:
-            conn = await session.connection()
+        async with self._read_conn() as conn:
             user = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
             row = (await conn.execute(_LATEST, {"template_id": template_id})).one_or_none()
         template = None if row is None else _template(cast(TemplateRow, row))
