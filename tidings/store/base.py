@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
@@ -82,18 +83,13 @@ class StoreBase:
         async with self._sessions() as session:
             yield session
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        if self._writer is None:
-            async with self._write_transaction() as session:
-                yield session
-            return
-        async with self._writer, self._write_transaction() as session:
-            yield session
+    def _queue(self) -> AbstractAsyncContextManager[Any]:
+        """Where this process's writers wait their turn (SQLite; elsewhere nowhere)."""
+        return self._writer if self._writer is not None else contextlib.nullcontext()
 
     @asynccontextmanager
-    async def _write_transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._queue(), self._sessions() as session, session.begin():
             # Procuring the connection with the option set makes SQLite BEGIN IMMEDIATE.
             await session.connection(execution_options={WRITE_OPTION: True})
             yield session
@@ -109,16 +105,7 @@ class StoreBase:
 
     @asynccontextmanager
     async def _write_conn(self) -> AsyncIterator[AsyncConnection]:
-        if self._writer is None:
-            async with self._write_conn_transaction() as conn:
-                yield conn
-            return
-        async with self._writer, self._write_conn_transaction() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _write_conn_transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        async with self._queue(), self.engine.connect() as conn:
             # Set before the transaction begins: SQLite then begins with BEGIN IMMEDIATE.
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
