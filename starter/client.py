@@ -293,10 +293,12 @@ class Tidings(
         for name in ("scheduled_at", "expires_at"):
             _check_horizon(getattr(req, name), name, now)
         optimal_latest = optimal_window_end(req, now)
-        user = await self.store.get_user(req.user_id)
+        if template is None:  # one read for both
+            user, template = await self.store.user_and_template(req.user_id, req.template_id)
+        else:
+            user = await self.store.get_user(req.user_id)
         if user is None:
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
-        template = template or await self.store.get_template(req.template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {req.template_id!r}")
         for channel in [*(req.channels or []), *(req.fallback or [])]:

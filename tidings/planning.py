@@ -163,13 +163,16 @@ def plan(
     )
 
 
-def recommends_channels(request: PlanRequest, template: Template, preferences: Preferences) -> bool:
+def recommends_channels(
+    request: PlanRequest, template: Template, preferences: Preferences | None
+) -> bool:
     """Channels are ordered by engagement when the request names none and the user states no
-    preference for this template's channels."""
+    preference for this template's channels (None: preferences not read yet, so the answer is
+    whether they could)."""
     return (
         request.requested_channels is None
         and len(template.channels) > 1
-        and not channel_choice.states_preference(preferences, template)
+        and (preferences is None or not channel_choice.states_preference(preferences, template))
     )
 
 
@@ -186,13 +189,20 @@ async def plan_from_store(
     store: Store, request: PlanRequest, *, configured: Collection[Channel], caps: FrequencyCaps
 ) -> Plan:
     """Read the user's current preferences (at send time, not at trigger time) and plan."""
-    # User, preferences and devices in one read (the template's pinned version is in memory).
-    state = await store.recipient_state(request.user_id, preferences=True, devices=True)
+    # The template's pinned version is in memory; knowing it first lets the one read of the
+    # user, preferences and devices also take the channel engagement a recommendation needs.
+    template = await store.get_template(request.template_id, request.template_version)
+    may_recommend = template is not None and recommends_channels(request, template, None)
+    engaged_since = request.not_before - channel_choice.HISTORY if may_recommend else None
+    state = await store.recipient_state(
+        request.user_id, preferences=True, devices=True, engagement_since=engaged_since
+    )
     if state.user is None:
         raise NotFound("user", request.user_id)
     user, preferences, devices = state.user, state.preferences, state.devices
     assert preferences is not None
-    template = await load_template(store, request.template_id, request.template_version)
+    if template is None:  # deleted while the run waited: read again, to say so
+        template = await load_template(store, request.template_id, request.template_version)
     recent = None
     if counts_against_cap(caps, request.priority, template.category):
         count, earliest = await store.recent_sends(
@@ -211,12 +221,10 @@ async def plan_from_store(
             await store.population_histogram(since=since),
         )
     engagement = None
-    if recommends_channels(request, template, preferences):
-        counts = await store.channel_engagement(
-            user.id, since=request.not_before - channel_choice.HISTORY
-        )
+    if recommends_channels(request, template, preferences) and state.channel_engagement is not None:
         engagement = {
-            c: ChannelEngagement(sends, engaged) for c, (sends, engaged) in counts.items()
+            c: ChannelEngagement(sends, engaged)
+            for c, (sends, engaged) in state.channel_engagement.items()
         }
     return plan(
         request=request,

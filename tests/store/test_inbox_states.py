@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from tests.store.conftest import Database
-from tidings.inbox import EventKind, InboxCounts, InboxState, decode_cursor
+from tidings.inbox import EVENT_RETENTION_DAYS, EventKind, InboxCounts, InboxState, decode_cursor
 from tidings.models import InboxItem, NotificationStatus, Priority, TemplateDefinition, User
 from tidings.store import Store, inbox_wake
+from tidings.store.inbox import PRUNE_EVERY
+from tidings.store.tables import InboxEventRow
 
 
 async def add(store: Store, n: int, user_id: str = "ada", **fields: str) -> list[InboxItem]:
@@ -154,6 +157,49 @@ async def test_concurrent_writers_log_one_users_events_in_commit_order(store: St
     assert [e.id for e in events] == sorted(e.id for e in events)
     unread = [e.payload["counts"]["unread"] for e in events if e.kind is EventKind.STATE]
     assert unread == list(range(9, -1, -1))  # each saw the one before it
+
+
+async def test_an_items_event_carries_the_item_and_counts_taken_after_it(store: Store) -> None:
+    """The counts are the inbox's with the new item in it, archived items left out, even when
+    one user's items arrive at once."""
+    [first, archived] = await add(store, 2, category="billing")
+    await store.mark_inbox("ada", InboxState.ARCHIVED, [archived.id])
+    await store.mark_read("ada", first.id)
+    items = await asyncio.gather(
+        *(
+            store.add_inbox_item(user_id="ada", notification_id=f"at-once-{i}", title="t", body="")
+            for i in range(8)
+        )
+    )
+    events = [e for e in await store.inbox_events("ada") if e.kind is EventKind.ITEM]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert events[0].payload["item"] == first.model_dump(mode="json")
+    by_id = {i.id: i.model_dump(mode="json") for i in items}
+    assert [e.payload["item"] for e in events[2:]] == [
+        by_id[e.payload["item"]["id"]] for e in events[2:]
+    ]
+    # Before the marks: 1 then 2 unread; after them, one read and one archived item left out.
+    assert [e.payload["counts"]["unread"] for e in events] == [1, 2, *range(1, 9)]
+    assert [e.payload["counts"] for e in events][-1] == {"unseen": 8, "unread": 8}
+    assert await store.inbox_counts("ada") == InboxCounts(unseen=8, unread=8)
+
+
+async def test_appends_prune_their_users_expired_events(store: Store) -> None:
+    """One append in PRUNE_EVERY drops its own user's events past the retention, no one else's."""
+    old = datetime.now(UTC) - timedelta(days=EVENT_RETENTION_DAYS + 1)
+    async with store.engine.begin() as conn:
+        for user_id in ("ada", "bob"):
+            row: dict[str, Any] = {
+                "user_id": user_id,
+                "kind": "item",
+                "payload": {},
+                "created_at": old,
+            }
+            await conn.execute(insert(InboxEventRow).values(**row))
+    await add(store, PRUNE_EVERY)  # the event ids pass a multiple of PRUNE_EVERY
+    assert all(e.created_at > old for e in await store.inbox_events("ada"))
+    assert len(await store.inbox_events("ada")) == PRUNE_EVERY
+    assert [e.created_at for e in await store.inbox_events("bob")] == [old]
 
 
 async def test_pruning_drops_old_events_only(store: Store) -> None:

@@ -52,6 +52,28 @@ async def _notification(
         )
 
 
+async def _digest_request(
+    store: Store, user_id: str, optimal_latest: datetime | None = None
+) -> PlanRequest:
+    """A plan request for a new `digest` template on email and in-app."""
+    template = await store.add_template_version(
+        TemplateDefinition(
+            id="digest",
+            channels=[Channel.EMAIL, Channel.IN_APP],
+            content=TemplateContent(subject="s", text="t"),
+        )
+    )
+    return PlanRequest(
+        notification_id="n",
+        user_id=user_id,
+        template_id="digest",
+        template_version=template.version,
+        priority=Priority.MEDIUM,
+        not_before=T0,
+        optimal_latest=optimal_latest,
+    )
+
+
 async def test_engagement_hours_are_counted_per_utc_hour(store: Store) -> None:
     await store.upsert_user(User(id="ada", timezone="Asia/Kolkata"))
     await store.upsert_user(User(id="bob", timezone="UTC"))
@@ -102,26 +124,11 @@ async def test_channel_engagement_counts_sends_and_engaged_sends(store: Store) -
 
 async def test_plan_from_store_chooses_the_hour_then_applies_quiet_hours(store: Store) -> None:
     await store.upsert_user(User(id="ada", email="ada@example.com", timezone="Europe/Berlin"))
-    template = await store.add_template_version(
-        TemplateDefinition(
-            id="digest",
-            channels=[Channel.EMAIL, Channel.IN_APP],
-            content=TemplateContent(subject="s", text="t"),
-        )
-    )
     # Ada opens on Mondays at 22:00 Berlin (21:00 UTC in winter), for six weeks.
     for k in range(1, 7):
         at = datetime(2026, 11, 30, 21, 10, tzinfo=UTC) - timedelta(weeks=k)
         await _notification(store, f"h{k}", "ada", Channel.EMAIL, at, [at])
-    request = PlanRequest(
-        notification_id="n",
-        user_id="ada",
-        template_id="digest",
-        template_version=template.version,
-        priority=Priority.MEDIUM,
-        not_before=T0,
-        optimal_latest=T0 + timedelta(hours=24),
-    )
+    request = await _digest_request(store, "ada", optimal_latest=T0 + timedelta(hours=24))
     plan = await plan_from_store(store, request, configured=set(Channel), caps=FrequencyCaps())
     offset = send_time.minute_offset("ada")
     assert plan.send_at == datetime(2026, 11, 30, 21, offset, tzinfo=UTC)
@@ -139,3 +146,22 @@ async def test_plan_from_store_chooses_the_hour_then_applies_quiet_hours(store: 
     assert plan.send_at == datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
     assert plan.deferred_reason == "quiet hours until 07:00 Europe/Berlin"
     assert plan.send_time_reason is not None  # still says what was chosen first
+
+
+async def test_plan_from_store_orders_channels_by_engagement_unless_the_user_chose(
+    store: Store,
+) -> None:
+    """The engagement is read with the user, in the plan's one read; a user who switched one of
+    the template's channels keeps the template's order."""
+    await store.upsert_user(User(id="ines", email="ines@example.com"))
+    for d in range(1, 7):
+        at = T0 - timedelta(days=d)
+        await _notification(store, f"app{d}", "ines", Channel.IN_APP, at, [at])
+        await _notification(store, f"mail{d}", "ines", Channel.EMAIL, at, [])
+    request = await _digest_request(store, "ines")
+    plan = await plan_from_store(store, request, configured=set(Channel), caps=FrequencyCaps())
+    assert plan.channels == [Channel.IN_APP, Channel.EMAIL]
+    assert plan.channel_reason == "ordered by the user's engagement: in_app 6/6, email 0/6"
+    await store.set_preferences(Preferences(user_id="ines", channels={Channel.EMAIL: True}))
+    plan = await plan_from_store(store, request, configured=set(Channel), caps=FrequencyCaps())
+    assert plan.channels == [Channel.EMAIL, Channel.IN_APP]

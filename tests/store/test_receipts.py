@@ -61,6 +61,30 @@ async def test_a_receipt_before_the_workflow_recorded_the_send_settles_it(store:
     assert await store.apply_receipt(_delivered("n-1")) is None
 
 
+async def test_a_record_of_several_channels_keeps_a_receipts_settlement(store: Store) -> None:
+    """The run's record writes its channels in one go; the settled one stays settled, the
+    others take the record's status."""
+    await record(store, "n-1")
+    await store.upsert_delivery(
+        "n-1", ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SENDING)
+    )
+    await _accepted(store, "n-1", "SM123")
+    assert await store.apply_receipt(_delivered("n-1")) is not None
+    sent = [
+        ChannelResult(channel=c, status=DeliveryStatus.SENT, attempts=1)
+        for c in (Channel.EMAIL, Channel.SMS, Channel.PUSH)
+    ]
+    await record(store, "n-1", channels=sent)
+    got = await store.get_notification("n-1")
+    assert got is not None
+    statuses = {c.channel: c.status for c in got.channels}
+    assert statuses == {
+        Channel.EMAIL: DeliveryStatus.SENT,
+        Channel.SMS: DeliveryStatus.DELIVERED,
+        Channel.PUSH: DeliveryStatus.SENT,
+    }
+
+
 async def test_a_receipt_with_no_channel_row_yet_creates_it_from_the_ledger(store: Store) -> None:
     await record(store, "n-2")
     await _accepted(store, "n-2", "SM456")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC
 
-from tidings.models import Channel, Priority, TemplateContent, TemplateDefinition
+from tidings.models import Channel, Priority, TemplateContent, TemplateDefinition, User
 from tidings.store import Store
 
 
@@ -54,6 +54,17 @@ async def test_a_change_makes_a_new_version_and_the_old_stays_readable(store: St
     assert v3.version == 3
     assert await store.get_template("welcome", 4) is None
     assert await store.get_template("nope") is None
+
+
+async def test_user_and_template_reads_the_latest_version_and_either_may_be_missing(
+    store: Store,
+) -> None:
+    await store.add_template_version(definition())
+    v2 = await store.add_template_version(definition(subject="Welcome aboard, {{ name }}"))
+    ada = await store.upsert_user(User(id="ada", email="ada@example.com"))
+    assert await store.user_and_template("ada", "welcome") == (ada, v2)
+    assert await store.user_and_template("nobody", "welcome") == (None, v2)
+    assert await store.user_and_template("ada", "nope") == (ada, None)
 
 
 async def test_only_sample_data_changing_is_a_change(store: Store) -> None:

@@ -152,3 +152,22 @@ async def test_recipient_state_reads_what_is_asked_in_one_snapshot(store: Store)
     await store.upsert_user(User(id="rs2"))
     defaults = await store.recipient_state("rs2", preferences=True)
     assert defaults.preferences == Preferences(user_id="rs2")  # nothing stored: the defaults
+
+
+async def test_recipient_state_joins_every_device_with_one_user_and_entry(store: Store) -> None:
+    """One row per device in the joined read: the user, preferences and entry once each."""
+    await store.upsert_user(User(id="rd", email="rd@example.com"))
+    await store.set_preferences(Preferences(user_id="rd", channels={Channel.PUSH: True}))
+    tokens = [f"device-token-{i}" for i in range(3)]
+    for token in tokens:
+        await store.add_device(Device(user_id="rd", platform=Platform.FCM, token=token))
+    entry = LedgerEntry(key="kd", notification_id="n", channel=Channel.PUSH, target="fcm")
+    await store.ledger_put(entry)
+    state = await store.recipient_state("rd", preferences=True, devices=True, ledger_key="kd")
+    assert [d.token for d in state.devices] == tokens  # in the order they were added
+    assert state.preferences is not None and state.preferences.channels == {Channel.PUSH: True}
+    assert state.ledger == entry and state.user is not None and state.user.id == "rd"
+    gone = await store.recipient_state("nobody", devices=True, engagement_since=datetime.now(UTC))
+    assert (gone.user, gone.devices, gone.channel_engagement) == (None, [], None)
+    none_yet = await store.recipient_state("rd", engagement_since=datetime.now(UTC))
+    assert none_yet.channel_engagement == {}

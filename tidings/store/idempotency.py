@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from tidings.store.base import IN_CHUNK, StoreBase, rowcount
+from tidings.store.base import IN_CHUNK, StoreBase, Upsert, rowcount
 from tidings.store.tables import IdempotencyKeyRow
 
 
@@ -15,15 +15,11 @@ class IdempotencyMixin(StoreBase):
     async def claim_idempotency_key(self, key: str, fingerprint: str) -> str | None:
         """Record that `key` belongs to the request with `fingerprint`. Returns None if this call
         claimed it, else the fingerprint it was claimed with (nothing is written then)."""
-        stmt = (
-            self._insert(IdempotencyKeyRow)
-            .values(key=key, fingerprint=fingerprint, created_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["key"])
-        )
-        async with self._write() as session:
-            if rowcount(await session.execute(stmt)) == 1:
+        params = {"key": key, "fingerprint": fingerprint, "created_at": datetime.now(UTC)}
+        async with self._write_conn() as conn:
+            if rowcount(await conn.execute(self._claim_insert(), params)) == 1:
                 return None
-            existing = await session.scalar(
+            existing = await conn.scalar(
                 select(IdempotencyKeyRow.fingerprint).where(IdempotencyKeyRow.key == key)
             )
             assert existing is not None  # the conflicting row is visible in this transaction
@@ -68,3 +64,12 @@ class IdempotencyMixin(StoreBase):
                 )
             )
             return {key: fingerprint for key, fingerprint in rows}
+
+    def _claim_insert(self) -> Upsert:
+        """Built once per store, values bound by name: every notification's front door runs
+        it (see `NotificationsMixin._notification_upsert`)."""
+        stmt = getattr(self, "_claim_stmt", None)
+        if stmt is None:
+            stmt = self._insert(IdempotencyKeyRow).on_conflict_do_nothing(index_elements=["key"])
+            self._claim_stmt = stmt
+        return stmt

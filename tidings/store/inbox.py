@@ -15,8 +15,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tidings.inbox import (
     EVENT_RETENTION_DAYS,
@@ -68,6 +82,14 @@ def _event(row: InboxEventRow) -> InboxEvent:
     )
 
 
+def _counts(user_id: Any) -> Select[int, int]:
+    """The user's unseen and unread items, archived ones left out."""
+    return select(
+        func.count().filter(InboxRow.seen_at.is_(None)).label("unseen"),
+        func.count().filter(InboxRow.read_at.is_(None)).label("unread"),
+    ).where(InboxRow.user_id == user_id, InboxRow.archived_at.is_(None))
+
+
 def _unset(state: InboxState) -> ColumnElement[bool]:
     """Items this mark would change."""
     if state is InboxState.SEEN:
@@ -102,10 +124,10 @@ class InboxMixin(StoreBase):
         """One item per notification: adding it again returns the item already there, so a
         retried in-app send shows the user one message, not two. `category` defaults to the
         category of the notification's template."""
-        async with self._write() as session:
-            await self._lock_user(session, user_id)
+        async with self._write_conn() as conn:
+            await self._lock_user(conn, user_id)
             if category is None:
-                category = await session.scalar(
+                category = await conn.scalar(
                     select(TemplateRow.category)
                     .join(
                         NotificationRow,
@@ -116,7 +138,6 @@ class InboxMixin(StoreBase):
                     )
                     .where(NotificationRow.id == notification_id)
                 )
-            conn = await session.connection()
             values = {
                 "user_id": user_id,
                 "notification_id": notification_id,
@@ -138,13 +159,7 @@ class InboxMixin(StoreBase):
                 )
             item = _item(cast(InboxRow, new))
             if inserted:
-                counts = await self._inbox_counts(session, user_id)
-                await self._append(
-                    session,
-                    user_id,
-                    EventKind.ITEM,
-                    {"item": item.model_dump(mode="json"), "counts": counts.model_dump()},
-                )
+                await self._append_item(conn, item)
         if inserted:
             inbox_wake.poke(user_id)
         return item
@@ -351,18 +366,60 @@ class InboxMixin(StoreBase):
         stmt = getattr(self, "_inbox_event_stmt", None)
         if stmt is None:
             table = InboxEventRow.__table__
-            stmt = self._insert(cast(Any, table)).returning(table.c.id)
+            stmt = self._insert(cast(Any, table)).returning(*self._event_returning())
             self._inbox_event_stmt = stmt
         return stmt
 
-    async def _lock_user(self, session: AsyncSession, user_id: str) -> None:
+    def _item_event_insert(self) -> Any:
+        """A new item's event with the user's counts, counted by the insert itself (after the
+        item's own insert, in the same transaction): the item is bound as JSON text."""
+        stmt = getattr(self, "_item_event_stmt", None)
+        if stmt is None:
+            events = InboxEventRow.__table__
+            user_id = bindparam("user_id", type_=String)
+            counts = _counts(user_id).subquery("counts")
+            json_object, item = self._json_object, bindparam("item", type_=String)
+            if self.engine.dialect.name == "postgresql":
+                item_json: Any = cast_(item, JSONB)
+            else:
+                item_json = func.json(item)
+            payload = json_object(
+                "item",
+                item_json,
+                "counts",
+                json_object("unseen", counts.c.unseen, "unread", counts.c.unread),
+            )
+            created_at = bindparam("created_at", type_=events.c.created_at.type)
+            kind = literal(EventKind.ITEM.value)
+            source = select(user_id, kind, payload, created_at).select_from(counts)
+            columns = ["user_id", "kind", "payload", "created_at"]
+            stmt = (
+                self._insert(cast(Any, events))
+                .from_select(columns, source)
+                .returning(*self._event_returning())
+            )
+            self._item_event_stmt = stmt
+        return stmt
+
+    def _json_object(self, *pairs: Any) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return func.jsonb_build_object(*pairs)
+        return func.json_object(*pairs)
+
+    def _event_returning(self) -> tuple[Any, ...]:
+        """The new event's id and, on PostgreSQL, its NOTIFY (delivered at commit), in the
+        insert's RETURNING rather than a statement of its own."""
+        table = InboxEventRow.__table__
+        if self.engine.dialect.name != "postgresql":
+            return (table.c.id,)
+        channel: Any = literal_column(NOTIFY_CHANNEL_SQL)
+        return (table.c.id, func.pg_notify(channel, table.c.user_id))
+
+    async def _lock_user(self, session: AsyncSession | AsyncConnection, user_id: str) -> None:
         await self._serialise(session, f"inbox:{user_id}")
 
     async def _inbox_counts(self, session: AsyncSession, user_id: str) -> InboxCounts:
-        live = and_(InboxRow.user_id == user_id, InboxRow.archived_at.is_(None))
-        unseen = func.count().filter(InboxRow.seen_at.is_(None))
-        unread = func.count().filter(InboxRow.read_at.is_(None))
-        row = (await session.execute(select(unseen, unread).where(live))).one()
+        row = (await session.execute(_counts(user_id))).one()
         return InboxCounts(unseen=int(row[0] or 0), unread=int(row[1] or 0))
 
     async def _append(
@@ -372,17 +429,24 @@ class InboxMixin(StoreBase):
         conn = await session.connection()
         values = {"user_id": user_id, "kind": kind.value, "payload": payload, "created_at": now}
         event_id = (await conn.execute(self._inbox_event_insert(), values)).scalar_one()
+        await self._prune(conn, user_id, event_id, now)
+
+    async def _append_item(self, conn: AsyncConnection, item: InboxItem) -> None:
+        now = utcnow()
+        values = {"user_id": item.user_id, "item": item.model_dump_json(), "created_at": now}
+        event_id = (await conn.execute(self._item_event_insert(), values)).scalar_one()
+        await self._prune(conn, item.user_id, event_id, now)
+
+    async def _prune(
+        self, conn: AsyncConnection, user_id: str, event_id: int, now: datetime
+    ) -> None:
         # The user's own old rows go as new ones come, on one append in PRUNE_EVERY: the log
         # stays bounded per user without a sweeper (`prune_inbox_events` clears users who went
         # quiet), and the other appends skip a statement.
         if event_id % PRUNE_EVERY == 0:
-            await session.execute(
+            await conn.execute(
                 delete(InboxEventRow).where(
                     InboxEventRow.user_id == user_id,
                     InboxEventRow.created_at < now - timedelta(days=EVENT_RETENTION_DAYS),
                 )
-            )
-        if self.engine.dialect.name == "postgresql":
-            await session.execute(
-                text(f"SELECT pg_notify({NOTIFY_CHANNEL_SQL}, :user_id)"), {"user_id": user_id}
             )

@@ -55,10 +55,7 @@ class LedgerMixin(StoreBase):
 
     async def ledger_put(self, entry: LedgerEntry) -> bool:
         """Insert the entry unless its key exists; False (and nothing changed) if it did."""
-        async with self._write() as session:
-            # On the session's connection: the Core result carries the row count, and the
-            # ORM's bulk-insert layer has nothing to add to a plain insert.
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             return rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
 
     def _ledger_insert(self) -> Upsert:

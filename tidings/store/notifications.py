@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from tidings.models import (
@@ -83,6 +83,25 @@ _NOT_YET_SETTLED = [
     DeliveryStatus.SENDING.value,
     DeliveryStatus.SENT.value,
 ]
+
+
+def _inline(values: list[str]) -> list[Any]:
+    """Our own constants (no quotes in them) as SQL literals."""
+    return [literal_column(f"'{v}'") for v in values]
+
+
+def _delivery_params(notification_id: str, result: ChannelResult) -> dict[str, Any]:
+    return {
+        "notification_id": notification_id,
+        "channel": Channel(result.channel).value,
+        "status": DeliveryStatus(result.status).value,
+        "reason": result.reason,
+        "target": result.target,
+        "provider_message_id": result.provider_message_id,
+        "attempts": result.attempts,
+        "at": result.at,
+        "updated_at": utcnow(),
+    }
 
 
 def _delivery(row: DeliveryRow) -> ChannelResult:
@@ -177,46 +196,32 @@ class NotificationsMixin(LedgerMixin):
             "experiment_id": experiment_id,
             "variant": variant,
         }
-        async with self._write() as session:
-            # On the session's connection: the ORM's bulk-insert layer adds nothing here.
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             await conn.execute(self._notification_upsert(), params)
-            for result in channels or []:
-                await self._put_delivery(session, notification_id, result)
+            if channels:  # one executemany: the plan's record writes a row per channel
+                rows = [_delivery_params(notification_id, result) for result in channels]
+                await conn.execute(self._delivery_upsert(), rows)
 
     async def upsert_delivery(self, notification_id: str, result: ChannelResult) -> None:
         async with self._write() as session:
             await self._require_notification(session, notification_id)
-            await self._put_delivery(session, notification_id, result)
+            await self._put_delivery(await session.connection(), notification_id, result)
 
     async def record_send(self, entry: LedgerEntry, result: ChannelResult) -> bool:
         """The send ledger's entry (see `ledger_put`) and the channel's delivery row, in one
         transaction: the channel is recorded the moment it lands, with no write of its own.
         False (and the delivery row left as it is) when the ledger had the key already."""
-        async with self._write() as session:
-            conn = await session.connection()
+        async with self._write_conn() as conn:
             new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
             if new:
-                await self._put_delivery(session, entry.notification_id, result)
+                await self._put_delivery(conn, entry.notification_id, result)
             return new
 
     async def _put_delivery(
-        self, session: AsyncSession, notification_id: str, result: ChannelResult
+        self, conn: AsyncConnection, notification_id: str, result: ChannelResult
     ) -> None:
-        params: dict[str, Any] = {
-            "notification_id": notification_id,
-            "channel": Channel(result.channel).value,
-            "status": DeliveryStatus(result.status).value,
-            "reason": result.reason,
-            "target": result.target,
-            "provider_message_id": result.provider_message_id,
-            "attempts": result.attempts,
-            "at": result.at,
-            "updated_at": utcnow(),
-        }
-        conn = await session.connection()
         # The analytics facts follow in the same statement (triggers: tidings/store/facts.py).
-        await conn.execute(self._delivery_upsert(), params)
+        await conn.execute(self._delivery_upsert(), _delivery_params(notification_id, result))
 
     # The two writes every notification makes several times, built once per store: a statement
     # built per call cost more CPU in SQLAlchemy (cache key, bound parameters) than running it.
@@ -242,11 +247,13 @@ class NotificationsMixin(LedgerMixin):
             # Forward only: a provider's receipt may have settled the channel (delivered /
             # failed) before the workflow's own `sent` reached the database; that `sent` must
             # not undo it.
-            settled = DeliveryRow.status.in_(_SETTLED_BY_RECEIPT)
+            # The statuses are written into the statement (an IN of bound values cannot run
+            # as one executemany).
+            settled = DeliveryRow.status.in_(_inline(_SETTLED_BY_RECEIPT))
             stmt = stmt.on_conflict_do_update(
                 index_elements=["notification_id", "channel"],
                 set_=updated,
-                where=~(settled & stmt.excluded.status.in_(_NOT_YET_SETTLED)),
+                where=~(settled & stmt.excluded.status.in_(_inline(_NOT_YET_SETTLED))),
             )
             self._delivery_stmt = stmt
         return stmt

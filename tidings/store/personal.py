@@ -13,10 +13,22 @@ a scan of the recent events.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+)
 
 from tidings import send_time
 from tidings.models import Channel, DeliveryStatus, EngagementType
@@ -114,27 +126,36 @@ class PersonalMixin(StoreBase):
     ) -> dict[Channel, tuple[int, int]]:
         """Per channel: the user's notifications sent on it since `since`, and how many of
         those were opened or clicked on that channel."""
-        engaged = exists().where(
-            and_(
-                EngagementRow.notification_id == DeliveryRow.notification_id,
-                EngagementRow.channel == DeliveryRow.channel,
-                EngagementRow.type.in_(ENGAGED),
-            )
-        )
-        stmt = (
-            select(
-                DeliveryRow.channel,
-                func.count(),
-                func.sum(case((engaged, 1), else_=0)),
-            )
-            .join(NotificationRow, NotificationRow.id == DeliveryRow.notification_id)
-            .where(
-                NotificationRow.user_id == user_id,
-                DeliveryRow.status.in_(_SENT),
-                DeliveryRow.at >= since,  # the run's clock, like the events' `at`
-            )
-            .group_by(DeliveryRow.channel)
-        )
         async with self._read() as session:
-            rows = (await session.execute(stmt)).all()
-        return {Channel(c): (int(n), int(e or 0)) for c, n, e in rows}
+            conn = await session.connection()
+            params = {"user_id": user_id, "since": since}
+            return channel_counts(await conn.execute(CHANNEL_ENGAGEMENT, params))
+
+
+def _channel_engagement() -> Select[str, int, Any]:
+    engaged = exists().where(
+        and_(
+            EngagementRow.notification_id == DeliveryRow.notification_id,
+            EngagementRow.channel == DeliveryRow.channel,
+            EngagementRow.type.in_(ENGAGED),
+        )
+    )
+    return (
+        select(DeliveryRow.channel, func.count(), func.sum(case((engaged, 1), else_=0)))
+        .join(NotificationRow, NotificationRow.id == DeliveryRow.notification_id)
+        .where(
+            NotificationRow.user_id == bindparam("user_id"),
+            DeliveryRow.status.in_(_SENT),
+            DeliveryRow.at >= bindparam("since"),  # the run's clock, like the events' `at`
+        )
+        .group_by(DeliveryRow.channel)
+    )
+
+
+# Built once (every plan that may recommend a channel runs it; `SendingMixin` reads it in the
+# plan's transaction): `user_id` and `since` are bound at execution.
+CHANNEL_ENGAGEMENT = _channel_engagement()
+
+
+def channel_counts(rows: Iterable[Any]) -> dict[Channel, tuple[int, int]]:
+    return {Channel(c): (int(n), int(e or 0)) for c, n, e in rows}

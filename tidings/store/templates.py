@@ -3,13 +3,14 @@ version it started with and must find the same sources when it finally sends."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
-from tidings.models import Template, TemplateDefinition
+from tidings.models import Template, TemplateDefinition, User
 from tidings.store.base import StoreBase, utcnow
-from tidings.store.tables import TemplateRow
+from tidings.store.tables import TemplateRow, UserRow
+from tidings.store.users import USER_BY_ID, _user
 
 
 def _template(row: TemplateRow) -> Template:
@@ -29,6 +30,14 @@ def _template(row: TemplateRow) -> Template:
             "created_at": row.created_at,
         }
     )
+
+
+# Every notification's front door reads its template's latest version: Core selects built
+# once (an ORM lookup built per call cost more CPU than the query).
+_TEMPLATES = cast(Any, TemplateRow.__table__)
+_BY_ID = select(*_TEMPLATES.c).where(_TEMPLATES.c.id == bindparam("template_id"))
+_LATEST = _BY_ID.order_by(_TEMPLATES.c.version.desc()).limit(1)
+_VERSION = _BY_ID.where(_TEMPLATES.c.version == bindparam("version"))
 
 
 def _definition_json(template: Template) -> dict[str, Any]:
@@ -86,17 +95,24 @@ class TemplatesMixin(StoreBase):
         return template
 
     async def _read_template(self, template_id: str, version: int | None) -> Template | None:
-        async with self._read() as session:
-            if version is not None:
-                row = await session.get(TemplateRow, (template_id, version))
-            else:
-                row = await session.scalar(
-                    select(TemplateRow)
-                    .where(TemplateRow.id == template_id)
-                    .order_by(TemplateRow.version.desc())
-                    .limit(1)
-                )
-            return None if row is None else _template(row)
+        stmt = _LATEST if version is None else _VERSION
+        async with self._read_conn() as conn:
+            params = {"template_id": template_id, "version": version}
+            row = (await conn.execute(stmt, params)).one_or_none()
+            return None if row is None else _template(cast(TemplateRow, row))
+
+    async def user_and_template(
+        self, user_id: str, template_id: str
+    ) -> tuple[User | None, Template | None]:
+        """The user and the template's latest version, in one read: what the front door checks
+        for every notification."""
+        async with self._read_conn() as conn:
+            user = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
+            row = (await conn.execute(_LATEST, {"template_id": template_id})).one_or_none()
+        template = None if row is None else _template(cast(TemplateRow, row))
+        if template is not None:
+            self._versions.put((template.id, template.version), template)
+        return None if user is None else _user(cast(UserRow, user)), template
 
     async def list_templates(self) -> list[Template]:
         """The latest version of every template, by id."""
