@@ -8,6 +8,7 @@ the domain's typed errors to ApplicationError (see `activities.errors`): the pol
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from temporalio import activity
@@ -121,6 +122,7 @@ class NotificationActivities:
 
     @activity.defn(name="deliver")
     async def deliver(self, input: DeliverInput) -> DeliverOutput:
+        info = activity.info()
         request = delivery.SendRequest(
             notification_id=input.notification_id,
             channel=input.channel,
@@ -130,13 +132,20 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
-            record_attempt=activity.info().attempt if input.record else None,
+            record_attempt=info.attempt if input.record else None,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
-            # test server whose clock runs ahead of this host's.
-            render_at=activity.info().current_attempt_scheduled_time,
+            # test server whose clock runs ahead of this host's. A local activity (in-app) has
+            # it too, but from the worker's clock when the run scheduled it (sdk-core sets it
+            # to the first attempt's SystemTime): the same instant in production, the host's
+            # time on a time-skipping test server.
+            render_at=info.current_attempt_scheduled_time,
+        )
+        # A local activity (in-app) has no heartbeat timeout: the run's own worker is sending it.
+        beating: contextlib.AbstractAsyncContextManager[None] = (
+            contextlib.nullcontext() if info.is_local else heartbeating(self._heartbeat_every)
         )
         with classified(f"deliver {input.channel.value} {input.notification_id}"):
-            async with heartbeating(self._heartbeat_every):
+            async with beating:
                 sent = await delivery.send(
                     self._store, self._senders, request, settings=self._settings
                 )
@@ -145,5 +154,5 @@ class NotificationActivities:
             target=sent.acceptance.target,
             provider_message_id=sent.acceptance.provider_message_id,
             duplicate=sent.duplicate,
-            attempt=activity.info().attempt,
+            attempt=info.attempt,
         )

@@ -163,6 +163,7 @@ def build_workers(
         activities.record_notification,
         activities.record_channel,
         activities.record_engagement,
+        activities.deliver,  # in-app, by the run's own Worker (IN_APP_LOCAL_PATCH)
     ]
     experiments = experiments or ExperimentActivities(activities.store)
     long_lived_activities: list[Callable[..., Any]] = [

@@ -73,6 +73,11 @@ FOLDED_RECORDS_PATCH = "records-folded-into-plan-and-deliver"
 # upsert is a visibility write on the server. Stands for FOLDED_RECORDS_PATCH (and the ones it
 # stands for) on new runs: one marker, one TemporalChangeVersion upsert.
 LEAN_RECORDS_PATCH = "records-only-what-changed"
+# The in-app channel is one write to Tidings' own database: a task-queue hop (scheduled, started,
+# completed, and the server's matching in between) buys it nothing, so the run's own Worker sends
+# it as a local activity. Stands for LEAN_RECORDS_PATCH (and the ones it stands for) on new runs:
+# one marker, one TemporalChangeVersion upsert.
+IN_APP_LOCAL_PATCH = "in-app-delivered-locally"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -108,6 +113,7 @@ class NotificationWorkflow:
         self._planned_at: datetime | None = None  # the last plan's not_before
         self._planned: list[Channel] = []  # the channels the plan recorded as sending
         self._lean = False  # LEAN_RECORDS_PATCH: records write only what changed
+        self._in_app_local = False  # IN_APP_LOCAL_PATCH: in-app sent by a local activity
         # Each channel as the database has it, as far as this run knows (LEAN_RECORDS_PATCH).
         self._written: dict[Channel, ChannelResult] = {}
 
@@ -206,7 +212,8 @@ class NotificationWorkflow:
     async def run(self, input: NotificationInput) -> NotificationResult:
         # A run that plans at once records nothing before its plan: the plan's activity writes
         # the row. One that waits for a send time is in the database from the start.
-        self._lean = workflow.patched(LEAN_RECORDS_PATCH)
+        self._in_app_local = workflow.patched(IN_APP_LOCAL_PATCH)
+        self._lean = self._in_app_local or workflow.patched(LEAN_RECORDS_PATCH)
         self._folded = self._lean or workflow.patched(FOLDED_RECORDS_PATCH)
         if not self._folded or (self._send_at is not None and self._send_at > workflow.now()):
             await self._record()
@@ -456,34 +463,51 @@ class NotificationWorkflow:
         deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
         if req.request.expires_at is not None:
             deadline = min(deadline, req.request.expires_at - workflow.now())
+        input = DeliverInput(
+            notification_id=req.notification_id,
+            channel=channel,
+            user_id=req.request.user_id,
+            template_id=req.request.template_id,
+            template_version=req.template_version,
+            data=req.request.data,
+            priority=req.priority,
+            expires_at=req.request.expires_at,
+            record=self._folded,
+        )
+        start_to_close = ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30))
+        schedule_to_close = max(deadline, timedelta(seconds=1))
+        retry_policy = RETRY_POLICIES.get(channel, DEFAULT_RETRY)
+        summary = f"deliver {channel.value}"
         try:
-            result: DeliverOutput = await workflow.execute_activity_method(
-                NotificationActivities.deliver,
-                DeliverInput(
-                    notification_id=req.notification_id,
-                    channel=channel,
-                    user_id=req.request.user_id,
-                    template_id=req.request.template_id,
-                    template_version=req.template_version,
-                    data=req.request.data,
-                    priority=req.priority,
-                    expires_at=req.request.expires_at,
-                    record=self._folded,
-                ),
-                task_queue=channel_queue(req.task_queue_base, channel, req.priority),
-                start_to_close_timeout=ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30)),
-                # The deliver activity heartbeats while it sends: a worker killed mid-send is
-                # noticed within this, not at the end of the attempt timeout.
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=max(deadline, timedelta(seconds=1)),
-                retry_policy=RETRY_POLICIES.get(channel, DEFAULT_RETRY),
-                summary=f"deliver {channel.value}",
-            )
-        except ActivityError as e:
+            if channel is Channel.IN_APP and self._in_app_local:
+                result: DeliverOutput = await workflow.execute_local_activity_method(
+                    NotificationActivities.deliver,
+                    input,
+                    start_to_close_timeout=start_to_close,
+                    schedule_to_close_timeout=schedule_to_close,
+                    retry_policy=retry_policy,
+                    summary=summary,
+                )
+            else:
+                result = await workflow.execute_activity_method(
+                    NotificationActivities.deliver,
+                    input,
+                    task_queue=channel_queue(req.task_queue_base, channel, req.priority),
+                    start_to_close_timeout=start_to_close,
+                    # The deliver activity heartbeats while it sends: a worker killed mid-send
+                    # is noticed within this, not at the end of the attempt timeout.
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    schedule_to_close_timeout=schedule_to_close,
+                    retry_policy=retry_policy,
+                    summary=summary,
+                )
+        except (ActivityError, ApplicationError) as e:
+            # A local activity's non-retryable failure arrives unwrapped: a failed channel all
+            # the same, never a failed workflow task. Only local sends can raise it bare.
             return ChannelResult(
                 channel=channel,
                 status=DeliveryStatus.FAILED,
-                reason=_reason(e),
+                reason=_reason(e) if isinstance(e, ActivityError) else e.message,
                 at=workflow.now(),
             )
         return ChannelResult(

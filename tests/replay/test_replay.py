@@ -8,6 +8,7 @@ ones with `python -m tests.replay.record`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,12 @@ from workflows.bulk import BulkStartWorkflow
 from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
-from workflows.notification import NotificationWorkflow
+from workflows.notification import (
+    FOLDED_RECORDS_PATCH,
+    IN_APP_LOCAL_PATCH,
+    LEAN_RECORDS_PATCH,
+    NotificationWorkflow,
+)
 from workflows.scheduled import ScheduledSendWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -45,6 +51,9 @@ def test_histories_are_checked_in() -> None:
     # v8: records write only what changed, TidingsStatus once at the end (LEAN_RECORDS_PATCH).
     v8 = {f"notification_v8_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v8 |= {"notification_v8_split", "notification_v8_optimal"}
+    # v9: in-app is a local activity of the run's own worker (IN_APP_LOCAL_PATCH).
+    v9 = {f"notification_v9_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v9 |= {"notification_v9_split", "notification_v9_optimal"}
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
@@ -56,7 +65,7 @@ def test_histories_are_checked_in() -> None:
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     bulks = {f"bulk_v1_{n}" for n in ("one_page", "first_run", "last_run")}
     long_lived = experiments | broadcasts | digests | scheduled | bulks
-    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | long_lived <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | long_lived <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
@@ -91,3 +100,33 @@ async def test_history_replays(path: Path, converter: str) -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+# The v9 runs that sent on in-app: as a first-round channel, a fallback, an escalation's first.
+IN_APP_V9 = [f"notification_v9_{n}" for n in ("sent", "quiet", "fallback", "escalated")]
+
+
+@pytest.mark.parametrize("name", IN_APP_V9)
+def test_v9_sends_in_app_as_a_local_activity(name: str) -> None:
+    path = Path(__file__).parent / "histories" / f"{name}.json"
+    history = WorkflowHistory.from_json(name, path.read_text(encoding="utf-8"))
+    local = [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert "deliver" in [m["activity_type"] for m in local], local
+    queues = [
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert not [q for q in queues if q.endswith("-in_app")], queues
+    patches = [
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    # The new patch stands for the ones before it: one marker for all of them.
+    assert IN_APP_LOCAL_PATCH in patches, patches
+    assert not {LEAN_RECORDS_PATCH, FOLDED_RECORDS_PATCH} & set(patches), patches

@@ -19,11 +19,18 @@ from temporalio.testing import WorkflowEnvironment
 from starter.client import Tidings
 from tests.support import RecordingTidings, Stack, make_settings, running_stack
 from tidings import frequency
-from tidings.models import Channel, DeliveryStatus, NotificationResult, NotificationStatus
+from tidings.models import (
+    Channel,
+    DeliveryStatus,
+    NotificationResult,
+    NotificationStatus,
+    Priority,
+)
 from tidings.store import Store
 from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows import search_attributes as sa
 from workflows.policies import MAX_ENGAGEMENT_EVENTS
+from workflows.queues import channel_queue
 
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
 
@@ -215,9 +222,11 @@ async def test_engagement_past_the_cap_is_counted_not_logged(stack: Stack) -> No
 
 
 async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack) -> None:
-    """Two local activities per notification sent on two channels: the plan, which records
-    SENDING with each channel's row, and the final status. Each channel's row is written by its
-    own delivery as it lands (FOLDED_RECORDS_PATCH), so no channel needs a record of its own."""
+    """Two recording local activities per notification sent on two channels: the plan, which
+    records SENDING with each channel's row, and the final status. Each channel's row is written
+    by its own delivery as it lands (FOLDED_RECORDS_PATCH), so no channel needs a record of its
+    own. The in-app delivery is a local activity itself (IN_APP_LOCAL_PATCH): only email is an
+    activity task on a channel queue."""
     ref = await stack.tidings.notify(
         user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
     )
@@ -243,7 +252,13 @@ async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack
         for m in markers
         if m.marker_name == "core_local_activity"
     ]
-    assert local == ["plan_delivery", "record_notification"], local
+    assert local == ["plan_delivery", "deliver", "record_notification"], local
+    queued = [
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert queued == [channel_queue(stack.settings.task_queue, Channel.EMAIL, Priority.MEDIUM)]
 
 
 async def test_the_web_ui_status_is_upserted_once_with_the_outcome(stack: Stack) -> None:

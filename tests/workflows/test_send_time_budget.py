@@ -4,11 +4,13 @@ side, for a template stored before the budget existed or data that slipped past.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support import Stack, running_stack
@@ -16,6 +18,7 @@ from tidings.models import (
     Channel,
     DeliveryStatus,
     NotificationRequest,
+    NotificationStatus,
     Priority,
     TemplateDefinition,
 )
@@ -75,3 +78,47 @@ async def test_a_runaway_render_fails_its_channel_for_good(
     history = await handle.fetch_history()
     starts = [e for e in history.events if e.activity_task_started_event_attributes.attempt]
     assert all(e.activity_task_started_event_attributes.attempt == 1 for e in starts)
+
+
+async def test_a_runaway_in_app_render_fails_its_channel_not_the_run(
+    stack: Stack, time_env: WorkflowEnvironment
+) -> None:
+    """In-app is a local activity on new runs (IN_APP_LOCAL_PATCH), whose non-retryable failure
+    can reach the run unwrapped: it is still the channel's FAILED result with the reason."""
+    template = await stack.store.add_template_version(
+        TemplateDefinition(
+            id="runaway-inbox", channels=[Channel.IN_APP], content={"subject": "Hi", "text": LOOPY}
+        )
+    )
+    request = NotificationRequest(
+        user_id="user_001",
+        template_id=template.id,
+        data={"xs": list(range(300))},
+        channels=[Channel.IN_APP],
+        idempotency_key="runaway-2",
+    )
+    prepared = NotificationInput(
+        notification_id="runaway-2",
+        request=request,
+        template_version=template.version,
+        priority=Priority.MEDIUM,
+        engagement_window_hours=1,
+        task_queue_base=stack.settings.task_queue,
+    )
+    await stack.tidings._start(prepared)
+
+    await time_env.sleep(timedelta(hours=2))
+    handle = stack.tidings.temporal.get_workflow_handle_for(
+        NotificationWorkflow.run, workflow_id("runaway-2")
+    )
+    history = await handle.fetch_history()
+    failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    assert not [e for e in history.events if e.event_type == failed]
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.status is NotificationStatus.FAILED
+    [in_app] = result.channels
+    assert in_app.status is DeliveryStatus.FAILED
+    assert "render budget of channel in_app" in (in_app.reason or "")
+    assert not [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    stored = await stack.store.get_notification("runaway-2")
+    assert stored is not None and stored.status is NotificationStatus.FAILED
