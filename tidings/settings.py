@@ -174,6 +174,7 @@ class Settings(BaseSettings):
     # Behaviour
     # Deliveries per second per channel, enforced by the Temporal server on each channel's task
     # queue across all workers (a provider's throughput cap). JSON: '{"sms": 10, "push": 500}'.
+    # Not in_app: it has no provider, and its single sends use no channel queue.
     channel_rate_limits: dict[Channel, float] = Field(default_factory=dict)
     engagement_window_hours: float = 72.0
     # A bulk with more recipients to start than this is accepted durably (one transaction, then
@@ -204,6 +205,18 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         TargetPolicy.from_entries(value)  # ValueError naming the bad entry
+        return value
+
+    @field_validator("channel_rate_limits")
+    @classmethod
+    def _no_in_app_rate_limit(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        # Single in-app sends run as local activities on the workflow's worker, off any task
+        # queue the server could rate-limit: a limit here would hold back broadcasts only.
+        if Channel.IN_APP in value:
+            raise ValueError(
+                "channel_rate_limits: in_app cannot be rate limited; in_app writes Tidings' own"
+                " database, there is no provider to protect"
+            )
         return value
 
     @field_validator("payload_keys")
