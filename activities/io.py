@@ -79,6 +79,10 @@ class DeliverInput(BaseModel):
     # Runs on the v7 path: the channel's delivery row is written with the ledger entry, in its
     # transaction, so the run needs no record of its own for a channel that got through.
     record: bool = False
+    # Local sends (in-app): the run's clock when it scheduled the send. A local activity's
+    # scheduled time is the worker host's clock, not the server's (they part on a time-skipping
+    # test server, and by any skew in production); rows and renders follow the run's clock.
+    scheduled_at: AwareDatetime | None = None
 
 
 class DeliverOutput(BaseModel):

@@ -134,11 +134,10 @@ class NotificationActivities:
             expires_at=input.expires_at,
             record_attempt=info.attempt if input.record else None,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
-            # test server whose clock runs ahead of this host's. A local activity (in-app) has
-            # it too, but from the worker's clock when the run scheduled it (sdk-core sets it
-            # to the first attempt's SystemTime): the same instant in production, the host's
-            # time on a time-skipping test server.
-            render_at=info.current_attempt_scheduled_time,
+            # test server whose clock runs ahead of this host's. A local activity has the
+            # field too, but from this host's clock (sdk-core: the first attempt's SystemTime),
+            # so local sends carry the run's time in their input.
+            render_at=input.scheduled_at or info.current_attempt_scheduled_time,
         )
         # A local activity (in-app) has no heartbeat timeout: the run's own worker is sending it.
         beating: contextlib.AbstractAsyncContextManager[None] = (

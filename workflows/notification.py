@@ -482,7 +482,7 @@ class NotificationWorkflow:
             if channel is Channel.IN_APP and self._in_app_local:
                 result: DeliverOutput = await workflow.execute_local_activity_method(
                     NotificationActivities.deliver,
-                    input,
+                    input.model_copy(update={"scheduled_at": workflow.now()}),
                     start_to_close_timeout=start_to_close,
                     schedule_to_close_timeout=schedule_to_close,
                     retry_policy=retry_policy,
