@@ -502,8 +502,8 @@ class NotificationWorkflow:
                     summary=summary,
                 )
         except (ActivityError, ApplicationError) as e:
-            # A local activity's non-retryable failure arrives unwrapped: a failed channel all
-            # the same, never a failed workflow task. Only local sends can raise it bare.
+            # A local activity's non-retryable failure arrives unwrapped (only local sends raise
+            # it bare): a failed channel all the same, never a failed run.
             return ChannelResult(
                 channel=channel,
                 status=DeliveryStatus.FAILED,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support import Stack, running_stack
@@ -18,6 +19,7 @@ from tidings.models import (
     Channel,
     DeliveryStatus,
     NotificationRequest,
+    NotificationResult,
     NotificationStatus,
     Priority,
     TemplateDefinition,
@@ -36,26 +38,21 @@ async def stack(time_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[
         yield s
 
 
-async def test_a_runaway_render_fails_its_channel_for_good(
-    stack: Stack, time_env: WorkflowEnvironment
-) -> None:
-    # Stored directly: registration would refuse it, and so would the client's own render.
-    template = await stack.store.add_template_version(
-        TemplateDefinition(
-            id="runaway-html",
-            channels=[Channel.EMAIL, Channel.IN_APP],
-            content={"subject": "Hi", "text": "plain", "html": LOOPY},
-        )
-    )
+async def _send_stored(
+    stack: Stack, time_env: WorkflowEnvironment, definition: TemplateDefinition, key: str
+) -> WorkflowHandle[NotificationWorkflow, NotificationResult]:
+    """Send a template stored directly (registration would refuse it, and so would the client's
+    own render) on every one of its channels, and skip past the run's waits."""
+    template = await stack.store.add_template_version(definition)
     request = NotificationRequest(
         user_id="user_001",
         template_id=template.id,
         data={"xs": list(range(300))},
-        channels=[Channel.EMAIL, Channel.IN_APP],
-        idempotency_key="runaway-1",
+        channels=template.channels,
+        idempotency_key=key,
     )
     prepared = NotificationInput(
-        notification_id="runaway-1",
+        notification_id=key,
         request=request,
         template_version=template.version,
         priority=Priority.MEDIUM,
@@ -63,11 +60,20 @@ async def test_a_runaway_render_fails_its_channel_for_good(
         task_queue_base=stack.settings.task_queue,
     )
     await stack.tidings._start(prepared)
-
     await time_env.sleep(timedelta(hours=2))
-    handle = stack.tidings.temporal.get_workflow_handle_for(
-        NotificationWorkflow.run, workflow_id("runaway-1")
+    temporal = stack.tidings.temporal
+    return temporal.get_workflow_handle_for(NotificationWorkflow.run, workflow_id(key))
+
+
+async def test_a_runaway_render_fails_its_channel_for_good(
+    stack: Stack, time_env: WorkflowEnvironment
+) -> None:
+    definition = TemplateDefinition(
+        id="runaway-html",
+        channels=[Channel.EMAIL, Channel.IN_APP],
+        content={"subject": "Hi", "text": "plain", "html": LOOPY},
     )
+    handle = await _send_stored(stack, time_env, definition, "runaway-1")
     result = await handle.result()
     channels = {c.channel: c for c in result.channels}
     assert channels[Channel.EMAIL].status is DeliveryStatus.FAILED
@@ -85,32 +91,10 @@ async def test_a_runaway_in_app_render_fails_its_channel_not_the_run(
 ) -> None:
     """In-app is a local activity on new runs (IN_APP_LOCAL_PATCH), whose non-retryable failure
     can reach the run unwrapped: it is still the channel's FAILED result with the reason."""
-    template = await stack.store.add_template_version(
-        TemplateDefinition(
-            id="runaway-inbox", channels=[Channel.IN_APP], content={"subject": "Hi", "text": LOOPY}
-        )
+    definition = TemplateDefinition(
+        id="runaway-inbox", channels=[Channel.IN_APP], content={"subject": "Hi", "text": LOOPY}
     )
-    request = NotificationRequest(
-        user_id="user_001",
-        template_id=template.id,
-        data={"xs": list(range(300))},
-        channels=[Channel.IN_APP],
-        idempotency_key="runaway-2",
-    )
-    prepared = NotificationInput(
-        notification_id="runaway-2",
-        request=request,
-        template_version=template.version,
-        priority=Priority.MEDIUM,
-        engagement_window_hours=1,
-        task_queue_base=stack.settings.task_queue,
-    )
-    await stack.tidings._start(prepared)
-
-    await time_env.sleep(timedelta(hours=2))
-    handle = stack.tidings.temporal.get_workflow_handle_for(
-        NotificationWorkflow.run, workflow_id("runaway-2")
-    )
+    handle = await _send_stored(stack, time_env, definition, "runaway-2")
     history = await handle.fetch_history()
     failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     assert not [e for e in history.events if e.event_type == failed]
