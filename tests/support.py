@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from starter.client import BulkResult, NotificationRef, Recipient, Tidings
 from starter.dev import demo_data
 from starter.dev.smtp_sink import SmtpSink
 from starter.dev.webhook_receiver import WebhookReceiver
-from tidings.models import User
+from tidings.models import NotificationResult, NotificationStatus, User
+from tidings.send_time import minute_offset
 from tidings.settings import Settings
 from tidings.store import Store
 from tidings.targets import LOOPBACK
@@ -194,3 +195,17 @@ def task_queue_query(settings: Settings) -> str:
     """The visibility query for the runs of one stack (normal and urgent workflow queues)."""
     queue = settings.task_queue
     return f'TaskQueue = "{queue}" OR TaskQueue = "{queue}{URGENT_SUFFIX}"'
+
+
+def assert_sent_in_the_first_hour(result: NotificationResult, requested_at: datetime) -> None:
+    """A send_at="optimal" notification with no engagement history anywhere goes in the window's
+    first hour: at once, or, when the request came in the minutes before the user's own minute
+    of the hour under way (tidings.send_time.minute_offset, 0-14), at that minute. Which of
+    the two depends on the wall clock, so a test accepts either and nothing else."""
+    if result.status is NotificationStatus.SENT:
+        return
+    assert result.status is NotificationStatus.SCHEDULED, result
+    assert result.send_at is not None, result
+    assert requested_at <= result.send_at <= requested_at + timedelta(minutes=15), result
+    # Zones are offset by whole quarter hours, so the minute in UTC tells the local minute.
+    assert result.send_at.minute % 15 == minute_offset(result.user_id), result

@@ -9,7 +9,7 @@ population's shape with a Dirichlet prior: the score of hour h is
 
 with `PRIOR_WEIGHT` K = 24, i.e. the population counts as 24 pseudo-events; a user's own history
 outweighs it once they have engaged more than 24 times. A user with no history gets the
-population's shape; with no history anywhere every hour scores the same and the window's start
+population's shape; with no history anywhere every hour scores the same and the window's first hour
 wins (send now). This is how OneSignal ("intelligent delivery"), Braze ("Intelligent Timing")
 and Airship ("optimal send time") describe theirs: the per-user engagement hour, falling back to
 the population's when the user has too little.
@@ -201,7 +201,7 @@ def _reason(model: EngagementModel, local: datetime, timezone: str) -> str:
         )
     if model.source == "population":
         return f"optimal send time {when}: everyone's best hour (no history for this user yet)"
-    return f"optimal send time {when}: no engagement history yet, so the window's start"
+    return f"optimal send time {when}: no engagement history yet, so the window's first hour"
 
 
 class WindowError(ValueError):

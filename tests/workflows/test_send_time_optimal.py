@@ -281,7 +281,7 @@ async def test_a_bulk_keeps_its_optimal_window(
         )
         (ref,) = result.refs
         status = await _planned(stack.tidings, time_env, ref.notification_id)
-        # No hour in the window beats another, so it goes at the window's start; with the
+        # No hour in the window beats another, so it goes in the window's first hour; with the
         # window lost on the way (as it once was) it waited for everyone's hour, 5 hours away.
         assert status.send_time_reason is not None
         assert status.send_at is None or status.send_at <= now + timedelta(hours=2, minutes=1)
