@@ -126,8 +126,7 @@ class PersonalMixin(StoreBase):
     ) -> dict[Channel, tuple[int, int]]:
         """Per channel: the user's notifications sent on it since `since`, and how many of
         those were opened or clicked on that channel."""
-        async with self._read() as session:
-            conn = await session.connection()
+        async with self._read_conn() as conn:
             params = {"user_id": user_id, "since": since}
             return channel_counts(await conn.execute(CHANNEL_ENGAGEMENT, params))
 
