@@ -22,6 +22,7 @@ from starter.dev.devserver import start_retrying
 from tests.conftest import BIN
 from tests.replay.record import _save
 from tests.support import Stack, running_stack
+from tests.workflows.test_broadcast_experiment import experiment
 from tidings.broadcast_models import Phase
 from tidings.store.tables import EnrolmentRow
 from workflows.converter import DATA_CONVERTER
@@ -29,21 +30,6 @@ from workflows.queues import experiment_workflow_id, workflow_id
 from workflows.search_attributes import ALL
 
 WELCOME = {"app_name": "MyApp", "user_name": "John"}
-
-
-def _experiment(check_every: str) -> dict[str, object]:
-    return {
-        "share": 0.5,
-        "variants": [
-            {"name": "plain", "control": True},
-            {"name": "warm", "data": {"user_name": "dear friend"}},
-        ],
-        "metric": "converted",
-        "attribution_window": "1h",
-        "minimum_sample": 10,
-        "check_every": check_every,
-        "max_duration": "1h",
-    }
 
 
 async def record() -> None:
@@ -70,7 +56,7 @@ async def record() -> None:
                     broadcast_id="replay_v3",
                     page_size=25,
                     pages_per_run=3,
-                    experiment=_experiment("1s"),
+                    experiment=experiment(check_every="1s", max_duration="1h"),
                 )
                 handle = env.client.get_workflow_handle(ref.workflow_id)
                 first_run = (await handle.describe()).run_id
@@ -93,7 +79,7 @@ async def record() -> None:
                     WELCOME,
                     channels=["in_app"],
                     broadcast_id="replay_v3_cancelled",
-                    experiment=_experiment("10m"),
+                    experiment=experiment(check_every="10m", max_duration="1h"),
                 )
                 while (p := await t.broadcast_progress(other.broadcast_id)).phase is not (
                     Phase.WAITING
