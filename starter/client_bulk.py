@@ -12,192 +12,56 @@ all-or-nothing. Problems shared by every recipient (unknown template, a bad shar
 many recipients) refuse the whole call with `InvalidRequest`, as before.
 
 Up to `settings.bulk_inline_max` recipients to start, their runs start inline (`started`). Above
-it a bulk is accepted durably (`accepted`): every key claimed, every notification row and the
-fan-out's list written in one transaction, then one `BulkStartWorkflow` (`bulk/<bulk_id>`)
-starts the runs a page at a time. The call returns once the transaction has committed and the
-fan-out is started: a server start costs 5-6 ms of its CPU, which no front door can hide for
-10,000 recipients, while the transaction costs well under 1 ms per recipient. If the fan-out
-cannot be started (after retries) the bulk is released, claims and rows with it, and its
-recipients come back `failed`.
+it a bulk is accepted durably (`accepted`, `starter.client_bulk_durable`).
+
+The request and result types are in `starter.client_bulk_models`, the checks that touch no store
+in `starter.client_bulk_checks`; this module re-exports the public names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tidings import idempotency, rendering, send_time
-from tidings.bulks import BulkRecord, BulkStartInput, bulk_queue, bulk_workflow_id
-from tidings.errors import InvalidRequest, NotFound
-from tidings.models import (
-    Channel,
-    Identifier,
-    Model,
-    NotificationRequest,
-    Template,
-    User,
-    check_horizon,
+from starter.client_bulk_checks import (
+    _atomic_outcomes,
+    _check_channels,
+    _Item,
+    _parse_recipients,
+    _RenderCheck,
+    _reused,
+    optimal_window_end,
 )
+from starter.client_bulk_durable import DurableBulkMixin
+from starter.client_bulk_models import (
+    _OUTCOMES,
+    BulkRejected,
+    BulkResult,
+    NotificationRef,
+    Recipient,
+    RecipientOutcome,
+)
+from tidings import idempotency
+from tidings.errors import InvalidRequest
+from tidings.models import NotificationRequest, Template, check_horizon
 from tidings.settings import Settings
 from tidings.store import Store
-from tidings.store.bulks import BulkConflict, BulkEntry
-from workflows.bulk import BulkStartWorkflow
 from workflows.io import NotificationInput
-from workflows.queues import workflow_id
 
 MAX_BULK = 10_000
 # Starts in flight at once: enough to hide the round trip to the server, few enough that a
 # bulk of 10,000 does not queue thousands of RPCs (and their payloads) in the process.
 BULK_START_CONCURRENCY = 64
 
-# Attempts at starting a durable bulk's fan-out before it is released, and the pause before each
-# retry: a server that refuses three starts over two seconds is down, not busy.
-FANOUT_START_DELAYS = (0.3, 1.5)
 
-Outcome = Literal["started", "accepted", "existed", "rejected", "failed"]
-
-
-class NotificationRef(BaseModel):
-    notification_id: str
-    workflow_id: str
-    # False when an idempotency key was used again with the same request: this is the
-    # notification the first request started, and nothing new was started.
-    created: bool = True
-
-
-class Recipient(Model):
-    """One recipient of a bulk: `data` is merged over the shared data (its keys win), and an
-    own `idempotency_key` replaces the derived `<key>.<user_id>`."""
-
-    user_id: Identifier
-    data: dict[str, Any] | None = None
-    idempotency_key: Identifier | None = None
-
-
-class RecipientOutcome(BaseModel):
-    """What became of one recipient, in the order given.
-
-    - started: a new notification, its run started.
-    - accepted: a new notification in a bulk accepted durably: its row is written and its run
-      will be started by the bulk's fan-out (`Tidings.get_bulk` says how far it is).
-    - existed: its idempotency key was used before for the same request (earlier, or by an
-      earlier recipient of this bulk): that notification, nothing new started.
-    - rejected: refused, `field` and `reason` say why; nothing started for it.
-    - failed: valid, but the start itself failed (Temporal unreachable...); with an idempotency
-      key, sending the same bulk again starts it."""
-
-    index: int
-    user_id: str
-    outcome: Outcome
-    notification_id: str | None = None
-    workflow_id: str | None = None
-    field: str | None = None
-    reason: str | None = None
-
-    @property
-    def created(self) -> bool:
-        return self.outcome in ("started", "accepted")
-
-
-class BulkResult(BaseModel):
-    outcomes: list[RecipientOutcome]
-    started: int = 0
-    accepted: int = 0
-    existed: int = 0
-    rejected: int = 0
-    failed: int = 0
-    # Set when the bulk was accepted durably: `Tidings.get_bulk(bulk_id)` shows its fan-out.
-    bulk_id: str | None = None
-
-    @property
-    def refs(self) -> list[NotificationRef]:
-        """The recipients that have a notification (started now or before), in order."""
-        return [
-            NotificationRef(
-                notification_id=o.notification_id, workflow_id=o.workflow_id, created=o.created
-            )
-            for o in self.outcomes
-            if o.notification_id is not None
-            and o.workflow_id is not None
-            and o.outcome in ("started", "accepted", "existed")
-        ]
-
-
-class BulkRejected(InvalidRequest):
-    """An atomic bulk with at least one bad recipient: nothing was started. `outcomes` holds
-    every recipient's verdict (the good ones as "rejected" too, with the reason why)."""
-
-    def __init__(self, outcomes: list[RecipientOutcome]) -> None:
-        bad = [o for o in outcomes if o.field is not None]
-        first = bad[0]
-        assert first.field is not None and first.reason is not None
-        more = f" (and {len(bad) - 1} more rejected)" if len(bad) > 1 else ""
-        super().__init__(first.field, f"{first.reason}{more}; atomic: nothing was started")
-        self.outcomes = outcomes
-
-
-@dataclass
-class _Item:
-    index: int
-    user_id: str
-    prefix: str  # "user_ids[3]" or "recipients[3]"
-    plain: bool  # given as a bare user id
-    prepared: NotificationInput | None = None
-    fingerprint: str = ""
-    outcome: RecipientOutcome | None = None
-    claimed_before: bool = False  # its key was claimed earlier with the same request
-    same_as: _Item | None = None  # an earlier recipient of this bulk with the same request
-
-    def path(self, field: str) -> str:
-        if self.plain and field == "user_id":
-            return self.prefix
-        return f"{self.prefix}.{field}"
-
-    def reject(self, field: str, reason: str) -> None:
-        self.outcome = RecipientOutcome(
-            index=self.index,
-            user_id=self.user_id,
-            outcome="rejected",
-            field=self.path(field),
-            reason=reason,
-        )
-
-    def settle_as_repeat(self) -> None:
-        """A repeat of an earlier recipient: its notification, or its rejection."""
-        first = self.same_as
-        assert first is not None and first.outcome is not None
-        if first.outcome.outcome in ("started", "accepted", "existed"):
-            self.done("existed")
-        elif first.outcome.field is not None and first.outcome.reason is not None:
-            field = first.outcome.field.removeprefix(first.prefix).lstrip(".") or "user_id"
-            self.reject(field, first.outcome.reason)
-        else:
-            self.done(first.outcome.outcome, first.outcome.reason)
-
-    def done(self, outcome: Outcome, reason: str | None = None) -> None:
-        assert self.prepared is not None
-        nid = self.prepared.notification_id
-        self.outcome = RecipientOutcome(
-            index=self.index,
-            user_id=self.user_id,
-            outcome=outcome,
-            notification_id=nid,
-            workflow_id=workflow_id(nid),
-            reason=reason,
-        )
-
-
-class BulkMixin:
+class BulkMixin(DurableBulkMixin):
     settings: Settings
     store: Store
     temporal: Client
@@ -301,81 +165,6 @@ class BulkMixin:
         counts = {o: sum(1 for x in outcomes if x.outcome == o) for o in _OUTCOMES}
         return BulkResult(outcomes=outcomes, bulk_id=bulk_id, **counts)
 
-    async def get_bulk(self, bulk_id: str) -> BulkRecord:
-        """A bulk accepted durably: how many recipients it accepted, how many of their runs
-        its fan-out has started so far, and its status."""
-        record = await self.store.get_bulk(bulk_id)
-        if record is None:
-            raise NotFound("bulk", bulk_id)
-        return record
-
-    async def _accept_durably(
-        self, items: list[_Item], to_start: list[_Item], template: Template, *, atomic: bool
-    ) -> str:
-        """One transaction for the whole bulk, then its fan-out; returns the bulk id."""
-        bulk_id = uuid.uuid4().hex
-        entries = []
-        for item in to_start:
-            prepared = item.prepared
-            assert prepared is not None
-            keyed = prepared.request.idempotency_key is not None
-            entries.append(
-                BulkEntry(
-                    notification_id=prepared.notification_id,
-                    user_id=prepared.request.user_id,
-                    template_id=template.id,
-                    template_version=prepared.template_version,
-                    priority=prepared.priority,
-                    payload=prepared.model_dump(mode="json"),
-                    fingerprint=item.fingerprint if keyed else None,
-                )
-            )
-        try:
-            accepted = await self.store.accept_bulk(bulk_id, template.id, entries, atomic=atomic)
-        except BulkConflict as e:
-            for item in to_start:
-                assert item.prepared is not None
-                if item.prepared.notification_id in e.conflicts:
-                    item.reject("idempotency_key", _reused(item.prepared.notification_id, "before"))
-            raise BulkRejected(_atomic_outcomes(items)) from None
-        for item in to_start:
-            assert item.prepared is not None
-            nid = item.prepared.notification_id
-            if nid in accepted.conflicts:
-                item.reject("idempotency_key", _reused(nid, "before"))
-            else:
-                item.done("existed" if nid in accepted.existed else "accepted")
-        problem = await self._start_fanout(bulk_id)
-        if problem is not None:
-            reason = f"the bulk's fan-out could not be started ({problem}); nothing was kept"
-            if await self.store.release_bulk(bulk_id, accepted.claimed, reason):
-                for item in to_start:
-                    if item.outcome is not None and item.outcome.outcome == "accepted":
-                        item.done("failed", reason)
-        return bulk_id
-
-    async def _start_fanout(self, bulk_id: str) -> str | None:
-        """Starts `bulk/<bulk_id>`, retrying (the id makes a repeat a no-op); None once it is
-        started, else what the last attempt answered."""
-        problem = ""
-        for delay in (0.0, *FANOUT_START_DELAYS):
-            await asyncio.sleep(delay)
-            try:
-                await self.temporal.start_workflow(
-                    BulkStartWorkflow.run,
-                    BulkStartInput(bulk_id=bulk_id),
-                    id=bulk_workflow_id(bulk_id),
-                    task_queue=bulk_queue(self.settings.task_queue),
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    static_summary=f"bulk {bulk_id}: starting its recipients' runs",
-                )
-                return None
-            except WorkflowAlreadyStartedError:
-                return None  # an earlier attempt started it, and it has finished already
-            except Exception as e:  # an RPC error, a timeout: retried, then reported
-                problem = f"{type(e).__name__}: {e}"
-        return problem
-
     def _shared_request(self, template_id: str, fields: dict[str, Any]) -> NotificationRequest:
         """The fields every recipient shares, checked once: an error here is the whole call's."""
         if "user_id" in fields:
@@ -452,133 +241,6 @@ class BulkMixin:
         await asyncio.gather(*(start(i) for i in items))
 
 
-_OUTCOMES: tuple[Outcome, ...] = ("started", "accepted", "existed", "rejected", "failed")
-
-
-def _reused(key: str, when: str) -> str:
-    return (
-        f"idempotency key {key!r} was already used {when} for a different request;"
-        " use a new key, or send the same request to get the same notification"
-    )
-
-
-def _check_channels(req: NotificationRequest, template: Template) -> None:
-    for channel in [*(req.channels or []), *(req.fallback or [])]:
-        if channel not in template.channels:
-            supported = ", ".join(c.value for c in template.channels)
-            raise InvalidRequest(
-                "channels" if channel in (req.channels or []) else "fallback",
-                f"template {template.id!r} does not support {channel.value}"
-                f" (it supports {supported})",
-            )
-
-
-def _parse_recipients(
-    recipients: Sequence[str | Recipient | dict[str, Any]],
-    shared: NotificationRequest,
-    key: str | None,
-) -> tuple[list[_Item], dict[int, NotificationRequest]]:
-    """Each recipient's own request (the shared one with its user, data and key); a recipient
-    that does not parse is rejected on its own, naming its field."""
-    base = shared.model_dump(exclude={"user_id", "idempotency_key"})
-    items: list[_Item] = []
-    requests: dict[int, NotificationRequest] = {}
-    for i, given in enumerate(recipients):
-        plain = isinstance(given, str)
-        item = _Item(i, "", f"user_ids[{i}]" if plain else f"recipients[{i}]", plain)
-        items.append(item)
-        try:
-            recipient = (
-                Recipient(user_id=given)
-                if isinstance(given, str)
-                else Recipient.model_validate(
-                    given.model_dump() if isinstance(given, Recipient) else given
-                )
-            )
-        except ValidationError as e:
-            error = InvalidRequest.from_validation(e)
-            item.user_id = str(given if plain else getattr(given, "get", lambda _: "")("user_id"))
-            item.reject(error.field, error.reason)
-            continue
-        item.user_id = recipient.user_id
-        own_key = recipient.idempotency_key or (f"{key}.{recipient.user_id}" if key else None)
-        data = base["data"] if recipient.data is None else {**base["data"], **recipient.data}
-        try:
-            requests[i] = NotificationRequest.model_validate(
-                {**base, "data": data, "user_id": recipient.user_id, "idempotency_key": own_key}
-            )
-        except ValidationError as e:
-            error = InvalidRequest.from_validation(e)
-            item.reject(error.field, error.reason)
-    return items, requests
-
-
-def optimal_window_end(req: NotificationRequest, now: datetime) -> datetime | None:
-    """The latest send time of a `send_at="optimal"` request (None for any other), checked
-    at the edge: a bad window is an InvalidRequest naming its field."""
-    if req.send_at != "optimal":
-        return None
-    try:
-        return send_time.window_end(
-            now=now,
-            scheduled_at=req.scheduled_at,
-            expires_at=req.expires_at,
-            within=req.optimal_within,
-            latest=req.optimal_latest,
-        )
-    except send_time.WindowError as e:
-        raise InvalidRequest(e.field, e.reason) from e
-
-
-class _RenderCheck:
-    """Renders each (channel, locale, data, user attributes) once: a bulk with shared data
-    renders once per channel, locale and set of attributes, not once per recipient. Templates
-    may read `user.attributes`, and a missing one is an error, so users with other attributes
-    are checked apart; fields every user has (id, email, timezone) cannot make a render fail."""
-
-    def __init__(self, template: Template, now: datetime) -> None:
-        self._template = template
-        self._now = now
-        self._seen: dict[tuple[Channel, str, str, str], str | None] = {}
-
-    async def check(self, req: NotificationRequest, user: User) -> str | None:
-        template = self._template
-        data_key = json.dumps(req.data, sort_keys=True, default=str)
-        attributes = json.dumps(user.attributes, sort_keys=True, default=str)
-        for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
-            key = (channel, user.locale, data_key, attributes)
-            if key not in self._seen:
-                try:
-                    await rendering.render_async(
-                        template, channel, req.data, locale=user.locale, user=user, at=self._now
-                    )
-                    self._seen[key] = None
-                except rendering.TemplateError as e:
-                    self._seen[key] = f"{e.reason} (template {template.id}, {e.field})"
-            problem = self._seen[key]
-            if problem is not None:
-                return problem
-        return None
-
-
-def _atomic_outcomes(items: list[_Item]) -> list[RecipientOutcome]:
-    """Every recipient's verdict for an atomic bulk that was refused."""
-    out = []
-    for item in items:
-        if item.outcome is not None and item.outcome.field is not None:
-            out.append(item.outcome)
-        else:
-            out.append(
-                RecipientOutcome(
-                    index=item.index,
-                    user_id=item.user_id,
-                    outcome="rejected",
-                    reason="not started: another recipient was rejected (atomic)",
-                )
-            )
-    return out
-
-
 __all__ = [
     "BULK_START_CONCURRENCY",
     "MAX_BULK",
@@ -588,4 +250,5 @@ __all__ = [
     "NotificationRef",
     "Recipient",
     "RecipientOutcome",
+    "optimal_window_end",
 ]

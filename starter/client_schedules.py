@@ -35,7 +35,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.client_broadcasts import BroadcastRequest
+from starter.client_broadcast_models import BroadcastRequest
 from tidings.errors import Conflict, InvalidRequest, NotFound, TidingsError
 from tidings.recurring import CalendarSpec, RecurringSpec, describe_action
 from tidings.settings import Settings

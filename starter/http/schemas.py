@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from starter.client import MAX_BULK
-from starter.client_bulk import Recipient, RecipientOutcome
+from starter.client_bulk_models import Recipient, RecipientOutcome
 from tidings import inbox_tokens
 from tidings.models import (
     AttributeValue,

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
-from starter.client_broadcasts import BroadcastRef
+from starter.client_broadcast_models import BroadcastRef
 from starter.http.auth import Requires
 from starter.http.deps import Api
 from tidings.api_keys import Scope
