@@ -91,7 +91,7 @@ class BroadcastsMixin(BroadcastChecksMixin):
         )
         bid, parsed = prepared.broadcast_id, prepared.audience
         template = await self.store.get_template(prepared.template_id, prepared.template_version)
-        assert template is not None  # just read by _prepare_broadcast
+        assert template is not None  # just read by _prepare_broadcast or _prepare_with_experiment
         if not await self.store.create_broadcast(
             broadcast_id=bid,
             template_id=template.id,

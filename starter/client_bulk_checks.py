@@ -112,7 +112,10 @@ def _parse_recipients(
             )
         except ValidationError as e:
             error = InvalidRequest.from_validation(e)
-            item.user_id = str(given if plain else getattr(given, "get", lambda _: "")("user_id"))
+            # Echo what the caller gave, so the rejection can be matched to its recipient; a
+            # recipient with no user_id at all is reported with an empty one, not "None".
+            raw = given if plain else getattr(given, "get", lambda _: None)("user_id")
+            item.user_id = "" if raw is None else str(raw)
             item.reject(error.field, error.reason)
             continue
         item.user_id = recipient.user_id

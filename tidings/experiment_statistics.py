@@ -118,9 +118,16 @@ def sample_size_per_variant(
     """The per-variant sample (equal split) at which the sequential rule detects a true
     `relative_lift` over `base_rate` with probability at least `power`: the smallest n where
     the confidence sequence's half-width plus z_power standard errors fits inside the true
-    difference. Looking continuously only adds chances to detect it earlier."""
+    difference. Looking continuously only adds chances to detect it earlier. A lift that is
+    not positive, or rates outside (0, 1), have no such n: ValueError (the search below would
+    never end)."""
     a = alpha / (variants - 1)
     p1, p2 = base_rate, base_rate * (1 + relative_lift)
+    if not (0 < p1 < p2 < 1):
+        raise ValueError(
+            f"base_rate {base_rate} with relative_lift {relative_lift}: both rates must lie in "
+            "(0, 1) and the lift must be positive"
+        )
     delta = p2 - p1
     sigma2 = (p1 * (1 - p1) + p2 * (1 - p2)) / 0.5
     z = _normal_quantile(power)

@@ -31,6 +31,7 @@ async def test_each_recipient_has_its_own_outcome_and_the_valid_ones_go(stack: S
             {"user_id": "user_002", "data": {"other": 1}, "idempotency_key": "own"},
             {"user_id": "not an id!"},
             {"user_id": "user_001", "data": {"user_name": "Bo"}, "idempotency_key": f"{k}-own"},
+            {"data": {"user_name": "Cy"}},
         ],
         "welcome",
         data={"app_name": "MyApp"},  # user_name comes from each recipient's own data
@@ -45,15 +46,19 @@ async def test_each_recipient_has_its_own_outcome_and_the_valid_ones_go(stack: S
         "rejected",
         "rejected",
         "started",
+        "rejected",
     ]
-    assert (result.started, result.existed, result.rejected, result.failed) == (2, 0, 4, 0)
+    assert (result.started, result.existed, result.rejected, result.failed) == (2, 0, 5, 0)
     # The shared data lacks user_name: the recipient without data of its own cannot render.
     assert o[0].field == "user_ids[0].data" and "user_name" in (o[0].reason or "")
     assert (o[1].field, o[1].reason) == ("recipients[1].user_id", "no user 'ghost'")
     assert o[2].notification_id == f"{k}.user_002" and o[2].workflow_id is not None
     assert o[3].field == "recipients[3].data" and o[3].user_id == "user_002"
     assert o[4].field == "recipients[4].user_id" and o[4].notification_id is None
+    assert o[4].user_id == "not an id!"
     assert o[5].notification_id == f"{k}-own"
+    # A recipient with no user_id is named by its position, with an empty id (not "None").
+    assert (o[6].field, o[6].user_id) == ("recipients[6].user_id", "")
     assert sorted(stack.tidings.started) == sorted(
         [f"notification/{k}.user_002", f"notification/{k}-own"]
     )

@@ -216,6 +216,12 @@ def test_power_at_the_documented_sample_size() -> None:
     assert detected >= 800, f"detected in {detected} of 1000"
 
 
+@pytest.mark.parametrize(("base", "lift"), [(0.10, 0.0), (0.10, -0.2), (0.0, 0.2), (0.9, 0.2)])
+def test_sample_size_refuses_a_lift_no_sample_can_detect(base: float, lift: float) -> None:
+    with pytest.raises(ValueError, match="relative_lift"):
+        sample_size_per_variant(base, lift)
+
+
 def test_futility_when_the_variant_is_worse() -> None:
     c = config(minimum_lift=0.05)
     d = decide_sequential(
