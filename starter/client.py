@@ -36,8 +36,8 @@ from starter.client_bulk import (
     BulkResult,
     NotificationRef,
     Recipient,
-    optimal_window_end,
 )
+from starter.client_bulk_checks import check_channels, optimal_window_end
 from starter.client_digests import DigestsClient
 from starter.client_experiments import ExperimentRef, ExperimentsMixin
 from starter.client_inbox import InboxClient, InboxToken
@@ -301,14 +301,7 @@ class Tidings(
             raise InvalidRequest("user_id", f"no user {req.user_id!r}")
         if template is None:
             raise InvalidRequest("template_id", f"no template {req.template_id!r}")
-        for channel in [*(req.channels or []), *(req.fallback or [])]:
-            if channel not in template.channels:
-                supported = ", ".join(c.value for c in template.channels)
-                raise InvalidRequest(
-                    "channels" if channel in (req.channels or []) else "fallback",
-                    f"template {template.id!r} does not support {channel.value}"
-                    f" (it supports {supported})",
-                )
+        check_channels(req, template)
         for channel in dict.fromkeys([*(req.channels or template.channels), *(req.fallback or [])]):
             try:
                 await rendering.render_async(

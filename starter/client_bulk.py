@@ -32,11 +32,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from starter.client_bulk_checks import (
     _atomic_outcomes,
-    _check_channels,
     _Item,
     _parse_recipients,
     _RenderCheck,
     _reused,
+    check_channels,
     optimal_window_end,
 )
 from starter.client_bulk_durable import DurableBulkMixin
@@ -106,7 +106,7 @@ class BulkMixin(DurableBulkMixin):
         template = await self.store.get_template(template_id)
         if template is None:
             raise InvalidRequest("template_id", f"no template {template_id!r}")
-        _check_channels(shared, template)
+        check_channels(shared, template)
 
         items, requests = _parse_recipients(recipients, shared, key)
         users = await self.store.get_users([r.user_id for r in requests.values()])

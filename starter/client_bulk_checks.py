@@ -77,7 +77,9 @@ def _reused(key: str, when: str) -> str:
     )
 
 
-def _check_channels(req: NotificationRequest, template: Template) -> None:
+def check_channels(req: NotificationRequest, template: Template) -> None:
+    """The request's channels and fallback must be the template's (one request or a bulk's
+    shared one): InvalidRequest naming `channels` or `fallback`."""
     for channel in [*(req.channels or []), *(req.fallback or [])]:
         if channel not in template.channels:
             supported = ", ".join(c.value for c in template.channels)
