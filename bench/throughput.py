@@ -55,6 +55,7 @@ from bench.report import PROTOTYPE_NOTE, Report, render_markdown, write_json
 from bench.server_cost import history_events, measure_starts
 from bench.stack import BenchStack, Tuning, bench_stack
 from bench.trivial import TRIVIAL_WORKFLOW
+from tidings import eventloop
 
 __all__ = [
     "Report",
@@ -152,6 +153,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="asyncio debug mode: count callbacks that hold the event loop longer than this",
+    )
+    p.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the event loop of this process, workers included (default: the worker's, uvloop)",
     )
     p.add_argument(
         "--throughput-only",
@@ -278,7 +285,10 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         if args.loop_debug is not None:
             stack.slow_callbacks = SlowCallbacks()
             stack.slow_callbacks.install(args.loop_debug)
-        say(f"store: {stack.store_label}; workers: {tuning.label}; window: {window} h")
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        say(
+            f"store: {stack.store_label}; workers: {tuning.label}; loop: {loop}; window: {window} h"
+        )
         await warm_up(stack, args.count, args.settle_seconds)
 
         meter = PhaseMeter(stack)
@@ -367,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = sys.argv[1:] if argv is None else argv
     command = shlex.join([".venv/bin/python", "bench/throughput.py", *cli])
     began = time.monotonic()
-    report = asyncio.run(run(args, command))
+    report = eventloop.run(run(args, command), use_uvloop=args.loop == "uvloop")
     say(f"\nwhole run: {time.monotonic() - began:.0f} s\n")
     if report is None:  # --throughput-only
         return 0

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # is not cached replays its history when an engagement event or its window's end arrives;
     # `bench/open_runs.py` prints the memory per cached run and the cost of a replay.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Run the worker and the CLI (`tidings dev` included) on uvloop where it is installed
+    # (tidings/eventloop.py); false keeps asyncio's own loop.
+    uvloop: bool = True
 
     # Behaviour
     # Deliveries per second per channel, enforced by the Temporal server on each channel's task

@@ -23,6 +23,7 @@ from activities.bulk import BulkActivities
 from activities.digest import DigestActivities
 from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
+from tidings import eventloop
 from tidings.bulks import bulk_queue
 from tidings.channels.base import ChannelSender
 from tidings.channels.email import EmailSender
@@ -324,4 +325,4 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    asyncio.run(_main())
+    eventloop.run(_main(), use_uvloop=settings.uvloop)

@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.client import Tidings
 from starter.webui import workflow_url
+from tidings import eventloop
 from tidings.errors import InvalidRequest, TidingsError
 from tidings.models import NotificationResult
 from tidings.settings import Settings
@@ -80,7 +81,7 @@ def run(command: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Build the settings once and run `command(settings)`; expected errors become one line."""
     settings = load_settings()
     try:
-        return asyncio.run(command(settings))
+        return eventloop.run(command(settings), use_uvloop=settings.uvloop)
     except TidingsError as e:
         fail(str(e))
     except ValidationError as e:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,40 @@ async def test_maildir_is_readable_from_outside(tmp_path: Path) -> None:
         read_mail(maildir, "0000000000000-00000000")
     with pytest.raises(ValueError, match="mail_id"):
         read_mail(maildir, "../index")
+
+
+async def test_every_connection_greets_with_this_hosts_name_looked_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The EHLO name is looked up once per sender (not per connection, as aiosmtplib would) and is
+    still the host's fully qualified name, on every connection the sender opens."""
+    greetings: list[str] = []
+    fqdn = socket.getfqdn()
+    lookups: list[str] = []
+
+    def counted_getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return fqdn
+
+    monkeypatch.setattr(socket, "getfqdn", counted_getfqdn)
+
+    async def refuse_after_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 test ESMTP\r\n")
+        await writer.drain()
+        greetings.append((await reader.readline()).decode().strip())
+        writer.write(b"421 closing\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse_after_ehlo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sender = EmailSender(make_settings(smtp_host="127.0.0.1", smtp_port=port))
+        for _ in range(2):
+            with pytest.raises(TransientChannelError, match="421"):
+                await sender.send(make_delivery())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert greetings == [f"EHLO {fqdn}"] * 2
+    assert len(lookups) == 1
