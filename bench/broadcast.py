@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.broadcast_kill import measure_with_kills
 from bench.stack import BenchStack, bench_stack, insert_users
 from starter.client import Tidings
+from tidings import eventloop
 from tidings.channels.base import OutgoingMessage
 from tidings.channels.email import EmailSender
 from tidings.models import (
@@ -246,7 +247,7 @@ async def measure(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
-    asyncio.run(measure(args))
+    eventloop.run(measure(args))
     return 0
 
 

@@ -43,6 +43,7 @@ from bench.sqlcount import SqlCounter, SqlCounts
 from bench.stack import TEMPLATE_ID, insert_users, seed, start_dev_server
 from starter.client import Tidings
 from starter.http import create_app
+from tidings import eventloop
 from tidings.api_keys import Scope
 from tidings.bulks import BulkStatus
 from tidings.settings import Settings
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.recipients <= 10_000 or not 0 <= args.unknown <= 1:
         p.error("--recipients: 1 to 10000; --unknown: 0 to 1")
-    asyncio.run(run(args))
+    eventloop.run(run(args))
     return 0
 
 

@@ -46,7 +46,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
 from starter.dev.devserver import start_retrying
-from tidings import inbox_tokens
+from tidings import eventloop, inbox_tokens
 from tidings.api_keys import Scope
 from tidings.models import (
     Channel,
@@ -307,7 +307,7 @@ def main() -> None:
     args.events = args.events or (300 if args.small else 3000)
     args.streams = args.streams or (100 if args.small else 1000)
     args.items = args.items or (30 if args.small else 200)
-    asyncio.run(run(args))
+    eventloop.run(run(args))
     # The Temporal runtime's threads can call into an interpreter that is finalising ("Fatal
     # Python error: PyGILState_Release"); every figure is printed by now, so leave at once.
     sys.stdout.flush()

@@ -28,6 +28,7 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script: ben
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import TEMPLATE_ID, BenchStack, bench_stack
+from tidings import eventloop
 from tidings.errors import NotFound
 from workflows.io import Enrollment, ExperimentResults
 from workflows.queues import experiment_workflow_id
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     began = time.monotonic()
-    figures = asyncio.run(run(args))
+    figures = eventloop.run(run(args))
     say(f"\nwhole run: {time.monotonic() - began:.0f} s\n")
     say(render(figures, args))
     return 0

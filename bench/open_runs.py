@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from bench.meters import cpu_seconds
 from bench.stack import TEMPLATE_ID, BenchStack, Tuning, bench_stack
+from tidings import eventloop
 from tidings.models import EngagementType, NotificationStatus
 from tidings.store.tables import NotificationRow
 from workflows.io import EngagementSignal
@@ -139,7 +140,7 @@ def main() -> int:
     args = p.parse_args()
     if args.runs < args.events or args.events < 1:
         p.error("--runs must be at least --events, and --events at least 1")
-    asyncio.run(run(args))
+    eventloop.run(run(args))
     return 0
 
 

@@ -17,7 +17,6 @@ Figures only; nothing here passes or fails on them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script: ben
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tidings import send_time
+from tidings import eventloop, send_time
 from tidings.store import Store
 from tidings.store.tables import Base, DeliveryRow, NotificationRow, UserRow
 
@@ -218,4 +217,4 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    asyncio.run(run(parse_args()))
+    eventloop.run(run(parse_args()))

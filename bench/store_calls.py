@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any, cast
 
 from bench.sqlcount import SqlCounter
 from bench.stack import _store
-from tidings import planning
+from tidings import eventloop, planning
 from tidings.frequency import FrequencyCaps
 from tidings.models import (
     Channel,
@@ -184,7 +183,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--pg", nargs="?", const=PG_URL, default=None, metavar="URL")
     args = parser.parse_args()
-    asyncio.run(measure(args.pg, args.count))
+    eventloop.run(measure(args.pg, args.count))
 
 
 if __name__ == "__main__":
