@@ -166,7 +166,12 @@ class _Compiler:
                 "clicked": UserEngagementRow.last_clicked_at,
                 "converted": UserEngagementRow.last_converted_at,
             }[kind]
-            return exists().where(UserEngagementRow.user_id == UserRow.id, latest >= since)
+            if self.paged:
+                return exists().where(UserEngagementRow.user_id == UserRow.id, latest >= since)
+            # A whole set: one pass over user_engagement, probing users by key. As a correlated
+            # EXISTS, SQLite walked every user and probed user_engagement's key, then its table,
+            # for each (200-310 ms at 100,000 users against 92 ms this way).
+            return UserRow.id.in_(select(UserEngagementRow.user_id).where(latest >= since))
         last = {
             "opened": NotificationRow.last_opened_at,
             "clicked": NotificationRow.last_clicked_at,
