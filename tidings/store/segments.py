@@ -4,7 +4,8 @@ user: "at least once in N days" through the user's latest engagement (`user_enga
 counts above one and rates through notifications(user_id, created_at) and the notifications'
 facts (their latest open, click and conversion: tidings.store.facts), so no engagement event
 is read: a page of members stops at its limit instead of first grouping every event of the
-window."""
+window. A count of a rate reads the per-user per-day rollup `user_sent_days` instead
+(`_Compiler._rate_count`)."""
 
 from __future__ import annotations
 
@@ -229,8 +230,9 @@ class _Compiler:
         SQLite: per user, one seek of the rollup's key (a scan of the users and a correlated
         sum: no grouping, no list of the matching users to build and probe). PostgreSQL: the
         rollup grouped per user in its key's order (an index-only scan of the key, which
-        includes the counts), merge-joined with the users; with a partial day, the
-        notifications as before (the partial day's users would need a second pass)."""
+        includes the counts), merge-joined with the users; with a partial day, None: the
+        caller groups the notifications as before (joining the partial day's users to the
+        grouped rollup, or a subplan per user, cost PostgreSQL more: README, "Figures")."""
         start = datetime.combine(since.date(), time(), UTC)
         day = (since.date() - EPOCH).days
         r, n = UserSentDayRow, NotificationRow
