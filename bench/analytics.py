@@ -192,6 +192,11 @@ def queries(store: Store, timezone: str) -> dict[str, Callable[[], Awaitable[Any
         out[f"segment_page_{name}"] = functools.partial(
             store.segment_page, name, "u0001000", 500, now=NOW
         )
+    # NOW is a midnight, so a window of whole days starts at one; any real "now" starts it
+    # inside a day, which the rate's rollup reads differently (tidings.store.segments).
+    out["segment_count_rate_over_half_noon"] = functools.partial(
+        store.segment_count, "rate_over_half", now=NOW + timedelta(hours=12)
+    )
     return out
 
 

@@ -22,11 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.store.facts import (
     recount_conversions,
+    recount_sent_days,
     recount_user_engagement,
     refresh_delivery_facts,
     refresh_facts,
 )
-from tidings.store.tables import Base, ConversionRow, UserEngagementRow
+from tidings.store.tables import Base, ConversionRow, UserEngagementRow, UserSentDayRow
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -254,6 +255,8 @@ async def load(
             await conn.execute(recount_user_engagement())
             await conn.execute(delete(ConversionRow))
             await conn.execute(recount_conversions("postgresql"))
+            await conn.execute(delete(UserSentDayRow))
+            await conn.execute(recount_sent_days("postgresql"))
     return written
 
 

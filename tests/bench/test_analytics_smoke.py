@@ -22,6 +22,8 @@ async def test_small_run_times_every_query(capsys: pytest.CaptureFixture[str]) -
     figures = await run(parse_args(["--scale", "0.0005", "--runs", "1", "--backends", backends]))
     printed = capsys.readouterr().out
     for backend, times in figures.items():
-        assert len(times) == 13 + 2 * len(SEGMENTS) and "optimal_send_time" in times
+        # 13 analytics calls, a count and a page per segment, the rate counted at noon.
+        assert len(times) == 13 + 2 * len(SEGMENTS) + 1 and "optimal_send_time" in times
+        assert "segment_count_rate_over_half_noon" in times
         assert all(ms > 0 for ms in times.values())
         assert all(f"query {name} {backend} " in printed for name in times)

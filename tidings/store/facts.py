@@ -9,13 +9,16 @@ when none). On each delivery: `first_opened_at` (an open or a click), `first_cli
 what per-channel figures count) and `created_at` (its notification's). Per user
 (`user_engagement`): the latest open, click and conversion over all their notifications. Per
 notification, channel and currency (`conversions`, migration 0017): the sum of the conversions'
-values.
+values. Per user and UTC day of creation (`user_sent_days`, migration 0019): the notifications
+whose status is `sent`, and how many of them were opened (what the engagement rate reads).
 
 Database triggers keep them (migration 0015) inside the very statement that writes a delivery
 or an event, so they can never drift from a recount and the application sends no statement
 for them: an event moves the latest/earliest times forward (events are never updated or
 deleted), a delivery written or its status changed recounts its notification's flags over its
-few deliveries, a new delivery takes its creation time and the events already recorded.
+few deliveries, a new delivery takes its creation time and the events already recorded, and a
+notification's contribution to its user's day changes when its status enters or leaves `sent`,
+its first open lands, or it is deleted.
 
 The recounts below are what a bulk load that bypasses the triggers runs afterwards
 (bench/analytics_data.py), and what the tests compare the triggers' work with.
@@ -23,6 +26,7 @@ The recounts below are what a bulk load that bypasses the triggers runs afterwar
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -32,13 +36,14 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.models import DeliveryStatus, EngagementType
+from tidings.models import DeliveryStatus, EngagementType, NotificationStatus
 from tidings.store.portable import json_number, json_string
 from tidings.store.tables import (
     ConversionRow,
@@ -46,6 +51,7 @@ from tidings.store.tables import (
     EngagementRow,
     NotificationRow,
     UserEngagementRow,
+    UserSentDayRow,
 )
 
 OK = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
@@ -158,6 +164,32 @@ def recount_conversions(dialect: str) -> Insert:
     )
     c = ConversionRow
     return insert(c).from_select([c.notification_id, c.channel, c.currency, c.value], sums)
+
+
+EPOCH = date(1970, 1, 1)
+
+# The UTC day of a notification's creation, as `user_sent_days.day` holds it (days since
+# 1970-01-01): the same text as migration 0019's triggers.
+_UTC_DAY = {
+    "sqlite": "CAST(strftime('%s', substr(notifications.created_at, 1, 10)) AS INTEGER) / 86400",
+    "postgresql": "(CAST((notifications.created_at AT TIME ZONE 'UTC') AS DATE)"
+    " - DATE '1970-01-01')",
+}
+
+
+def recount_sent_days(dialect: str) -> Insert:
+    """The INSERT that fills `user_sent_days` from the notifications' statuses and facts (into
+    an empty table: delete its rows first; after the facts' own recount, since it reads
+    `last_opened_at`)."""
+    n = NotificationRow
+    day: ColumnElement[int] = literal_column(_UTC_DAY[dialect])
+    per_day = (
+        select(n.user_id, day, func.count(), func.count(n.last_opened_at))
+        .where(n.status == NotificationStatus.SENT.value)
+        .group_by(n.user_id, day)
+    )
+    r = UserSentDayRow
+    return insert(r).from_select([r.user_id, r.day, r.sent, r.opened], per_day)
 
 
 async def refresh(session: AsyncSession, notification_id: str) -> None:

@@ -4,11 +4,12 @@ user: "at least once in N days" through the user's latest engagement (`user_enga
 counts above one and rates through notifications(user_id, created_at) and the notifications'
 facts (their latest open, click and conversion: tidings.store.facts), so no engagement event
 is read: a page of members stops at its limit instead of first grouping every event of the
-window."""
+window. A count of a rate reads the per-user per-day rollup `user_sent_days` instead
+(`_Compiler._rate_count`)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.models import EngagementType, NotificationStatus
 from tidings.segments import Condition, Group, Rule, Segment, SegmentDefinition
 from tidings.store.base import StoreBase, check_limit, rowcount, utcnow
+from tidings.store.facts import EPOCH
 from tidings.store.portable import json_is, json_number, json_string
 from tidings.store.tables import (
     NotificationRow,
@@ -40,6 +42,7 @@ from tidings.store.tables import (
     SegmentRow,
     UserEngagementRow,
     UserRow,
+    UserSentDayRow,
 )
 
 _OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
@@ -198,25 +201,68 @@ class _Compiler:
 
     def _rate(self, op: str, value: float, days: int) -> ColumnElement[bool]:
         """The user's share of sent notifications (created in the window) opened; a user sent
-        nothing has no share and matches no comparison. For a page, correlated with the user
-        (it stops at the limit); for a count, one grouped pass over the window's notifications.
-        Opened means an open or click at any time (the facts' `last_opened_at`)."""
-        opened = NotificationRow.last_opened_at.is_not(None)
-        share = cast(func.sum(case((opened, 1), else_=0)), Float) / func.nullif(func.count(), 0)
-        window = [
-            NotificationRow.created_at >= self.now - timedelta(days=days),
-            NotificationRow.status == NotificationStatus.SENT.value,
-        ]
+        nothing has no share and matches no comparison. Opened means an open or click at any
+        time (the facts' `last_opened_at`). For a page, correlated with the user over the
+        notifications (it stops at the limit); for a count, from the per-day rollup
+        (`_rate_count`)."""
+        since = (self.now - timedelta(days=days)).astimezone(UTC)
+        n = NotificationRow
+        opened = _share(func.sum(case((n.last_opened_at.is_not(None), 1), else_=0)), func.count())
+        window = [n.created_at >= since, n.status == NotificationStatus.SENT.value]
+        exact = select(opened).where(n.user_id == UserRow.id, *window).scalar_subquery()
         if self.paged:
-            mine = select(share).where(NotificationRow.user_id == UserRow.id, *window)
-            return func.coalesce(_compare(mine.scalar_subquery(), op, value), false())
-        users = (
-            select(NotificationRow.user_id)
-            .where(*window)
-            .group_by(NotificationRow.user_id)
-            .having(_compare(share, op, value))
-        )
-        return UserRow.id.in_(users)
+            return func.coalesce(_compare(exact, op, value), false())
+        rollup = self._rate_count(since, exact, op, value)
+        if rollup is not None:
+            return rollup
+        # PostgreSQL with a partial first day: one grouped pass over the window's notifications.
+        users = select(n.user_id).where(*window).group_by(n.user_id)
+        return UserRow.id.in_(users.having(_compare(opened, op, value)))
+
+    def _rate_count(
+        self, since: datetime, exact: Any, op: str, value: float
+    ) -> ColumnElement[bool] | None:
+        """The rate over every user from `user_sent_days` (one row per user and UTC day,
+        kept by triggers: migration 0019), exact to the second.
+
+        The rollup holds whole days; the window starts at `since`, inside a day. A user with
+        no notification in the part of that day that the days read would get wrong (before
+        `since` when the first day is read whole, after it when it is skipped; the shorter
+        part is chosen) has the rollup's share exactly; the few users with one take `exact`
+        (their notifications, as a page reads them). With `since` at a midnight there is no
+        such part.
+
+        SQLite: per user, one seek of the rollup's key (a scan of the users and a correlated
+        sum: no grouping, no list of the matching users to build and probe). PostgreSQL: the
+        rollup grouped per user in its key's order (an index-only scan of the key, which
+        includes the counts), merge-joined with the users; with a partial day, None: the
+        caller groups the notifications as before (joining the partial day's users to the
+        grouped rollup, or a subplan per user, cost PostgreSQL more: README, "Figures")."""
+        start = datetime.combine(since.date(), time(), UTC)
+        day = (since.date() - EPOCH).days
+        r, n = UserSentDayRow, NotificationRow
+        if since - start < timedelta(hours=12):
+            first, part = day, (start, since)  # the first day read whole
+        else:
+            first, part = day + 1, (since, start + timedelta(days=1))  # the first day skipped
+        share = _share(func.sum(r.opened), func.sum(r.sent))
+        if self.dialect == "postgresql":
+            if since != start:
+                return None
+            users = select(r.user_id).where(r.day >= first).group_by(r.user_id)
+            return UserRow.id.in_(users.having(_compare(share, op, value)))
+        rollup = select(share).where(r.user_id == UserRow.id, r.day >= first).scalar_subquery()
+        if since == start:
+            return func.coalesce(_compare(rollup, op, value), false())
+        in_part = select(n.user_id).where(n.created_at >= part[0], n.created_at < part[1])
+        chosen = case((UserRow.id.in_(in_part), exact), else_=rollup)
+        return func.coalesce(_compare(chosen, op, value), false())
+
+
+def _share(opened: Any, sent: Any) -> Any:
+    """opened / sent as a float, NULL for nothing sent: the same division on both backends and
+    in every form of the rule, so a count and its pages agree to the last bit."""
+    return cast(opened, Float) / func.nullif(sent, 0)
 
 
 def _segment(row: SegmentRow) -> Segment:
