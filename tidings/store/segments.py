@@ -212,57 +212,99 @@ class _Compiler:
         exact = select(opened).where(n.user_id == UserRow.id, *window).scalar_subquery()
         if self.paged:
             return func.coalesce(_compare(exact, op, value), false())
-        rollup = self._rate_count(since, exact, op, value)
-        if rollup is not None:
-            return rollup
-        # PostgreSQL with a partial first day: one grouped pass over the window's notifications.
-        users = select(n.user_id).where(*window).group_by(n.user_id)
-        return UserRow.id.in_(users.having(_compare(opened, op, value)))
+        return self._rate_count(since, exact, op, value)
 
     def _rate_count(
         self, since: datetime, exact: Any, op: str, value: float
-    ) -> ColumnElement[bool] | None:
+    ) -> ColumnElement[bool]:
         """The rate over every user from `user_sent_days` (one row per user and UTC day,
         kept by triggers: migration 0019), exact to the second.
 
-        The rollup holds whole days; the window starts at `since`, inside a day. A user with
-        no notification in the part of that day that the days read would get wrong (before
+        The rollup holds whole days; the window starts at `since`, inside a day.
+
+        SQLite: per user, one seek of the rollup's key (a scan of the users and a correlated
+        sum: no grouping, no list of the matching users to build and probe). A user with no
+        notification in the part of the first day that the days read would get wrong (before
         `since` when the first day is read whole, after it when it is skipped; the shorter
         part is chosen) has the rollup's share exactly; the few users with one take `exact`
         (their notifications, as a page reads them). With `since` at a midnight there is no
         such part.
 
-        SQLite: per user, one seek of the rollup's key (a scan of the users and a correlated
-        sum: no grouping, no list of the matching users to build and probe). PostgreSQL: the
-        rollup grouped per user in its key's order (an index-only scan of the key, which
-        includes the counts), merge-joined with the users; with a partial day, None: the
-        caller groups the notifications as before (joining the partial day's users to the
-        grouped rollup, or a subplan per user, cost PostgreSQL more: README, "Figures")."""
+        PostgreSQL: the rollup from the first day, grouped per user in its key's order (an
+        index-only scan of the key, which includes the counts), less the notifications `sent`
+        in the first day before `since` (an index-only range of `ix_notifications_cohort`,
+        which carries the status since migration 0020), merge-joined on the user. The
+        planner settings that keep that shape are `segment_count`'s (`_sorted_groups`)."""
         start = datetime.combine(since.date(), time(), UTC)
         day = (since.date() - EPOCH).days
         r, n = UserSentDayRow, NotificationRow
+        if self.dialect == "postgresql" and since == start:
+            # No part of a day to take away: the grouped rollup alone, merge-joined with the
+            # users (joined to an empty part, the planner sorted the members and probed users
+            # one by one: 390-450 ms against 140-210 ms).
+            whole = select(r.user_id).where(r.day >= day).group_by(r.user_id)
+            share = _share(func.sum(r.opened), func.sum(r.sent))
+            return UserRow.id.in_(whole.having(_compare(share, op, value)))
+        if self.dialect == "postgresql":
+            days = (
+                select(
+                    r.user_id, func.sum(r.sent).label("sent"), func.sum(r.opened).label("opened")
+                )
+                .where(r.day >= day)
+                .group_by(r.user_id)
+                .subquery()
+            )
+            before = (
+                select(
+                    n.user_id,
+                    func.count().label("sent"),
+                    func.count(n.last_opened_at).label("opened"),
+                )
+                .where(
+                    n.created_at >= start,
+                    n.created_at < since,
+                    n.status == NotificationStatus.SENT.value,
+                )
+                .group_by(n.user_id)
+                .subquery()
+            )
+            share = _share(
+                days.c.opened - func.coalesce(before.c.opened, 0),
+                days.c.sent - func.coalesce(before.c.sent, 0),
+            )
+            users = (
+                select(days.c.user_id)
+                .select_from(days.outerjoin(before, before.c.user_id == days.c.user_id))
+                .where(_compare(share, op, value))
+            )
+            return UserRow.id.in_(users)
         if since - start < timedelta(hours=12):
             first, part = day, (start, since)  # the first day read whole
         else:
             first, part = day + 1, (since, start + timedelta(days=1))  # the first day skipped
-        share = _share(func.sum(r.opened), func.sum(r.sent))
-        if self.dialect == "postgresql":
-            if since != start:
-                return None
-            users = select(r.user_id).where(r.day >= first).group_by(r.user_id)
-            return UserRow.id.in_(users.having(_compare(share, op, value)))
-        rollup = select(share).where(r.user_id == UserRow.id, r.day >= first).scalar_subquery()
+        rollup = select(_share(func.sum(r.opened), func.sum(r.sent))).where(
+            r.user_id == UserRow.id, r.day >= first
+        )
+        rollup_share = rollup.scalar_subquery()
         if since == start:
-            return func.coalesce(_compare(rollup, op, value), false())
+            return func.coalesce(_compare(rollup_share, op, value), false())
         in_part = select(n.user_id).where(n.created_at >= part[0], n.created_at < part[1])
-        chosen = case((UserRow.id.in_(in_part), exact), else_=rollup)
+        chosen = case((UserRow.id.in_(in_part), exact), else_=rollup_share)
         return func.coalesce(_compare(chosen, op, value), false())
+
+
+def _has_rate(rule: Rule) -> bool:
+    if isinstance(rule, Group):
+        return any(_has_rate(r) for r in rule.rules)
+    return rule.field == "engagement.rate"
 
 
 def _share(opened: Any, sent: Any) -> Any:
     """opened / sent as a float, NULL for nothing sent: the same division on both backends and
-    in every form of the rule, so a count and its pages agree to the last bit."""
-    return cast(opened, Float) / func.nullif(sent, 0)
+    in every form of the rule, so a count and its pages agree to the last bit. Both sides are
+    cast: given an integer divisor, SQLAlchemy casts it to NUMERIC, which PostgreSQL then turns
+    back into a double for every row."""
+    return cast(opened, Float) / cast(func.nullif(sent, 0), Float)
 
 
 def _segment(row: SegmentRow) -> Segment:
@@ -276,6 +318,18 @@ class SegmentsMixin(StoreBase):
         """The rule as a condition on `users` (for this store's backend); `paged` when the
         query takes a page of users in id order."""
         return _Compiler(self.engine.dialect.name, now or utcnow(), paged).rule(rule)
+
+    async def _sorted_groups(self, session: AsyncSession) -> None:
+        """A rate count on PostgreSQL (`_Compiler._rate_count`) groups the rollup in its key's
+        order and merge-joins the first day's part: 160-170 ms at the bench's scale. Left to
+        itself the planner hashed the 740,000 rollup rows instead (550-630 ms), or ran the whole
+        join once in each parallel worker (EXPLAIN ANALYZE: loops=3). And asyncpg prepares the
+        statement once per connection: from its sixth run PostgreSQL switched to a generic plan
+        that took 290 ms instead of 160, so the plan is made for the values at every run."""
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text("SET LOCAL enable_hashagg = off"))
+        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
     async def _no_jit(self, session: AsyncSession) -> None:
         """PostgreSQL's JIT costs seconds of compiling on these grouped subqueries, whose work
@@ -328,8 +382,11 @@ class SegmentsMixin(StoreBase):
         return select(UserRow.id).where(self.segment_condition(rule, now, paged=paged))
 
     async def segment_count(self, name: str, *, now: datetime | None = None) -> int:
-        users = await self.segment_users(name, now)
+        rule = await self._rule_of(name)
+        users = select(UserRow.id).where(self.segment_condition(rule, now))
         async with self._read() as session:
+            if self.engine.dialect.name == "postgresql" and _has_rate(rule):
+                await self._sorted_groups(session)
             return int(
                 await session.scalar(select(func.count()).select_from(users.subquery())) or 0
             )
