@@ -7,6 +7,7 @@ same inputs always give the same answer and the functions are safe to call from 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -208,7 +209,13 @@ def overall_status(results: list[ChannelResult]) -> NotificationStatus:
     fact); else EXPIRED if all expired; else SUPPRESSED (nothing was attempted, including no
     channels).
     """
-    statuses = {r.status for r in results}
+    return status_of(r.status for r in results)
+
+
+def status_of(channel_statuses: Iterable[DeliveryStatus]) -> NotificationStatus:
+    """`overall_status` from the channels' statuses alone: what the last delivery's transaction
+    computes from the delivery rows, so the run and the database cannot drift apart."""
+    statuses = set(channel_statuses)
     if statuses & {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}:
         return NotificationStatus.SENT
     if statuses & {DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING}:

@@ -19,9 +19,12 @@ from tidings.delivery import SendRequest, Sent, ledger_key, send
 from tidings.errors import NotFound
 from tidings.models import (
     Channel,
+    ChannelResult,
     DeliveryStatus,
     Device,
+    NotificationStatus,
     Platform,
+    Priority,
     TemplateContent,
     TemplateDefinition,
     User,
@@ -82,6 +85,30 @@ async def test_a_retry_finds_the_ledger_entry_and_does_not_send_again(store: Sto
     again = await _send(store, sender)
     assert again == Sent(answer, duplicate=True)
     assert len(sender.sent) == 1
+
+
+async def test_the_last_channel_finishes_the_notification_also_on_a_retry(store: Store) -> None:
+    """`finish`: the send's transaction writes the notification's final status when its row is
+    the last to land; a retry that finds the ledger entry reports it written (the attempt that
+    sent may have died before the run heard of it)."""
+    await store.upsert_notification(
+        notification_id="n-1",
+        user_id="ada",
+        template_id="hello",
+        template_version=1,
+        priority=Priority.MEDIUM,
+        status=NotificationStatus.SENDING,
+        channels=[ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)],
+    )
+    sender = RecordingSender()
+    req = request(record_attempt=1, finish=True)
+    sent = await _send(store, sender, req)
+    assert sent == Sent(ACCEPTED, final_status=NotificationStatus.SENT)
+    again = await _send(store, sender, req)
+    assert again == Sent(ACCEPTED, duplicate=True, final_status=NotificationStatus.SENT)
+    assert len(sender.sent) == 1
+    stored = await store.get_notification("n-1")
+    assert stored is not None and stored.status is NotificationStatus.SENT
 
 
 async def test_push_is_handed_the_users_devices(store: Store) -> None:
