@@ -212,18 +212,25 @@ def overall_status(results: list[ChannelResult]) -> NotificationStatus:
     return status_of(r.status for r in results)
 
 
+# `overall_status` as ordered rules: the first whose channel statuses some channel is in decides;
+# no channel at all is SUPPRESSED. The store builds the same rules into the statement with which
+# the last delivery writes the final status (`NotificationsMixin._finish_statement`), so the run
+# and the database cannot drift apart.
+STATUS_RULES: tuple[tuple[NotificationStatus, frozenset[DeliveryStatus]], ...] = (
+    (NotificationStatus.SENT, frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})),
+    (NotificationStatus.SENDING, frozenset({DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING})),
+    (NotificationStatus.FAILED, frozenset({DeliveryStatus.FAILED})),
+    (NotificationStatus.SUPPRESSED, frozenset({DeliveryStatus.SUPPRESSED})),
+    (NotificationStatus.CANCELLED, frozenset({DeliveryStatus.CANCELLED})),
+    (NotificationStatus.EXPIRED, frozenset({DeliveryStatus.EXPIRED})),
+)
+NO_CHANNELS_STATUS = NotificationStatus.SUPPRESSED
+
+
 def status_of(channel_statuses: Iterable[DeliveryStatus]) -> NotificationStatus:
-    """`overall_status` from the channels' statuses alone: what the last delivery's transaction
-    computes from the delivery rows, so the run and the database cannot drift apart."""
+    """`overall_status` from the channels' statuses alone, by `STATUS_RULES`."""
     statuses = set(channel_statuses)
-    if statuses & {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}:
-        return NotificationStatus.SENT
-    if statuses & {DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING}:
-        return NotificationStatus.SENDING
-    if DeliveryStatus.FAILED in statuses:
-        return NotificationStatus.FAILED
-    if statuses and statuses <= {DeliveryStatus.EXPIRED, DeliveryStatus.CANCELLED}:
-        if DeliveryStatus.CANCELLED in statuses:
-            return NotificationStatus.CANCELLED
-        return NotificationStatus.EXPIRED
-    return NotificationStatus.SUPPRESSED
+    for status, any_of in STATUS_RULES:
+        if statuses & any_of:
+            return status
+    return NO_CHANNELS_STATUS

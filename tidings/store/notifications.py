@@ -4,12 +4,12 @@ and analytics read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,7 +26,7 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
-from tidings.routing import status_of
+from tidings.routing import NO_CHANNELS_STATUS, STATUS_RULES
 from tidings.store.base import IN_CHUNK, Upsert, check_limit, rowcount, utcnow
 from tidings.store.ledger import LedgerEntry, LedgerMixin, _ledger_params
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
@@ -97,7 +97,7 @@ _NOT_YET_SETTLED = [
 
 
 # A channel in one of these has not landed yet: the notification is not final.
-_IN_FLIGHT = (DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING)
+_IN_FLIGHT = [DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING]
 _SENDING = NotificationStatus.SENDING.value
 
 
@@ -248,40 +248,57 @@ class NotificationsMixin(LedgerMixin):
         self, conn: AsyncConnection, notification_id: str
     ) -> NotificationStatus | None:
         """The notification's final status, written when none of its delivery rows is left
-        `sending` (or `scheduled`): the status `overall_status` gives for those rows, with no
-        reason, as the run's own final record would write it. Only from `sending` (forward
-        only: a run that recorded something else has the last word), or the same status again
-        (a retry, or the other channel's delivery, wrote it already). Returns the status the
-        row now has, or None when nothing was written: a channel still sending (on PostgreSQL
-        two last deliveries running at once may each see the other's row so, and then neither
-        writes), or a failed one, whose row only the run writes. No trigger reads a
-        notification's status: the facts follow the delivery rows."""
-        select_stmt, update_stmt = self._finish_statements()
-        rows = await conn.execute(select_stmt, {"nid": notification_id})
-        statuses = [DeliveryStatus(s) for s in rows.scalars()]
-        if not statuses or any(s in _IN_FLIGHT for s in statuses):
-            return None
-        status = status_of(statuses)
-        params = {"nid": notification_id, "final": status.value, "updated_at": utcnow()}
-        return status if rowcount(await conn.execute(update_stmt, params)) == 1 else None
+        `sending` (or `scheduled`): the status `overall_status` gives for those rows (its rules,
+        `STATUS_RULES`, built into the statement), with no reason, as the run's own final
+        record would write it. Only from `sending` (forward only: a run that recorded something
+        else has the last word), or the same status again (a retry, or the other channel's
+        delivery, wrote it already). One statement: every delivery of a notification runs it.
+        Returns the status the row now has, or None when nothing was written: a channel still
+        sending (on PostgreSQL two last deliveries running at once may each see the other's
+        row so, and then neither writes), or a failed one, whose row only the run writes. No
+        trigger reads a notification's status: the facts follow the delivery rows."""
+        params = {"nid": notification_id, "updated_at": utcnow()}
+        final = (await conn.execute(self._finish_statement(), params)).scalar_one_or_none()
+        return None if final is None else NotificationStatus(final)
 
-    def _finish_statements(self) -> tuple[Any, Any]:
-        stmts = getattr(self, "_finish_stmts", None)
-        if stmts is None:
-            statuses = select(DeliveryRow.status).where(
-                DeliveryRow.notification_id == bindparam("nid")
+    def _finish_statement(self) -> Any:
+        """Built once per store (see `_notification_upsert`)."""
+        stmt = getattr(self, "_finish_stmt", None)
+        if stmt is None:
+            deliveries = cast(Any, DeliveryRow.__table__)
+
+            def any_in(statuses: Iterable[DeliveryStatus]) -> Any:
+                return (
+                    select(literal_column("1"))
+                    .select_from(deliveries)
+                    .where(
+                        deliveries.c.notification_id == bindparam("nid"),
+                        deliveries.c.status.in_(_inline([s.value for s in statuses])),
+                    )
+                    .exists()
+                )
+
+            landing = any_in(_IN_FLIGHT)
+            final = case(
+                *[
+                    (any_in(statuses), literal_column(f"'{status.value}'"))
+                    for status, statuses in STATUS_RULES
+                    if status is not NotificationStatus.SENDING  # none is left sending
+                ],
+                else_=literal_column(f"'{NO_CHANNELS_STATUS.value}'"),
             )
             table = cast(Any, NotificationRow.__table__)
-            finish = (
+            stmt = self._finish_stmt = (
                 table.update()
                 .where(
                     table.c.id == bindparam("nid"),
-                    table.c.status.in_([*_inline([_SENDING]), bindparam("final")]),
+                    ~landing,
+                    or_(table.c.status == literal_column(f"'{_SENDING}'"), table.c.status == final),
                 )
-                .values(status=bindparam("final"), reason=None, updated_at=bindparam("updated_at"))
+                .values(status=final, reason=None, updated_at=bindparam("updated_at"))
+                .returning(table.c.status)
             )
-            stmts = self._finish_stmts = (statuses, finish)
-        return stmts
+        return stmt
 
     async def _put_delivery(
         self, conn: AsyncConnection, notification_id: str, result: ChannelResult
