@@ -310,3 +310,20 @@ async def test_the_final_status_moves_forward_only(store: Store) -> None:
     stored = await store.get_notification("n-1")
     assert stored is not None and stored.status is NotificationStatus.EXPIRED
     assert stored.reason == "expired"
+
+
+async def test_the_final_status_in_sql_is_overall_status(store: Store) -> None:
+    """The statement that writes the final status takes `overall_status`'s rules: for every
+    combination of landed channel statuses it writes what the run computes."""
+    landed = [s for s in DeliveryStatus if s.final]
+    channels = list(Channel)
+    assert len(landed) <= len(channels)
+    for mask in range(1, 2 ** len(landed)):
+        statuses = [s for i, s in enumerate(landed) if mask >> i & 1]
+        pairs = zip(channels, statuses, strict=False)  # fewer statuses than channels
+        results = [ChannelResult(channel=c, status=s) for c, s in pairs]
+        await record(store, f"n-{mask}", channels=results)
+        written = await store.finish_if_last(f"n-{mask}")
+        assert written is overall_status(results), statuses
+        stored = await store.get_notification(f"n-{mask}")
+        assert stored is not None and stored.status is written

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, case, func, literal_column, or_, select
+from sqlalchemy import bindparam, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -262,23 +262,17 @@ class NotificationsMixin(LedgerMixin):
         return None if final is None else NotificationStatus(final)
 
     def _finish_statement(self) -> Any:
-        """Built once per store (see `_notification_upsert`)."""
+        """Built once per store (see `_notification_upsert`): one pass over the notification's
+        delivery rows (an aggregate per rule) feeds the update."""
         stmt = getattr(self, "_finish_stmt", None)
         if stmt is None:
             deliveries = cast(Any, DeliveryRow.__table__)
 
             def any_in(statuses: Iterable[DeliveryStatus]) -> Any:
-                return (
-                    select(literal_column("1"))
-                    .select_from(deliveries)
-                    .where(
-                        deliveries.c.notification_id == bindparam("nid"),
-                        deliveries.c.status.in_(_inline([s.value for s in statuses])),
-                    )
-                    .exists()
-                )
+                hit = deliveries.c.status.in_(_inline([s.value for s in statuses]))
+                one, zero = literal_column("1"), literal_column("0")
+                return func.max(case((hit, one), else_=zero)) == one
 
-            landing = any_in(_IN_FLIGHT)
             final = case(
                 *[
                     (any_in(statuses), literal_column(f"'{status.value}'"))
@@ -287,15 +281,23 @@ class NotificationsMixin(LedgerMixin):
                 ],
                 else_=literal_column(f"'{NO_CHANNELS_STATUS.value}'"),
             )
+            rows = (
+                select(final.label("final"), any_in(_IN_FLIGHT).label("landing"))
+                .where(deliveries.c.notification_id == bindparam("nid"))
+                .subquery("rows")
+            )
             table = cast(Any, NotificationRow.__table__)
             stmt = self._finish_stmt = (
                 table.update()
                 .where(
                     table.c.id == bindparam("nid"),
-                    ~landing,
-                    or_(table.c.status == literal_column(f"'{_SENDING}'"), table.c.status == final),
+                    rows.c.landing == false(),
+                    or_(
+                        table.c.status == literal_column(f"'{_SENDING}'"),
+                        table.c.status == rows.c.final,
+                    ),
                 )
-                .values(status=final, reason=None, updated_at=bindparam("updated_at"))
+                .values(status=rows.c.final, reason=None, updated_at=bindparam("updated_at"))
                 .returning(table.c.status)
             )
         return stmt
