@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.fakes import ACCEPTED, RecordingSender
+from tests.store.test_notifications import record
 from tidings.channels.base import (
     PermanentChannelError,
     ProviderAcceptance,
@@ -24,7 +25,6 @@ from tidings.models import (
     Device,
     NotificationStatus,
     Platform,
-    Priority,
     TemplateContent,
     TemplateDefinition,
     User,
@@ -91,15 +91,8 @@ async def test_the_last_channel_finishes_the_notification_also_on_a_retry(store:
     """`finish`: the send's transaction writes the notification's final status when its row is
     the last to land; a retry that finds the ledger entry reports it written (the attempt that
     sent may have died before the run heard of it)."""
-    await store.upsert_notification(
-        notification_id="n-1",
-        user_id="ada",
-        template_id="hello",
-        template_version=1,
-        priority=Priority.MEDIUM,
-        status=NotificationStatus.SENDING,
-        channels=[ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)],
-    )
+    sending = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)
+    await record(store, "n-1", template_id="hello", channels=[sending])
     sender = RecordingSender()
     req = request(record_attempt=1, finish=True)
     sent = await _send(store, sender, req)

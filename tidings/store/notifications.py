@@ -270,8 +270,8 @@ class NotificationsMixin(LedgerMixin):
 
             def any_in(statuses: Iterable[DeliveryStatus]) -> Any:
                 hit = deliveries.c.status.in_(_inline([s.value for s in statuses]))
-                one, zero = literal_column("1"), literal_column("0")
-                return func.max(case((hit, one), else_=zero)) == one
+                one: Any = literal_column("1")
+                return func.max(case((hit, one), else_=literal_column("0"))) == one
 
             final = case(
                 *[
