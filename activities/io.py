@@ -83,6 +83,9 @@ class DeliverInput(BaseModel):
     # scheduled time is the worker host's clock, not the server's (they part on a time-skipping
     # test server, and by any skew in production); rows and renders follow the run's clock.
     scheduled_at: AwareDatetime | None = None
+    # With `record` (runs on the v10 path, first round): the delivery's transaction also
+    # writes the notification's final status when its channel is the last to land.
+    finish: bool = False
 
 
 class DeliverOutput(BaseModel):
@@ -93,6 +96,9 @@ class DeliverOutput(BaseModel):
     provider_message_id: str | None = None
     duplicate: bool = False  # the send ledger already had this send: nothing was sent again
     attempt: int = 0  # which attempt of the activity succeeded (1 = the first)
+    # The notification's final status when the delivery's transaction wrote it (or found it
+    # written, on a retry). An older worker's output has no such field: not written.
+    final_status: NotificationStatus | None = None
 
 
 class ClaimInput(BaseModel):

@@ -133,6 +133,7 @@ class NotificationActivities:
             priority=input.priority,
             expires_at=input.expires_at,
             record_attempt=info.attempt if input.record else None,
+            finish=input.finish,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
             # test server whose clock runs ahead of this host's. A local activity has the
             # field too, but from this host's clock (sdk-core: the first attempt's SystemTime),
@@ -154,4 +155,5 @@ class NotificationActivities:
             provider_message_id=sent.acceptance.provider_message_id,
             duplicate=sent.duplicate,
             attempt=info.attempt,
+            final_status=sent.final_status,
         )

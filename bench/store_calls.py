@@ -1,13 +1,15 @@
 """CPU of the store calls one notification makes (email + in-app), call by call.
 
-    .venv/bin/python bench/store_calls.py [--count N] [--pg [URL]]
+    .venv/bin/python bench/store_calls.py [--count N] [--pg [URL]] [--finish]
 
 No Temporal, no senders: the calls the front door, the plan and the two deliveries make, in the
 order a run makes them, on a SQLite store in a temporary directory or (--pg) a throwaway schema
 in PostgreSQL. Prints `store CALL MS` per call, the median `time.process_time` over N
 notifications (after a warm-up), and the SQL statements and transactions per notification.
 Only the Store's public methods are called, so the same script measures another checkout
-(`PYTHONPATH=<checkout> python bench/store_calls.py`).
+(`PYTHONPATH=<checkout> python bench/store_calls.py`). `--finish`: the path of runs on
+`final-status-by-last-delivery`, where the deliveries' transactions look for the final status and
+the last writes it, and the run makes no final record (not on checkouts without it).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ async def _front_door_reads(store: Store, user_id: str) -> Template | None:
     return await store.get_template("alert")
 
 
-async def _one(store: Store, timings: Timings, n: int) -> None:
+async def _one(store: Store, timings: Timings, n: int, finish: bool) -> None:
     """The store calls of notification `n`, in a run's order."""
     nid, user_id = f"n{n}", f"u{n % USERS}"
     t = timings.run
@@ -135,7 +137,12 @@ async def _one(store: Store, timings: Timings, n: int) -> None:
             key=key, notification_id=nid, channel=channel, target=target, status=status
         )
         result = ChannelResult(channel=channel, status=status, target=target, attempts=1, at=now)
+        if finish:
+            await t("record_send", store.record_send(entry, result, finish=True))
+            continue
         await t("record_send", store.record_send(entry, result))
+    if finish:
+        return  # the in-app delivery, which landed last, wrote the final status
     # The run's final record: the notification row (its channels are in the database already).
     await t(
         "upsert_notification",
@@ -151,19 +158,19 @@ async def _one(store: Store, timings: Timings, n: int) -> None:
     )
 
 
-async def measure(database_url: str | None, count: int) -> None:
+async def measure(database_url: str | None, count: int, finish: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="tidings-store-calls-") as tmp:
         async with _store(database_url, Path(tmp)) as (store, label):
             await _seed(store)
             timings = Timings()
             for n in range(WARM_UP):
-                await _one(store, timings, n)
+                await _one(store, timings, n, finish)
             counter = SqlCounter(store.engine)
             before = counter.snapshot()
             timings.counting = True
             began = time.process_time()
             for n in range(WARM_UP, WARM_UP + count):
-                await _one(store, timings, n)
+                await _one(store, timings, n, finish)
             total = (time.process_time() - began) * 1000 / count
             sql = counter.snapshot().minus(before)
     print(f"{label}, {count} notifications (email + in-app), median process_time per call:")
@@ -182,8 +189,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--pg", nargs="?", const=PG_URL, default=None, metavar="URL")
+    parser.add_argument("--finish", action="store_true", help="the last delivery's final status")
     args = parser.parse_args()
-    eventloop.run(measure(args.pg, args.count))
+    eventloop.run(measure(args.pg, args.count, args.finish))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from tidings.channels.base import (
     ProviderAcceptance,
 )
 from tidings.errors import NotFound
-from tidings.models import Channel, ChannelResult, Priority, RenderedMessage
+from tidings.models import Channel, ChannelResult, NotificationStatus, Priority, RenderedMessage
 from tidings.planning import load_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
@@ -85,6 +85,9 @@ class SendRequest:
     # Set (to the attempt's number): the channel's delivery row is written with the ledger
     # entry, in its transaction. None: the ledger entry alone (the caller records the channel).
     record_attempt: int | None = None
+    # With `record_attempt`: that transaction also writes the notification's final status when
+    # this channel is the last to land (`Store.record_send`), so the run needs no final record.
+    finish: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class Sent:
 
     acceptance: ProviderAcceptance
     duplicate: bool = False
+    # The notification's final status, when this send's transaction wrote it (or found it
+    # written); None when it did not, or was not asked to.
+    final_status: NotificationStatus | None = None
 
 
 async def send(
@@ -119,7 +125,12 @@ async def send(
             target=previous.target,
             provider_message_id=previous.provider_message_id,
         )
-        return Sent(acceptance, duplicate=True)
+        final = None
+        if request.finish and request.record_attempt is not None:
+            # The attempt that sent wrote the row; it may have died before the run heard of
+            # it, and the final status may be written by now (or be this retry's to write).
+            final = await store.finish_if_last(request.notification_id)
+        return Sent(acceptance, duplicate=True, final_status=final)
     if request.expires_at is not None and now() >= request.expires_at:
         raise PermanentChannelError("expired before it could be delivered")
     sender = senders.get(request.channel)
@@ -192,5 +203,6 @@ async def send(
             # run heard back; newer ones leave this row as it is.
             at=request.render_at or entry.sent_at,
         )
-        await store.record_send(entry, result)
+        recorded = await store.record_send(entry, result, finish=request.finish)
+        return Sent(acceptance, final_status=recorded.final_status)
     return Sent(acceptance)

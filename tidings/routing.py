@@ -7,6 +7,7 @@ same inputs always give the same answer and the functions are safe to call from 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -208,15 +209,28 @@ def overall_status(results: list[ChannelResult]) -> NotificationStatus:
     fact); else EXPIRED if all expired; else SUPPRESSED (nothing was attempted, including no
     channels).
     """
-    statuses = {r.status for r in results}
-    if statuses & {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}:
-        return NotificationStatus.SENT
-    if statuses & {DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING}:
-        return NotificationStatus.SENDING
-    if DeliveryStatus.FAILED in statuses:
-        return NotificationStatus.FAILED
-    if statuses and statuses <= {DeliveryStatus.EXPIRED, DeliveryStatus.CANCELLED}:
-        if DeliveryStatus.CANCELLED in statuses:
-            return NotificationStatus.CANCELLED
-        return NotificationStatus.EXPIRED
-    return NotificationStatus.SUPPRESSED
+    return status_of(r.status for r in results)
+
+
+# `overall_status` as ordered rules: the first whose channel statuses some channel is in decides;
+# no channel at all is SUPPRESSED. The store builds the same rules into the statement with which
+# the last delivery writes the final status (`NotificationsMixin._finish_statement`), so the run
+# and the database cannot drift apart.
+STATUS_RULES: tuple[tuple[NotificationStatus, frozenset[DeliveryStatus]], ...] = (
+    (NotificationStatus.SENT, frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})),
+    (NotificationStatus.SENDING, frozenset({DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING})),
+    (NotificationStatus.FAILED, frozenset({DeliveryStatus.FAILED})),
+    (NotificationStatus.SUPPRESSED, frozenset({DeliveryStatus.SUPPRESSED})),
+    (NotificationStatus.CANCELLED, frozenset({DeliveryStatus.CANCELLED})),
+    (NotificationStatus.EXPIRED, frozenset({DeliveryStatus.EXPIRED})),
+)
+NO_CHANNELS_STATUS = NotificationStatus.SUPPRESSED
+
+
+def status_of(channel_statuses: Iterable[DeliveryStatus]) -> NotificationStatus:
+    """`overall_status` from the channels' statuses alone, by `STATUS_RULES`."""
+    statuses = set(channel_statuses)
+    for status, any_of in STATUS_RULES:
+        if statuses & any_of:
+            return status
+    return NO_CHANNELS_STATUS

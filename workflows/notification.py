@@ -78,6 +78,13 @@ LEAN_RECORDS_PATCH = "records-only-what-changed"
 # it as a local activity. Stands for LEAN_RECORDS_PATCH (and the ones it stands for) on new runs:
 # one marker, one TemporalChangeVersion upsert.
 IN_APP_LOCAL_PATCH = "in-app-delivered-locally"
+# The first round's deliveries write the notification's final status in their own transaction
+# when theirs is the last channel to land (decided in the database: either channel may land
+# last), and the run skips its final record when that is all it had to write: one local activity
+# (a marker event, a workflow-task round trip, a transaction) less per sent notification. Stands
+# for IN_APP_LOCAL_PATCH (and the ones it stands for) on new runs: one marker, one
+# TemporalChangeVersion upsert.
+FINAL_BY_DELIVERY_PATCH = "final-status-by-last-delivery"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -114,6 +121,10 @@ class NotificationWorkflow:
         self._planned: list[Channel] = []  # the channels the plan recorded as sending
         self._lean = False  # LEAN_RECORDS_PATCH: records write only what changed
         self._in_app_local = False  # IN_APP_LOCAL_PATCH: in-app sent by a local activity
+        self._by_delivery = False  # FINAL_BY_DELIVERY_PATCH: the last delivery may finish
+        # The final status a first-round delivery's transaction wrote (FINAL_BY_DELIVERY_PATCH).
+        self._final_written: NotificationStatus | None = None
+        self._planned_send_at: datetime | None = None  # the send time the plan's record wrote
         # Each channel as the database has it, as far as this run knows (LEAN_RECORDS_PATCH).
         self._written: dict[Channel, ChannelResult] = {}
 
@@ -212,7 +223,8 @@ class NotificationWorkflow:
     async def run(self, input: NotificationInput) -> NotificationResult:
         # A run that plans at once records nothing before its plan: the plan's activity writes
         # the row. One that waits for a send time is in the database from the start.
-        self._in_app_local = workflow.patched(IN_APP_LOCAL_PATCH)
+        self._by_delivery = workflow.patched(FINAL_BY_DELIVERY_PATCH)
+        self._in_app_local = self._by_delivery or workflow.patched(IN_APP_LOCAL_PATCH)
         self._lean = self._in_app_local or workflow.patched(LEAN_RECORDS_PATCH)
         self._folded = self._lean or workflow.patched(FOLDED_RECORDS_PATCH)
         if not self._folded or (self._send_at is not None and self._send_at > workflow.now()):
@@ -261,7 +273,10 @@ class NotificationWorkflow:
         if fallback and not self._any_sent():
             await self._fall_back(fallback)
         self._set_status(overall_status(self._channels))
-        await self._record()
+        if self._finished_by_delivery():
+            self._unrecorded = False  # the last delivery's transaction wrote it
+        else:
+            await self._record()
 
         if self._status is NotificationStatus.SENT:
             self._delivered_at = workflow.now()
@@ -270,6 +285,17 @@ class NotificationWorkflow:
                 await self._escalate(fallback, timedelta(minutes=minutes))
             await self._engagement_window(input.engagement_window_hours)
         return await self._finish()
+
+    def _finished_by_delivery(self) -> bool:
+        """Whether the database has exactly what the run's final record would write: a
+        first-round delivery wrote the final status, the same one the run computes from its own
+        channels, and nothing else is unwritten (a failed channel, a fallback or its reason, a
+        send time changed since the plan wrote it). Otherwise the run writes it as before."""
+        if self._final_written is None or self._final_written is not self._status:
+            return False
+        if self._reason is not None or self._send_at != self._planned_send_at:
+            return False
+        return all(self._written.get(c.channel) == c for c in self._channels)
 
     def _any_sent(self) -> bool:
         return any(c.status in _SUCCESS for c in self._channels)
@@ -381,6 +407,7 @@ class NotificationWorkflow:
             record = PlanRecord(
                 send_at=self._send_at, experiment_id=req.experiment_id, variant=req.variant
             )
+            self._planned_send_at = self._send_at
         try:
             plan = await workflow.execute_local_activity_method(
                 NotificationActivities.plan_delivery,
@@ -473,6 +500,9 @@ class NotificationWorkflow:
             priority=req.priority,
             expires_at=req.request.expires_at,
             record=self._folded,
+            # Only the first round can end the notification on its own: a fallback or an
+            # escalation carries a reason the run writes.
+            finish=self._by_delivery and self._first_round,
         )
         start_to_close = ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30))
         schedule_to_close = max(deadline, timedelta(seconds=1))
@@ -503,13 +533,15 @@ class NotificationWorkflow:
                 )
         except (ActivityError, ApplicationError) as e:
             # A local activity's non-retryable failure arrives unwrapped (only local sends raise
-            # it bare): a failed channel all the same, never a failed run.
+            # it bare): a failed channel all the same, never a failed run. It wrote nothing.
             return ChannelResult(
                 channel=channel,
                 status=DeliveryStatus.FAILED,
                 reason=_reason(e) if isinstance(e, ActivityError) else e.message,
                 at=workflow.now(),
             )
+        if result.final_status is not None:
+            self._final_written = result.final_status
         return ChannelResult(
             channel=channel,
             status=result.status,

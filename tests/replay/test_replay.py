@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -22,6 +23,7 @@ from workflows.converter import DATA_CONVERTER, with_keys
 from workflows.digest import DigestWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.notification import (
+    FINAL_BY_DELIVERY_PATCH,
     FOLDED_RECORDS_PATCH,
     IN_APP_LOCAL_PATCH,
     LEAN_RECORDS_PATCH,
@@ -54,6 +56,9 @@ def test_histories_are_checked_in() -> None:
     # v9: in-app is a local activity of the run's own worker (IN_APP_LOCAL_PATCH).
     v9 = {f"notification_v9_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v9 |= {"notification_v9_split", "notification_v9_optimal"}
+    # v10: the last delivery writes the final status (FINAL_BY_DELIVERY_PATCH).
+    v10 = {f"notification_v10_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v10 |= {"notification_v10_split", "notification_v10_optimal"}
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
@@ -65,7 +70,7 @@ def test_histories_are_checked_in() -> None:
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     bulks = {f"bulk_v1_{n}" for n in ("one_page", "first_run", "last_run")}
     long_lived = experiments | broadcasts | digests | scheduled | bulks
-    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | long_lived <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | long_lived <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
@@ -106,15 +111,31 @@ async def test_history_replays(path: Path, converter: str) -> None:
 IN_APP_V9 = [f"notification_v9_{n}" for n in ("sent", "quiet", "fallback", "escalated")]
 
 
-@pytest.mark.parametrize("name", IN_APP_V9)
-def test_v9_sends_in_app_as_a_local_activity(name: str) -> None:
+def _history(name: str) -> WorkflowHistory:
     path = Path(__file__).parent / "histories" / f"{name}.json"
-    history = WorkflowHistory.from_json(name, path.read_text(encoding="utf-8"))
-    local = [
+    return WorkflowHistory.from_json(name, path.read_text(encoding="utf-8"))
+
+
+def _local_activities(history: WorkflowHistory) -> list[dict[str, Any]]:
+    return [
         json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
         for e in history.events
         if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
+
+
+def _patches(history: WorkflowHistory) -> list[str]:
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+
+
+@pytest.mark.parametrize("name", IN_APP_V9)
+def test_v9_sends_in_app_as_a_local_activity(name: str) -> None:
+    history = _history(name)
+    local = _local_activities(history)
     assert "deliver" in [m["activity_type"] for m in local], local
     queues = [
         e.activity_task_scheduled_event_attributes.task_queue.name
@@ -122,11 +143,37 @@ def test_v9_sends_in_app_as_a_local_activity(name: str) -> None:
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
     assert not [q for q in queues if q.endswith("-in_app")], queues
-    patches = [
-        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
-        for e in history.events
-        if e.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
+    patches = _patches(history)
     # The new patch stands for the ones before it: one marker for all of them.
     assert IN_APP_LOCAL_PATCH in patches, patches
     assert not {LEAN_RECORDS_PATCH, FOLDED_RECORDS_PATCH} & set(patches), patches
+
+
+# v10 runs whose channels all got through (email + in-app; email + a retried webhook; email at
+# the optimal time), and runs where a channel failed (the quiet run's email bounced; the fallback
+# run's email failed before in-app went).
+PLAIN_V10 = [f"notification_v10_{n}" for n in ("sent", "split", "optimal")]
+FAILED_V10 = [f"notification_v10_{n}" for n in ("quiet", "fallback")]
+
+
+@pytest.mark.parametrize("name", PLAIN_V10 + FAILED_V10)
+def test_v10_final_record_only_when_a_channel_failed(name: str) -> None:
+    """FINAL_BY_DELIVERY_PATCH: the last delivery's transaction writes the final status, so a
+    run whose channels all got through makes no final record after its plan; one with a failed
+    channel (its row only the run writes) still does."""
+    history = _history(name)
+    local = [m["activity_type"] for m in _local_activities(history)]
+    last_plan = len(local) - 1 - local[::-1].index("plan_delivery")
+    recorded = "record_notification" in local[last_plan:]
+    assert recorded is (name in FAILED_V10), local
+    patches = _patches(history)
+    # One marker stands for every patch before it, and the SDK upserts one change version.
+    assert FINAL_BY_DELIVERY_PATCH in patches, patches
+    assert not {IN_APP_LOCAL_PATCH, LEAN_RECORDS_PATCH, FOLDED_RECORDS_PATCH} & set(patches)
+    versions = [
+        e
+        for e in history.events
+        if "TemporalChangeVersion"
+        in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ]
+    assert len(versions) == len(patches), patches

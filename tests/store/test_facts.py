@@ -373,3 +373,24 @@ async def test_conversions_sum_late_repeated_and_valueless_conversions(store: St
         ("c-2", "", "USD"): None,
         ("c-2", "", "GBP"): 3.0,
     }
+
+
+async def test_facts_follow_a_delivery_that_finishes_its_notification(store: Store) -> None:
+    """The last delivery's transaction writes its row and the notification's final status
+    (`record_send(finish=True)`): the row's triggers keep the facts, the status needs none."""
+    sending = [ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in _PAIR]
+    await record(store, "f-1", channels=sending)
+    for channel, status in ((Channel.EMAIL, DeliveryStatus.SENT), (Channel.IN_APP, None)):
+        entry = LedgerEntry(
+            key=f"f-1:{channel.value}", notification_id="f-1", channel=channel, target="t"
+        )
+        landed = ChannelResult(channel=channel, status=status or DeliveryStatus.DELIVERED, at=T0)
+        await store.record_send(entry, landed, finish=True)
+    stored = await store.get_notification("f-1")
+    assert stored is not None and stored.status is NotificationStatus.SENT
+    facts = (await _facts(store))["f-1"]
+    assert (facts["any_sent"], facts["any_delivered"], facts["any_failed"]) == (True, True, False)
+    await _all_equal_a_recount(store)
+
+
+_PAIR = (Channel.EMAIL, Channel.IN_APP)

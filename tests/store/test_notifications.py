@@ -16,7 +16,9 @@ from tidings.models import (
     NotificationStatus,
     Priority,
 )
-from tidings.store import Store
+from tidings.routing import overall_status
+from tidings.store import LedgerEntry, Store
+from tidings.store.notifications import RecordedSend
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
@@ -31,6 +33,9 @@ async def record(store: Store, notification_id: str, **fields: Any) -> None:
         **fields,
     }
     await store.upsert_notification(notification_id=notification_id, **values)
+
+
+_TWO = (Channel.EMAIL, Channel.IN_APP)
 
 
 async def test_notification_round_trip_with_channels(store: Store) -> None:
@@ -229,3 +234,96 @@ async def test_service_stats_counts(store: Store) -> None:
     }
     assert stats.engagement == {EngagementType.OPENED: 2, EngagementType.CLICKED: 1}
     assert stats.success_rate == pytest.approx(3 / 5)
+
+
+def _send(nid: str, channel: Channel, status: DeliveryStatus) -> tuple[LedgerEntry, ChannelResult]:
+    entry = LedgerEntry(
+        key=f"{nid}:{channel.value}", notification_id=nid, channel=channel, target="t"
+    )
+    return entry, ChannelResult(channel=channel, status=status, target="t", attempts=1)
+
+
+async def test_the_last_delivery_writes_the_final_status(store: Store) -> None:
+    """With `finish`, the delivery that lands last (no row left `sending`) writes the status the
+    run's `overall_status` gives for the rows, in its own transaction; a retry that finds its
+    ledger entry, or the run's own final record, sees it written and changes nothing."""
+    off = ChannelResult(channel=Channel.SMS, status=DeliveryStatus.SUPPRESSED, reason="off")
+    planned = [ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in _TWO]
+    await record(store, "n-1", channels=[off, *planned])
+
+    first = await store.record_send(*_send("n-1", Channel.EMAIL, DeliveryStatus.SENT), finish=True)
+    assert first == RecordedSend(new=True, final_status=None)  # in-app is still sending
+    stored = await store.get_notification("n-1")
+    assert stored is not None and stored.status is NotificationStatus.SENDING
+
+    last = await store.record_send(
+        *_send("n-1", Channel.IN_APP, DeliveryStatus.DELIVERED), finish=True
+    )
+    assert last == RecordedSend(new=True, final_status=NotificationStatus.SENT)
+    stored = await store.get_notification("n-1")
+    assert stored is not None
+    assert stored.status is overall_status(stored.channels) is NotificationStatus.SENT
+    assert stored.reason is None
+    assert {c.channel: c.status for c in stored.channels} == {
+        Channel.SMS: DeliveryStatus.SUPPRESSED,
+        Channel.EMAIL: DeliveryStatus.SENT,
+        Channel.IN_APP: DeliveryStatus.DELIVERED,
+    }
+    # A retry of either delivery finds the ledger entry, and the status written.
+    again = await store.record_send(*_send("n-1", Channel.EMAIL, DeliveryStatus.SENT), finish=True)
+    assert again == RecordedSend(new=False, final_status=NotificationStatus.SENT)
+    assert await store.finish_if_last("n-1") is NotificationStatus.SENT
+    # Without `finish` (runs before FINAL_BY_DELIVERY_PATCH) nothing is asked or written.
+    await record(store, "n-2", channels=planned[:1])
+    plain = await store.record_send(*_send("n-2", Channel.EMAIL, DeliveryStatus.SENT))
+    assert plain == RecordedSend(new=True, final_status=None)
+    stored = await store.get_notification("n-2")
+    assert stored is not None and stored.status is NotificationStatus.SENDING
+
+
+async def test_a_failed_channel_leaves_the_final_status_to_the_run(store: Store) -> None:
+    """A failed delivery writes nothing: its row stays `sending` until the run records it, so
+    the other channel's delivery cannot finish the notification, and the run writes it."""
+    planned = [ChannelResult(channel=c, status=DeliveryStatus.SENDING) for c in _TWO]
+    await record(store, "n-1", channels=planned)
+    sent = await store.record_send(
+        *_send("n-1", Channel.IN_APP, DeliveryStatus.DELIVERED), finish=True
+    )
+    assert sent == RecordedSend(new=True, final_status=None)
+    assert await store.finish_if_last("n-1") is None
+    stored = await store.get_notification("n-1")
+    assert stored is not None and stored.status is NotificationStatus.SENDING
+    # Once the run recorded the failure, a late retry finds a final status it did not write.
+    failed = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.FAILED, reason="bounced")
+    await record(store, "n-1", status=NotificationStatus.SENT, channels=[failed])
+    assert await store.finish_if_last("n-1") is NotificationStatus.SENT
+
+
+async def test_the_final_status_moves_forward_only(store: Store) -> None:
+    """Only a notification still `sending` takes the status from its last delivery: one the run
+    has recorded otherwise keeps what the run wrote."""
+    planned = [ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)]
+    await record(store, "n-1", channels=planned)
+    await record(store, "n-1", status=NotificationStatus.EXPIRED, reason="expired")
+    sent = await store.record_send(*_send("n-1", Channel.EMAIL, DeliveryStatus.SENT), finish=True)
+    assert sent == RecordedSend(new=True, final_status=None)
+    stored = await store.get_notification("n-1")
+    assert stored is not None and stored.status is NotificationStatus.EXPIRED
+    assert stored.reason == "expired"
+
+
+async def test_the_final_status_in_sql_is_overall_status(store: Store) -> None:
+    """The statement that writes the final status takes `overall_status`'s rules: for every
+    combination of landed channel statuses it writes what the run computes."""
+    landed = [s for s in DeliveryStatus if s.final]
+    channels = list(Channel)
+    assert len(landed) <= len(channels)
+    for mask in range(1, 2 ** len(landed)):
+        statuses = [s for i, s in enumerate(landed) if mask >> i & 1]
+        pairs = zip(channels, statuses, strict=False)  # fewer statuses than channels
+        results = [ChannelResult(channel=c, status=s) for c, s in pairs]
+        await record(store, f"n-{mask}", channels=results)
+        written = await store.finish_if_last(f"n-{mask}")
+        assert written is overall_status(results), statuses
+        stored = await store.get_notification(f"n-{mask}")
+        assert stored is not None and stored.status is written

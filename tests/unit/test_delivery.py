@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.fakes import ACCEPTED, RecordingSender
+from tests.store.test_notifications import record
 from tidings.channels.base import (
     PermanentChannelError,
     ProviderAcceptance,
@@ -19,8 +20,10 @@ from tidings.delivery import SendRequest, Sent, ledger_key, send
 from tidings.errors import NotFound
 from tidings.models import (
     Channel,
+    ChannelResult,
     DeliveryStatus,
     Device,
+    NotificationStatus,
     Platform,
     TemplateContent,
     TemplateDefinition,
@@ -82,6 +85,23 @@ async def test_a_retry_finds_the_ledger_entry_and_does_not_send_again(store: Sto
     again = await _send(store, sender)
     assert again == Sent(answer, duplicate=True)
     assert len(sender.sent) == 1
+
+
+async def test_the_last_channel_finishes_the_notification_also_on_a_retry(store: Store) -> None:
+    """`finish`: the send's transaction writes the notification's final status when its row is
+    the last to land; a retry that finds the ledger entry reports it written (the attempt that
+    sent may have died before the run heard of it)."""
+    sending = ChannelResult(channel=Channel.EMAIL, status=DeliveryStatus.SENDING)
+    await record(store, "n-1", template_id="hello", channels=[sending])
+    sender = RecordingSender()
+    req = request(record_attempt=1, finish=True)
+    sent = await _send(store, sender, req)
+    assert sent == Sent(ACCEPTED, final_status=NotificationStatus.SENT)
+    again = await _send(store, sender, req)
+    assert again == Sent(ACCEPTED, duplicate=True, final_status=NotificationStatus.SENT)
+    assert len(sender.sent) == 1
+    stored = await store.get_notification("n-1")
+    assert stored is not None and stored.status is NotificationStatus.SENT
 
 
 async def test_push_is_handed_the_users_devices(store: Store) -> None:

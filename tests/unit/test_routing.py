@@ -21,7 +21,7 @@ from tidings.models import (
     TemplateDefinition,
     User,
 )
-from tidings.routing import RoutingDecision, choose_channels, overall_status, send_time
+from tidings.routing import RoutingDecision, choose_channels, overall_status, send_time, status_of
 
 TEMPLATE = TemplateDefinition(
     id="digest",
@@ -311,3 +311,25 @@ S = DeliveryStatus
 )
 def test_overall_status(statuses: tuple[DeliveryStatus, ...], expected: NotificationStatus) -> None:
     assert overall_status(results(*statuses)) is expected
+
+
+def test_overall_status_rules_say_what_its_docstring_says() -> None:
+    """`STATUS_RULES` (which the store also builds into SQL) against the rule as written."""
+
+    def as_written(statuses: set[DeliveryStatus]) -> NotificationStatus:
+        if statuses & {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}:
+            return NotificationStatus.SENT
+        if statuses & {DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING}:
+            return NotificationStatus.SENDING
+        if DeliveryStatus.FAILED in statuses:
+            return NotificationStatus.FAILED
+        if statuses and statuses <= {DeliveryStatus.EXPIRED, DeliveryStatus.CANCELLED}:
+            if DeliveryStatus.CANCELLED in statuses:
+                return NotificationStatus.CANCELLED
+            return NotificationStatus.EXPIRED
+        return NotificationStatus.SUPPRESSED
+
+    every = list(DeliveryStatus)
+    for mask in range(2 ** len(every)):
+        statuses = {s for i, s in enumerate(every) if mask >> i & 1}
+        assert status_of(statuses) is as_written(statuses), statuses

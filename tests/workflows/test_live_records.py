@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from starter.client import Tidings
@@ -29,6 +30,7 @@ from tidings.models import (
 from tidings.store import Store
 from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows import search_attributes as sa
+from workflows.notification import FINAL_BY_DELIVERY_PATCH
 from workflows.policies import MAX_ENGAGEMENT_EVENTS
 from workflows.queues import channel_queue
 
@@ -221,12 +223,13 @@ async def test_engagement_past_the_cap_is_counted_not_logged(stack: Stack) -> No
     assert later.status is NotificationStatus.SENT
 
 
-async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack) -> None:
-    """Two recording local activities per notification sent on two channels: the plan, which
-    records SENDING with each channel's row, and the final status. Each channel's row is written
-    by its own delivery as it lands (FOLDED_RECORDS_PATCH), so no channel needs a record of its
-    own. The in-app delivery is a local activity itself (IN_APP_LOCAL_PATCH): only email is an
-    activity task on a channel queue."""
+async def test_the_last_delivery_records_the_final_status(stack: Stack) -> None:
+    """One recording local activity per notification sent on two channels: the plan, which
+    records SENDING with each channel's row. Each channel's row is written by its own delivery
+    as it lands (FOLDED_RECORDS_PATCH), and the one that lands last writes the final status in
+    the same transaction (FINAL_BY_DELIVERY_PATCH), so the run has no final record to make. The
+    in-app delivery is a local activity itself (IN_APP_LOCAL_PATCH): only email is an activity
+    task on a channel queue."""
     ref = await stack.tidings.notify(
         user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
     )
@@ -252,7 +255,9 @@ async def test_the_last_channel_to_land_is_recorded_with_the_status(stack: Stack
         for m in markers
         if m.marker_name == "core_local_activity"
     ]
-    assert local == ["plan_delivery", "deliver", "record_notification"], local
+    assert local == ["plan_delivery", "deliver"], local
+    patch = json.loads(markers[names.index("core_patch")].details["patch-data"].payloads[0].data)
+    assert patch["id"] == FINAL_BY_DELIVERY_PATCH
     queued = [
         e.activity_task_scheduled_event_attributes.task_queue.name
         for e in history.events
@@ -286,3 +291,48 @@ async def test_the_web_ui_status_is_upserted_once_with_the_outcome(stack: Stack)
     stored = await stack.store.get_notification(ref.notification_id)
     assert stored is not None and stored.status is NotificationStatus.SENT
     assert _by_channel(stored) == _by_channel(sent)
+
+
+def _local_activities(history: WorkflowHistory) -> list[str]:
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+
+
+async def test_a_failed_channel_keeps_the_runs_final_record(stack: Stack) -> None:
+    """A failed delivery wrote nothing, so its row is `sending` until the run writes it: no
+    delivery's transaction can end the notification, and the run records it as before."""
+    stack.sink.reject_permanently.add("john.doe@example.com")
+    ref = await stack.tidings.notify(
+        user_id="user_001", template_id="welcome", data=WELCOME, channels=["email"]
+    )
+    failed = await stack.tidings.wait_sent(ref.notification_id)
+    assert failed.status is NotificationStatus.FAILED
+    stored = await stack.store.get_notification(ref.notification_id)
+    assert stored is not None and stored.status is NotificationStatus.FAILED
+    assert _by_channel(stored) == {Channel.EMAIL: DeliveryStatus.FAILED}
+    handle = stack.tidings.temporal.get_workflow_handle(f"notification/{ref.notification_id}")
+    local = _local_activities(await handle.fetch_history())
+    # As before: the failed channel as it lands, then the final status.
+    assert local == ["plan_delivery", "record_channel", "record_notification"], local
+
+    # Beside a channel that got through: whichever landed last, the run writes the failure
+    # (with the final status, or as it lands and then the in-app delivery finishes).
+    both = await stack.tidings.notify(
+        user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
+    )
+    sent = await stack.tidings.wait_sent(both.notification_id)
+    assert sent.status is NotificationStatus.SENT
+    stored = await stack.store.get_notification(both.notification_id)
+    assert stored is not None and stored.status is NotificationStatus.SENT
+    assert _by_channel(stored) == {
+        Channel.EMAIL: DeliveryStatus.FAILED,
+        Channel.IN_APP: DeliveryStatus.DELIVERED,
+    }
+    handle = stack.tidings.temporal.get_workflow_handle(f"notification/{both.notification_id}")
+    local = _local_activities(await handle.fetch_history())
+    assert {"record_notification", "record_channel"} & set(local), local

@@ -4,12 +4,12 @@ and analytics read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +26,7 @@ from tidings.models import (
     ServiceStats,
     event_id_from_key,
 )
+from tidings.routing import NO_CHANNELS_STATUS, STATUS_RULES
 from tidings.store.base import IN_CHUNK, Upsert, check_limit, rowcount, utcnow
 from tidings.store.ledger import LedgerEntry, LedgerMixin, _ledger_params
 from tidings.store.tables import DeliveryRow, EngagementRow, NotificationRow
@@ -68,6 +69,16 @@ class RecordedEvent:
     delivered_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class RecordedSend:
+    """What `record_send` did: `new` is False when the ledger had the send already;
+    `final_status` is the notification's final status when this transaction wrote it (or found
+    it written), None when it did not."""
+
+    new: bool
+    final_status: NotificationStatus | None = None
+
+
 # The delivery statuses ChannelStats counts, by field name.
 _COUNTED = {
     DeliveryStatus.SENT: "sent",
@@ -83,6 +94,11 @@ _NOT_YET_SETTLED = [
     DeliveryStatus.SENDING.value,
     DeliveryStatus.SENT.value,
 ]
+
+
+# A channel in one of these has not landed yet: the notification is not final.
+_IN_FLIGHT = [DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING]
+_SENDING = NotificationStatus.SENDING.value
 
 
 def _inline(values: list[str]) -> list[Any]:
@@ -207,15 +223,84 @@ class NotificationsMixin(LedgerMixin):
             await self._require_notification(session, notification_id)
             await self._put_delivery(await session.connection(), notification_id, result)
 
-    async def record_send(self, entry: LedgerEntry, result: ChannelResult) -> bool:
+    async def record_send(
+        self, entry: LedgerEntry, result: ChannelResult, *, finish: bool = False
+    ) -> RecordedSend:
         """The send ledger's entry (see `ledger_put`) and the channel's delivery row, in one
         transaction: the channel is recorded the moment it lands, with no write of its own.
-        False (and the delivery row left as it is) when the ledger had the key already."""
+        `new` is False (and the delivery row left as it is) when the ledger had the key already.
+        With `finish`, the same transaction also writes the notification's final status when
+        this was the last of its channels to land (see `_finish_if_last`)."""
         async with self._write_conn() as conn:
             new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
             if new:
                 await self._put_delivery(conn, entry.notification_id, result)
-            return new
+            final = await self._finish_if_last(conn, entry.notification_id) if finish else None
+            return RecordedSend(new=new, final_status=final)
+
+    async def finish_if_last(self, notification_id: str) -> NotificationStatus | None:
+        """`_finish_if_last` in a transaction of its own: a retried delivery that found its
+        ledger entry (its row was written by the attempt that sent) asks this instead."""
+        async with self._write_conn() as conn:
+            return await self._finish_if_last(conn, notification_id)
+
+    async def _finish_if_last(
+        self, conn: AsyncConnection, notification_id: str
+    ) -> NotificationStatus | None:
+        """The notification's final status, written when none of its delivery rows is left
+        `sending` (or `scheduled`): the status `overall_status` gives for those rows (its rules,
+        `STATUS_RULES`, built into the statement), with no reason, as the run's own final
+        record would write it. Only from `sending` (forward only: a run that recorded something
+        else has the last word), or the same status again (a retry, or the other channel's
+        delivery, wrote it already). One statement: every delivery of a notification runs it.
+        Returns the status the row now has, or None when nothing was written: a channel still
+        sending (on PostgreSQL two last deliveries running at once may each see the other's
+        row so, and then neither writes), or a failed one, whose row only the run writes. No
+        trigger reads a notification's status: the facts follow the delivery rows."""
+        params = {"nid": notification_id, "updated_at": utcnow()}
+        final = (await conn.execute(self._finish_statement(), params)).scalar_one_or_none()
+        return None if final is None else NotificationStatus(final)
+
+    def _finish_statement(self) -> Any:
+        """Built once per store (see `_notification_upsert`): one pass over the notification's
+        delivery rows (an aggregate per rule) feeds the update."""
+        stmt = getattr(self, "_finish_stmt", None)
+        if stmt is None:
+            deliveries = cast(Any, DeliveryRow.__table__)
+
+            def any_in(statuses: Iterable[DeliveryStatus]) -> Any:
+                hit = deliveries.c.status.in_(_inline([s.value for s in statuses]))
+                one: Any = literal_column("1")
+                return func.max(case((hit, one), else_=literal_column("0"))) == one
+
+            final = case(
+                *[
+                    (any_in(statuses), literal_column(f"'{status.value}'"))
+                    for status, statuses in STATUS_RULES
+                    if status is not NotificationStatus.SENDING  # none is left sending
+                ],
+                else_=literal_column(f"'{NO_CHANNELS_STATUS.value}'"),
+            )
+            rows = (
+                select(final.label("final"), any_in(_IN_FLIGHT).label("landing"))
+                .where(deliveries.c.notification_id == bindparam("nid"))
+                .subquery("rows")
+            )
+            table = cast(Any, NotificationRow.__table__)
+            stmt = self._finish_stmt = (
+                table.update()
+                .where(
+                    table.c.id == bindparam("nid"),
+                    rows.c.landing == false(),
+                    or_(
+                        table.c.status == literal_column(f"'{_SENDING}'"),
+                        table.c.status == rows.c.final,
+                    ),
+                )
+                .values(status=rows.c.final, reason=None, updated_at=bindparam("updated_at"))
+                .returning(table.c.status)
+            )
+        return stmt
 
     async def _put_delivery(
         self, conn: AsyncConnection, notification_id: str, result: ChannelResult
