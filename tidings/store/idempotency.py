@@ -68,8 +68,8 @@ class IdempotencyMixin(StoreBase):
     def _claim_insert(self) -> Upsert:
         """Built once per store, values bound by name: every notification's front door runs
         it (see `NotificationsMixin._notification_upsert`)."""
-        stmt = getattr(self, "_claim_stmt", None)
-        if stmt is None:
-            stmt = self._insert(IdempotencyKeyRow).on_conflict_do_nothing(index_elements=["key"])
-            self._claim_stmt = stmt
-        return stmt
+
+        def build() -> Upsert:
+            return self._insert(IdempotencyKeyRow).on_conflict_do_nothing(index_elements=["key"])
+
+        return self._statement("claim", build)

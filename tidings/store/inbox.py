@@ -341,40 +341,40 @@ class InboxMixin(StoreBase):
     # notification upserts are, see `NotificationsMixin._notification_upsert`).
 
     def _inbox_insert(self) -> Any:
-        stmt = getattr(self, "_inbox_insert_stmt", None)
-        if stmt is None:
+        def build() -> Any:
             table = InboxRow.__table__
             stmt = (
                 self._insert(cast(Any, table))
                 .on_conflict_do_nothing(index_elements=["notification_id"])
                 .returning(*table.columns)
             )
-            self._inbox_insert_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("inbox_insert", build)
 
     def _inbox_by_notification(self) -> Any:
-        stmt = getattr(self, "_inbox_select_stmt", None)
-        if stmt is None:
+        def build() -> Any:
             table = InboxRow.__table__
             stmt = select(*table.columns).where(
                 table.c.notification_id == bindparam("notification_id")
             )
-            self._inbox_select_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("inbox_select", build)
 
     def _inbox_event_insert(self) -> Any:
-        stmt = getattr(self, "_inbox_event_stmt", None)
-        if stmt is None:
+        def build() -> Any:
             table = InboxEventRow.__table__
             stmt = self._insert(cast(Any, table)).returning(*self._event_returning())
-            self._inbox_event_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("inbox_event", build)
 
     def _item_event_insert(self) -> Any:
         """A new item's event with the user's counts, counted by the insert itself (after the
         item's own insert, in the same transaction): the item is bound as JSON text."""
-        stmt = getattr(self, "_item_event_stmt", None)
-        if stmt is None:
+
+        def build() -> Any:
             events = InboxEventRow.__table__
             user_id = bindparam("user_id", type_=String)
             counts = _counts(user_id).subquery("counts")
@@ -398,8 +398,9 @@ class InboxMixin(StoreBase):
                 .from_select(columns, source)
                 .returning(*self._event_returning())
             )
-            self._item_event_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("item_event", build)
 
     def _json_object(self, *pairs: Any) -> Any:
         if self.engine.dialect.name == "postgresql":

@@ -61,8 +61,8 @@ class LedgerMixin(StoreBase):
     def _ledger_insert(self) -> Upsert:
         """Built once per store, values bound by name: every send runs it (see
         `NotificationsMixin._notification_upsert`)."""
-        stmt = getattr(self, "_ledger_stmt", None)
-        if stmt is None:
-            stmt = self._insert(LedgerRow).on_conflict_do_nothing(index_elements=["key"])
-            self._ledger_stmt = stmt
-        return stmt
+
+        def build() -> Upsert:
+            return self._insert(LedgerRow).on_conflict_do_nothing(index_elements=["key"])
+
+        return self._statement("ledger", build)

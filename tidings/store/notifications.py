@@ -176,8 +176,6 @@ def _with_children() -> tuple[Any, ...]:
 
 
 class NotificationsMixin(LedgerMixin):
-    _event_statements: tuple[Any, Any] | None = None  # built on first use
-
     async def upsert_notification(
         self,
         *,
@@ -264,8 +262,8 @@ class NotificationsMixin(LedgerMixin):
     def _finish_statement(self) -> Any:
         """Built once per store (see `_notification_upsert`): one pass over the notification's
         delivery rows (an aggregate per rule) feeds the update."""
-        stmt = getattr(self, "_finish_stmt", None)
-        if stmt is None:
+
+        def build() -> Any:
             deliveries = cast(Any, DeliveryRow.__table__)
 
             def any_in(statuses: Iterable[DeliveryStatus]) -> Any:
@@ -287,7 +285,7 @@ class NotificationsMixin(LedgerMixin):
                 .subquery("rows")
             )
             table = cast(Any, NotificationRow.__table__)
-            stmt = self._finish_stmt = (
+            stmt = (
                 table.update()
                 .where(
                     table.c.id == bindparam("nid"),
@@ -300,7 +298,9 @@ class NotificationsMixin(LedgerMixin):
                 .values(status=rows.c.final, reason=None, updated_at=bindparam("updated_at"))
                 .returning(table.c.status)
             )
-        return stmt
+            return stmt
+
+        return self._statement("finish", build)
 
     async def _put_delivery(
         self, conn: AsyncConnection, notification_id: str, result: ChannelResult
@@ -313,20 +313,19 @@ class NotificationsMixin(LedgerMixin):
     # Parameters are bound by name at execution, and every update takes the inserted values.
 
     def _notification_upsert(self) -> Upsert:
-        stmt = getattr(self, "_notification_stmt", None)
-        if stmt is None:
+        def build() -> Upsert:
             stmt = self._insert(NotificationRow)
             updated: dict[str, Any] = {name: stmt.excluded[name] for name in _NOTIFICATION_UPDATED}
             # send_at: None keeps the send time already recorded; the A/B test and arm are
             # set once, when the row is first written.
             updated["send_at"] = func.coalesce(stmt.excluded.send_at, NotificationRow.send_at)
             stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updated)
-            self._notification_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("notification", build)
 
     def _delivery_upsert(self) -> Upsert:
-        stmt = getattr(self, "_delivery_stmt", None)
-        if stmt is None:
+        def build() -> Upsert:
             stmt = self._insert(DeliveryRow)
             updated = {name: stmt.excluded[name] for name in _DELIVERY_UPDATED}
             # Forward only: a provider's receipt may have settled the channel (delivered /
@@ -340,8 +339,9 @@ class NotificationsMixin(LedgerMixin):
                 set_=updated,
                 where=~(settled & stmt.excluded.status.in_(_inline(_NOT_YET_SETTLED))),
             )
-            self._delivery_stmt = stmt
-        return stmt
+            return stmt
+
+        return self._statement("delivery", build)
 
     async def _require_notification(self, session: AsyncSession, notification_id: str) -> None:
         found = await session.scalar(
@@ -455,7 +455,8 @@ class NotificationsMixin(LedgerMixin):
     def _record_event_statements(self) -> tuple[Any, Any]:
         """The two statements of `record_event`, built once with bound parameters: building
         and hashing them per request cost more CPU than running them."""
-        if self._event_statements is None:
+
+        def build() -> tuple[Any, Any]:
             status = select(
                 NotificationRow.status,
                 NotificationRow.updated_at,
@@ -464,8 +465,9 @@ class NotificationsMixin(LedgerMixin):
             insert = self._insert(cast(Any, EngagementRow.__table__)).on_conflict_do_nothing(
                 index_elements=["notification_id", "dedupe_key"]
             )
-            self._event_statements = (status, insert)
-        return self._event_statements
+            return status, insert
+
+        return self._statement("record_event", build)
 
     async def record_event(self, event: EngagementEvent) -> RecordedEvent:
         """Record one engagement event reported through the front door, in one transaction:

@@ -74,8 +74,6 @@ def _labelled(table: Any, prefix: str) -> list[Any]:
 
 
 class SendingMixin(StoreBase):
-    _recipient_reads: dict[tuple[bool, bool, bool], Select[Any]] | None = None  # built on use
-
     async def recipient_state(
         self,
         user_id: str,
@@ -88,12 +86,8 @@ class SendingMixin(StoreBase):
         """The user and, as asked, their preferences, their devices, one ledger entry and their
         channel engagement since `engagement_since`, from one consistent snapshot: one
         statement, and a second for the engagement."""
-        if self._recipient_reads is None:
-            self._recipient_reads = {}
         shape = (preferences, devices, ledger_key is not None)
-        stmt = self._recipient_reads.get(shape)
-        if stmt is None:
-            stmt = self._recipient_reads[shape] = _build(*shape)
+        stmt = self._statement(f"recipient_state{shape}", lambda: _build(*shape))
         async with self._read_conn() as conn:
             rows = (await conn.execute(stmt, {"user_id": user_id, "key": ledger_key})).all()
             state = _state(rows, user_id, preferences=preferences, devices=devices)
