@@ -55,7 +55,11 @@ TRANSIENT_RATE = 0.05
 PERMANENT_RATE = 0.01
 SEED = 6
 RETRY_AFTER = "1"
-MAX_ATTEMPTS = RETRY_POLICIES[Channel.WEBHOOK].maximum_attempts
+MAX_ATTEMPTS = RETRY_POLICIES[Channel.WEBHOOK].maximum_attempts  # 0: no limit
+
+
+def _allowed() -> str:
+    return f"the policy allows {MAX_ATTEMPTS}" if MAX_ATTEMPTS else "the policy sets no limit"
 
 
 @dataclass
@@ -299,7 +303,7 @@ def describe_rate_limit(r: RateLimitResult) -> str:
         f" notify call to the last 2xx; {r.limited} 429s served to {r.refused} notifications,"
         f" next request after a 429: p50 {_f(r.retry_gap_p50_s, ' s', 2)},"
         f" max {_f(r.retry_gap_max_s, ' s', 2)}; at most {r.max_requests} requests for one"
-        f" notification (the policy allows {MAX_ATTEMPTS});"
+        f" notification ({_allowed()});"
         f" {r.verdict.delivered} delivered, {r.verdict.failed} failed, {r.early_2xx} 2xx inside"
         " the window"
     )

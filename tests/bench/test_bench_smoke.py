@@ -18,6 +18,7 @@ from bench.measure import (
     PriorityResult,
     ThroughputResult,
 )
+from bench.meters import PhaseCost
 from bench.report import Report
 from bench.stack import BenchStack
 from bench.throughput import (
@@ -138,7 +139,7 @@ def test_main_prints_a_table_and_writes_json(
     lat = data["latency"]
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
     assert data["priority"]["critical_seconds"] > 0
-    assert set(data["targets_met"]) == {"ratio", "p99", "critical"}
+    assert set(data["targets_met"]) == {"ratio", "p99", "critical", "python_cpu", "server_cpu"}
     assert data["fault_verdicts_ok"] == {
         "faults_burst": True,
         "faults_open_loop": True,
@@ -172,11 +173,33 @@ def _report(notifications_per_second: float, p99_ms: float, critical_seconds: fl
 
 
 def test_targets_are_compared_not_asserted() -> None:
-    good = _report(notifications_per_second=60.0, p99_ms=499.0, critical_seconds=1.9)
-    bad = _report(notifications_per_second=59.0, p99_ms=500.0, critical_seconds=2.0)
+    good = _report(notifications_per_second=35.0, p99_ms=499.0, critical_seconds=1.9)
+    bad = _report(notifications_per_second=34.0, p99_ms=500.0, critical_seconds=2.0)
     assert good.targets() == {"ratio": True, "p99": True, "critical": True}
     assert bad.targets() == {"ratio": False, "p99": False, "critical": False}
     table = render_markdown(bad)
     assert table.count(": missed |") == 3
-    assert "59.0/s = 59% of (1)" in table
+    assert "34.0/s = 34% of (1)" in table
     assert "- 0.50 s stage" in table
+
+
+def _cost(python_s: float, server_s: float) -> PhaseCost:
+    return PhaseCost(
+        wall_seconds=1.0, python_cpu_seconds=python_s, server_cpu_seconds=server_s, sdk_warnings={}
+    )
+
+
+def test_cpu_per_notification_is_compared_as_a_multiple_of_the_trivial_workflow() -> None:
+    # 10 trivial workflows at 10 ms + 10 ms each; 10 notifications at 50 + 27 ms (5.0x, 2.7x)
+    # and at 60 + 28 ms (6.0x, 2.8x): the targets are 35/6.2 = 5.65x and 25/9.4 = 2.66x.
+    report = _report(notifications_per_second=35.0, p99_ms=1.0, critical_seconds=1.0)
+    report.phases = {"ceiling": _cost(0.1, 0.1), "throughput": _cost(0.5, 0.26)}
+    assert report.targets()["python_cpu"] and report.targets()["server_cpu"]
+    report.phases["throughput"] = _cost(0.6, 0.28)
+    assert not report.targets()["python_cpu"] and not report.targets()["server_cpu"]
+    table = render_markdown(report)
+    assert "| 60 ms = 6.0x (1)'s | ≤ 5.6x (35 ms on the reference machine): missed |" in table
+    assert "| 28 ms = 2.8x (1)'s | ≤ 2.7x (25 ms on the reference machine): missed |" in table
+    # Without the server's CPU (another server than the bench's own) there is no comparison.
+    report.phases["throughput"] = PhaseCost(1.0, 0.6, None, {})
+    assert set(report.targets()) == {"ratio", "p99", "critical"}
