@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.store.test_notifications import record
+from tests.store.test_sent_days import _recount as _recount_days
+from tests.store.test_sent_days import _rollup
 from tidings.models import (
     Channel,
     ChannelResult,
@@ -391,6 +393,8 @@ async def test_facts_follow_a_delivery_that_finishes_its_notification(store: Sto
     facts = (await _facts(store))["f-1"]
     assert (facts["any_sent"], facts["any_delivered"], facts["any_failed"]) == (True, True, False)
     await _all_equal_a_recount(store)
+    # The status it wrote counts in the engagement rate's rollup, as the run's record would.
+    assert await _rollup(store) == await _recount_days(store) != {}
 
 
 _PAIR = (Channel.EMAIL, Channel.IN_APP)

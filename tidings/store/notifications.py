@@ -96,8 +96,6 @@ _NOT_YET_SETTLED = [
 ]
 
 
-# A channel in one of these has not landed yet: the notification is not final.
-_IN_FLIGHT = [DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING]
 _SENDING = NotificationStatus.SENDING.value
 
 
@@ -253,8 +251,9 @@ class NotificationsMixin(LedgerMixin):
         delivery, wrote it already). One statement: every delivery of a notification runs it.
         Returns the status the row now has, or None when nothing was written: a channel still
         sending (on PostgreSQL two last deliveries running at once may each see the other's
-        row so, and then neither writes), or a failed one, whose row only the run writes. No
-        trigger reads a notification's status: the facts follow the delivery rows."""
+        row so, and then neither writes), or a failed one, whose row only the run writes. The
+        status written fires the engagement-rate rollup's triggers (migration 0019) as the
+        run's own record would; the facts follow the delivery rows."""
         params = {"nid": notification_id, "updated_at": utcnow()}
         final = (await conn.execute(self._finish_statement(), params)).scalar_one_or_none()
         return None if final is None else NotificationStatus(final)
@@ -271,16 +270,19 @@ class NotificationsMixin(LedgerMixin):
                 one: Any = literal_column("1")
                 return func.max(case((hit, one), else_=literal_column("0"))) == one
 
+            # A channel in SENDING's rule has not landed yet: the notification is not final,
+            # and once none is, that rule no longer decides.
+            in_flight = dict(STATUS_RULES)[NotificationStatus.SENDING]
             final = case(
                 *[
                     (any_in(statuses), literal_column(f"'{status.value}'"))
                     for status, statuses in STATUS_RULES
-                    if status is not NotificationStatus.SENDING  # none is left sending
+                    if status is not NotificationStatus.SENDING
                 ],
                 else_=literal_column(f"'{NO_CHANNELS_STATUS.value}'"),
             )
             rows = (
-                select(final.label("final"), any_in(_IN_FLIGHT).label("landing"))
+                select(final.label("final"), any_in(in_flight).label("landing"))
                 .where(deliveries.c.notification_id == bindparam("nid"))
                 .subquery("rows")
             )
