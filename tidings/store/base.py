@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
@@ -78,9 +78,9 @@ class StoreBase:
         # concurrent requests that idles the process. (Other processes still meet the busy
         # handler.)
         self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[Hashable, Any] = {}
 
-    def _statement(self, name: str, build: Callable[[], S]) -> S:
+    def _statement(self, name: Hashable, build: Callable[[], S]) -> S:
         """The statement `name`, built by `build` on first use and kept for this store's life.
         The statements every notification runs are built once, their values bound by name at
         execution: building and hashing a statement per call cost more CPU in SQLAlchemy than

@@ -87,7 +87,7 @@ class SendingMixin(StoreBase):
         channel engagement since `engagement_since`, from one consistent snapshot: one
         statement, and a second for the engagement."""
         shape = (preferences, devices, ledger_key is not None)
-        stmt = self._statement(f"recipient_state{shape}", lambda: _build(*shape))
+        stmt = self._statement(("recipient_state", shape), lambda: _build(*shape))
         async with self._read_conn() as conn:
             rows = (await conn.execute(stmt, {"user_id": user_id, "key": ledger_key})).all()
             state = _state(rows, user_id, preferences=preferences, devices=devices)
