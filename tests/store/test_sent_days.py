@@ -1,13 +1,14 @@
 """The engagement rate's rollup (`user_sent_days`, migration 0019, kept by triggers) equals a
-recount from the notifications after every kind of write, on SQLite and PostgreSQL; and the
+recount from the notifications after every kind of write, on SQLite and PostgreSQL; the
 `engagement.rate` rule, counted from it and paged from the notifications, selects the users a
-count by hand selects, whatever the window's start within its day."""
+count by hand selects, at any time of the day; and every window of a rule starts at a UTC
+midnight."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ from tidings.segments import SegmentDefinition
 from tidings.store import Store
 from tidings.store.engine import alembic_config
 from tidings.store.facts import EPOCH
-from tidings.store.tables import NotificationRow, UserSentDayRow
+from tidings.store.tables import NotificationRow, UserRow, UserSentDayRow
 
 NOW = datetime(2030, 3, 31, 15, 20, 7, tzinfo=UTC)
 DAYS = 30
-SINCE = NOW - timedelta(days=DAYS)  # 2030-03-01 15:20:07: the window's first day is partial
+SINCE = NOW - timedelta(days=DAYS)  # 2030-03-01 15:20:07: a time inside the window's first day
 
 Rollup = dict[tuple[str, int], tuple[int, int]]
 
@@ -124,10 +125,11 @@ async def test_the_rollup_follows_every_transition(store: Store) -> None:
     assert await _exact(store) == {("ada", _day(SINCE) - 1): (1, 0)}
 
 
-# (user, created at, status, opened): around the window's start (15:20:07 on its first day),
-# the midnights around it, and the end; users sent nothing in the window and users sent
-# something only on the partial first day.
+# (user, created at, status, opened): around 15:20:07 on the window's first day (where a window
+# exact to the second would start), the midnights around it, and the end; users sent nothing in
+# the window and users sent something only on its first day.
 _AT = {
+    "day before": SINCE - timedelta(days=1),
     "before": SINCE - timedelta(seconds=1),
     "since": SINCE,
     "first day, later": SINCE + timedelta(hours=3),
@@ -155,12 +157,18 @@ _NOTIFICATIONS: list[tuple[str, str, str, bool]] = [
     ("gus", "first day, earlier", "sent", True),
     ("gus", "first day, later", "sent", False),
     ("gus", "next midnight", "sent", True),
+    ("ivy", "day before", "sent", True),  # in the window only a day earlier
+    ("ivy", "middle", "sent", False),
 ]
-USERS = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal"]  # hal: no notification
+USERS = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy"]  # hal: no notification
+
+
+def _midnight(at: datetime) -> datetime:
+    return datetime.combine(at.date(), time(), UTC)
 
 
 def _share_by_hand(now: datetime) -> dict[str, float]:
-    since = now - timedelta(days=DAYS)
+    since = _midnight(now) - timedelta(days=DAYS)  # the README's definition of a window
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for user, at, status, opened in _NOTIFICATIONS:
         if status == "sent" and _AT[at] >= since:
@@ -196,10 +204,11 @@ async def _members(store: Store, name: str, now: datetime) -> list[str]:
 @pytest.mark.parametrize(
     "now",
     [
-        NOW,  # the window starts in the afternoon: its first day's rest is read
-        NOW - timedelta(hours=12),  # in the morning: the part before it is left out
-        NOW - timedelta(hours=15, minutes=20, seconds=7),  # at midnight: whole days only
-        NOW - timedelta(hours=15, minutes=20, seconds=6),  # a second after midnight
+        NOW,  # afternoon
+        _midnight(NOW),  # the first moment of the day: the same window
+        _midnight(NOW) - timedelta(microseconds=1),  # the day before's last: a day earlier
+        _midnight(NOW) + timedelta(days=1, microseconds=-1),  # the day's last: the same window
+        _midnight(NOW) + timedelta(days=1),  # the next day: the first day leaves the window
     ],
 )
 async def test_count_and_pages_select_the_users_counted_by_hand(
@@ -236,6 +245,39 @@ async def test_count_and_pages_select_the_users_counted_by_hand(
     expected = sorted(u for u, share in shares.items() if share > 0.5 and u != "ann")
     assert await rates.segment_count("rate_not_ann", now=now) == len(expected)
     assert await _members(rates, "rate_not_ann", now) == expected
+
+
+async def test_every_window_of_a_rule_starts_at_a_utc_midnight(store: Store) -> None:
+    """`days` days back from today's UTC midnight, whatever the time of day and whatever the
+    condition: a user's creation, an open, a rate."""
+    start = _midnight(NOW) - timedelta(days=DAYS)
+    for user, at in (("in", start), ("out", start - timedelta(microseconds=1))):
+        await store.upsert_user(User(id=user))
+        async with store.engine.begin() as conn:
+            await conn.execute(update(UserRow).where(UserRow.id == user).values(created_at=at))
+        await record(store, user, user_id=user, status=NotificationStatus.SENDING)
+        await _set(store, user, created_at=at)
+        await _open(store, user, "1", at)
+        await record(store, user, user_id=user, status=NotificationStatus.SENT)
+    rules = {
+        "created": {"field": "created_at", "op": "within_days", "value": DAYS},
+        "opened": {"field": "engagement.opened", "op": "gte", "value": 1, "days": DAYS},
+        "rate": {"field": "engagement.rate", "op": "gte", "value": 1, "days": DAYS},
+    }
+    for name, rule in rules.items():
+        await store.create_segment(SegmentDefinition(name=name, rules=rule))
+    day_end = _midnight(NOW) + timedelta(days=1, microseconds=-1)
+    for now, members in ((_midnight(NOW), ["in"]), (day_end, ["in"]), (NOW, ["in"])):
+        for name in rules:
+            assert await _members(store, name, now) == members, (name, now)
+            assert await store.segment_count(name, now=now) == len(members), (name, now)
+    for name in rules:  # a day later, the first day has left the window
+        assert await _members(store, name, day_end + timedelta(microseconds=1)) == [], name
+    # A day earlier, the day before it is in.
+    earlier = _midnight(NOW) - timedelta(microseconds=1)
+    for name in rules:
+        assert await _members(store, name, earlier) == ["in", "out"], name
+        assert await store.segment_count(name, now=earlier) == 2, name
 
 
 async def test_upgrading_fills_the_rollup_from_the_notifications(tmp_path: Path) -> None:

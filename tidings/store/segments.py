@@ -71,6 +71,14 @@ class _Compiler:
         self.now = now
         self.paged = paged  # compiled for a page of members (LIMIT) rather than a whole set
 
+    def since(self, days: int) -> datetime:
+        """Where a window of `days` days starts: at the UTC midnight `days` days before
+        today's, so it holds the `days` whole days before today and today so far. Membership
+        then changes only at midnight (a bulk send paging through a segment sees one audience
+        all day), and a rate's window is whole days of the rollup (`_rate_count`)."""
+        today = datetime.combine(self.now.astimezone(UTC).date(), time(), UTC)
+        return today - timedelta(days=days)
+
     def rule(self, rule: Rule) -> ColumnElement[bool]:
         if isinstance(rule, Group):
             parts = [self.rule(r) for r in rule.rules]
@@ -86,7 +94,7 @@ class _Compiler:
             return column.is_not(None) if op == "exists" else column.is_(None)
         if field == "created_at":
             if op == "within_days":
-                return UserRow.created_at >= self.now - timedelta(days=value)
+                return UserRow.created_at >= self.since(value)
             at = datetime.fromisoformat(value)
             return UserRow.created_at < at if op == "before" else UserRow.created_at >= at
         if field.startswith("attributes."):
@@ -160,7 +168,7 @@ class _Compiler:
         falls in it, so no event is read."""
         if n <= 0:
             return true()
-        since = self.now - timedelta(days=days)
+        since = self.since(days)
         if n == 1:
             # At least one notification with such an event in the window exactly when the
             # user's latest such event (one row per user, kept by a trigger) is in it.
@@ -205,92 +213,33 @@ class _Compiler:
         time (the facts' `last_opened_at`). For a page, correlated with the user over the
         notifications (it stops at the limit); for a count, from the per-day rollup
         (`_rate_count`)."""
-        since = (self.now - timedelta(days=days)).astimezone(UTC)
+        since = self.since(days)
+        if not self.paged:
+            return self._rate_count((since.date() - EPOCH).days, op, value)
         n = NotificationRow
         opened = _share(func.sum(case((n.last_opened_at.is_not(None), 1), else_=0)), func.count())
         window = [n.created_at >= since, n.status == NotificationStatus.SENT.value]
         exact = select(opened).where(n.user_id == UserRow.id, *window).scalar_subquery()
-        if self.paged:
-            return func.coalesce(_compare(exact, op, value), false())
-        return self._rate_count(since, exact, op, value)
+        return func.coalesce(_compare(exact, op, value), false())
 
-    def _rate_count(
-        self, since: datetime, exact: Any, op: str, value: float
-    ) -> ColumnElement[bool]:
+    def _rate_count(self, day: int, op: str, value: float) -> ColumnElement[bool]:
         """The rate over every user from `user_sent_days` (one row per user and UTC day,
-        kept by triggers: migration 0019), exact to the second.
-
-        The rollup holds whole days; the window starts at `since`, inside a day.
+        kept by triggers: migration 0019), from `day` (the window starts at a UTC midnight,
+        so the rollup holds it exactly).
 
         SQLite: per user, one seek of the rollup's key (a scan of the users and a correlated
-        sum: no grouping, no list of the matching users to build and probe). A user with no
-        notification in the part of the first day that the days read would get wrong (before
-        `since` when the first day is read whole, after it when it is skipped; the shorter
-        part is chosen) has the rollup's share exactly; the few users with one take `exact`
-        (their notifications, as a page reads them). With `since` at a midnight there is no
-        such part.
+        sum: no grouping, no list of the matching users to build and probe).
 
-        PostgreSQL: the rollup from the first day, grouped per user in its key's order (an
-        index-only scan of the key, which includes the counts), less the notifications `sent`
-        in the first day before `since` (an index-only range of `ix_notifications_cohort`,
-        which carries the status since migration 0020), merge-joined on the user. The
-        planner settings that keep that shape are `segment_count`'s (`_sorted_groups`)."""
-        start = datetime.combine(since.date(), time(), UTC)
-        day = (since.date() - EPOCH).days
-        r, n = UserSentDayRow, NotificationRow
-        if self.dialect == "postgresql" and since == start:
-            # No part of a day to take away: the grouped rollup alone, merge-joined with the
-            # users (joined to an empty part, the planner sorted the members and probed users
-            # one by one: 390-450 ms against 140-210 ms).
-            whole = select(r.user_id).where(r.day >= day).group_by(r.user_id)
-            share = _share(func.sum(r.opened), func.sum(r.sent))
-            return UserRow.id.in_(whole.having(_compare(share, op, value)))
+        PostgreSQL: the rollup grouped per user in its key's order (an index-only scan of the
+        key, which includes the counts), merge-joined with the users. The planner settings
+        that keep that shape are `segment_count`'s (`_sorted_groups`)."""
+        r = UserSentDayRow
+        share = _share(func.sum(r.opened), func.sum(r.sent))
         if self.dialect == "postgresql":
-            days = (
-                select(
-                    r.user_id, func.sum(r.sent).label("sent"), func.sum(r.opened).label("opened")
-                )
-                .where(r.day >= day)
-                .group_by(r.user_id)
-                .subquery()
-            )
-            before = (
-                select(
-                    n.user_id,
-                    func.count().label("sent"),
-                    func.count(n.last_opened_at).label("opened"),
-                )
-                .where(
-                    n.created_at >= start,
-                    n.created_at < since,
-                    n.status == NotificationStatus.SENT.value,
-                )
-                .group_by(n.user_id)
-                .subquery()
-            )
-            share = _share(
-                days.c.opened - func.coalesce(before.c.opened, 0),
-                days.c.sent - func.coalesce(before.c.sent, 0),
-            )
-            users = (
-                select(days.c.user_id)
-                .select_from(days.outerjoin(before, before.c.user_id == days.c.user_id))
-                .where(_compare(share, op, value))
-            )
-            return UserRow.id.in_(users)
-        if since - start < timedelta(hours=12):
-            first, part = day, (start, since)  # the first day read whole
-        else:
-            first, part = day + 1, (since, start + timedelta(days=1))  # the first day skipped
-        rollup = select(_share(func.sum(r.opened), func.sum(r.sent))).where(
-            r.user_id == UserRow.id, r.day >= first
-        )
-        rollup_share = rollup.scalar_subquery()
-        if since == start:
-            return func.coalesce(_compare(rollup_share, op, value), false())
-        in_part = select(n.user_id).where(n.created_at >= part[0], n.created_at < part[1])
-        chosen = case((UserRow.id.in_(in_part), exact), else_=rollup_share)
-        return func.coalesce(_compare(chosen, op, value), false())
+            whole = select(r.user_id).where(r.day >= day).group_by(r.user_id)
+            return UserRow.id.in_(whole.having(_compare(share, op, value)))
+        rollup = select(share).where(r.user_id == UserRow.id, r.day >= day).scalar_subquery()
+        return func.coalesce(_compare(rollup, op, value), false())
 
 
 def _has_rate(rule: Rule) -> bool:
