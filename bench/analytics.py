@@ -192,8 +192,9 @@ def queries(store: Store, timezone: str) -> dict[str, Callable[[], Awaitable[Any
         out[f"segment_page_{name}"] = functools.partial(
             store.segment_page, name, "u0001000", 500, now=NOW
         )
-    # NOW is a midnight, so a window of whole days starts at one; any real "now" starts it
-    # inside a day, which the rate's rollup reads differently (tidings.store.segments).
+    # NOW is a midnight; any real "now" falls inside a day. Windows start at a UTC midnight
+    # whatever the time (tidings.store.segments), so this reads the same days as at midnight:
+    # kept to show that it costs the same.
     out["segment_count_rate_over_half_noon"] = functools.partial(
         store.segment_count, "rate_over_half", now=NOW + timedelta(hours=12)
     )

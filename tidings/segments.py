@@ -17,6 +17,9 @@ condition `{"field": ..., "op": ..., "value": ...}`. Fields and their operators:
   the last `days` days and sent, the share opened or clicked; a user sent nothing has no rate and
   matches no comparison
 
+A window of N days (`days`, `within_days`) starts at the UTC midnight N days before today's: the N
+whole days before today and today so far. Membership changes only at midnight.
+
 A rule that names an unknown field or operator, or gives a value of the wrong kind, is refused
 with the path of the offending part, e.g. `rules.all[1].op`.
 """
