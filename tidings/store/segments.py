@@ -270,11 +270,12 @@ class SegmentsMixin(StoreBase):
 
     async def _sorted_groups(self, session: AsyncSession) -> None:
         """A rate count on PostgreSQL (`_Compiler._rate_count`) groups the rollup in its key's
-        order and merge-joins the first day's part: 160-170 ms at the bench's scale. Left to
-        itself the planner hashed the 740,000 rollup rows instead (550-630 ms), or ran the whole
-        join once in each parallel worker (EXPLAIN ANALYZE: loops=3). And asyncpg prepares the
-        statement once per connection: from its sixth run PostgreSQL switched to a generic plan
-        that took 290 ms instead of 160, so the plan is made for the values at every run."""
+        order and merge-joins it with the users: 125-150 ms at the bench's scale (EXPLAIN
+        ANALYZE, custom and generic plans alike). The planner picks that today by itself;
+        these settings keep it there: an earlier form of the count, with a partial first day
+        joined in, made it hash the 740,000 rollup rows (550-630 ms), run the join once in
+        each parallel worker, or switch to a slower generic plan from asyncpg's sixth run of
+        the prepared statement."""
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         await session.execute(text("SET LOCAL jit = off"))
         await session.execute(text("SET LOCAL enable_hashagg = off"))
