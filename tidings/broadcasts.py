@@ -38,7 +38,7 @@ from tidings.errors import NotFound
 from tidings.frequency import FrequencyCaps
 from tidings.models import Channel, Preferences, Priority, RenderedMessage, Template, User
 from tidings.store import Store
-from tidings.store.broadcasts import PageReads
+from tidings.store.broadcast_audience import PageReads
 
 DEFAULT_PAGE_SIZE = 500
 

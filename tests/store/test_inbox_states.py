@@ -14,7 +14,7 @@ from tests.store.conftest import Database
 from tidings.inbox import EVENT_RETENTION_DAYS, EventKind, InboxCounts, InboxState, decode_cursor
 from tidings.models import InboxItem, NotificationStatus, Priority, TemplateDefinition, User
 from tidings.store import Store, inbox_wake
-from tidings.store.inbox import PRUNE_EVERY
+from tidings.store.inbox_events import PRUNE_EVERY
 from tidings.store.tables import InboxEventRow
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from tidings.store.inbox import InboxMixin
+    from tidings.store.inbox_events import InboxEventsMixin
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ def poke(user_id: str) -> None:
 
 
 class InboxWaker:
-    def __init__(self, store: InboxMixin, *, poll_interval: float = DEFAULT_POLL_SECONDS) -> None:
+    def __init__(
+        self, store: InboxEventsMixin, *, poll_interval: float = DEFAULT_POLL_SECONDS
+    ) -> None:
         self._store = store
         self._poll_interval = poll_interval
         self._waiters: dict[str, weakref.WeakSet[asyncio.Event]] = {}
