@@ -6,67 +6,41 @@ at) and engagement_events(at), all from migrations 0001 and 0011."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     CTE,
     BigInteger,
-    ColumnElement,
     Float,
     Integer,
     Select,
     and_,
-    case,
     cast,
-    exists,
     func,
-    literal_column,
     null,
-    or_,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.analytics import QUARTER_HOUR as _QUARTER_HOUR
 from tidings.analytics import (
     Bucket,
-    ChannelEngagement,
-    ChannelPerformance,
     Counts,
-    EngagementProfile,
     Metrics,
     MetricsFilter,
     Period,
-    ProviderPerformance,
     RankBy,
     SeriesPoint,
     TemplateRank,
-    best_hours,
-    hours_of_week,
-    preferred_channel,
-    rate,
 )
-from tidings.models import Channel, DeliveryStatus, EngagementType
-from tidings.store.portable import bucket, elapsed, seconds, unselective
-from tidings.store.segments import SegmentsMixin
-from tidings.store.tables import (
-    ConversionRow,
-    DeliveryRow,
-    EngagementRow,
-    NotificationRow,
-    TemplateRow,
-    UserRow,
-)
+from tidings.models import Channel, DeliveryStatus
+from tidings.store.analytics_base import _FAILED, _OK, _total
+from tidings.store.analytics_delivery import DeliveryAnalyticsMixin
+from tidings.store.analytics_profile import ProfileMixin
+from tidings.store.portable import bucket, unselective
+from tidings.store.tables import ConversionRow, DeliveryRow, NotificationRow
 
-_OK = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
-_FAILED = DeliveryStatus.FAILED.value
-_OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
-_ENGAGED = [*_OPENED, EngagementType.CONVERTED.value]
 _SECONDS = {Bucket.DAY: 86400, Bucket.HOUR: 3600}
 _FACTS = [
     NotificationRow.any_sent,
@@ -79,69 +53,10 @@ _FACTS = [
 ]
 
 
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.max(case((condition, 1), else_=0))
-
-
-def _total(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def _event_channel(channel: Channel | None) -> list[ColumnElement[bool]]:
-    if channel is None:
-        return []
-    return [or_(EngagementRow.channel == channel.value, EngagementRow.channel.is_(None))]
-
-
-class AnalyticsMixin(SegmentsMixin):
-    @property
-    def _dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @asynccontextmanager
-    async def _figures(self) -> AsyncIterator[AsyncSession]:
-        """A read for analytics. On PostgreSQL without JIT: the joins of grouped subqueries are
-        estimated far above their real size, which makes the planner JIT-compile a query that
-        then runs in milliseconds (measured: 1.8 s of compiling for 0.1 s of work)."""
-        async with self._read() as session:
-            if self._dialect == "postgresql":
-                # One snapshot for a call's several statements (a median's positions come from
-                # the count before it), as SQLite's read transaction gives already.
-                await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-                # And room to sort a day's rows in memory (the default 4 MB spilled a day's
-                # deliveries to disk).
-                await session.execute(text("SET LOCAL jit = off"))
-                await session.execute(text("SET LOCAL work_mem = '64MB'"))
-            yield session
-
-    async def _filters(
-        self, f: MetricsFilter, *, segment: bool = True
-    ) -> list[ColumnElement[bool]]:
-        """The filter's conditions on the notification, but for the channel (and the segment
-        without `segment`)."""
-        n = NotificationRow
-        where: list[ColumnElement[bool]] = []
-        if f.template_id is not None:
-            where.append(n.template_id == f.template_id)
-        if f.template_version is not None:
-            where.append(n.template_version == f.template_version)
-        if f.experiment_id is not None:
-            where.append(n.experiment_id == f.experiment_id)
-        if f.variant is not None:
-            where.append(n.variant == f.variant)
-        if f.user_id is not None:
-            where.append(n.user_id == f.user_id)
-        if f.category is not None:
-            where.append(
-                exists().where(
-                    TemplateRow.id == n.template_id,
-                    TemplateRow.version == n.template_version,
-                    TemplateRow.category == f.category,
-                )
-            )
-        if f.segment is not None and segment:
-            where.append(n.user_id.in_(await self.segment_users(f.segment)))
-        return where
+class AnalyticsMixin(DeliveryAnalyticsMixin, ProfileMixin):
+    """Metrics for a period with their series, and the best templates; channels and providers
+    (`DeliveryAnalyticsMixin`) and a user's profile (`ProfileMixin`) come from their own
+    modules."""
 
     async def _cohort(
         self,
@@ -370,254 +285,6 @@ class AnalyticsMixin(SegmentsMixin):
                 TemplateRank(template_id=row.template_id, counts=counts, rates=counts.rates())
             )
         return ranks
-
-    async def _deliveries(self, period: Period, f: MetricsFilter) -> CTE:
-        """The deliveries of the period's notifications that pass the filter but for the
-        channel (every channel of them: failovers look at the siblings), with whether some
-        delivery of the same notification got through (`notification_ok`) or failed
-        (`notification_failed`). Read from ix_deliveries_cohort alone unless a filter needs
-        the notification."""
-        d = DeliveryRow
-        where = await self._filters(f)
-        source: Any = d
-        if where:
-            n = NotificationRow
-            source = d.__table__.join(n.__table__, n.id == d.notification_id)
-        # A notification's deliveries all carry its creation time, so they are all in the
-        # range together and the window sees every sibling; partitioned by the index's order
-        # (created_at, notification_id), the window needs no sort.
-        siblings = [d.created_at, d.notification_id]
-        return (
-            select(
-                d.channel,
-                d.status,
-                d.attempts,
-                d.at,
-                d.first_opened_at,
-                func.max(case((d.status.in_(_OK), 1), else_=0))
-                .over(partition_by=siblings)
-                .label("notification_ok"),
-                func.max(case((d.status == _FAILED, 1), else_=0))
-                .over(partition_by=siblings)
-                .label("notification_failed"),
-            )
-            .select_from(source)
-            .where(d.created_at >= period.start, d.created_at < period.end, *where)
-            .cte("deliveries_in_period")
-        )
-
-    async def channel_performance(
-        self, period: Period, f: MetricsFilter
-    ) -> list[ChannelPerformance]:
-        """Per channel: deliveries, delivery rate, notifications opened through it and the
-        median seconds from the delivery's time to the first open or click (of that channel or
-        of none; an open recorded before the delivery's time is left out of the median)."""
-        d = DeliveryRow
-        where = await self._filters(f)
-        source: Any = d
-        if where:
-            n = NotificationRow
-            source = d.__table__.join(n.__table__, n.id == d.notification_id)
-        if f.channel is not None:
-            where.append(unselective(d.channel == f.channel.value, self._dialect))
-        first_open = (
-            select(
-                d.channel.label("channel"),
-                d.status.label("status"),
-                d.at.label("at"),
-                d.first_opened_at.label("opened_at"),  # its facts: through it or through none
-            )
-            .select_from(source)
-            .where(d.created_at >= period.start, d.created_at < period.end, *where)
-            .cte("first_open")
-        )
-        fo = first_open.c
-        ok = fo.status.in_(_OK)
-        # An open before the delivery's time is left out of the median; timestamps compare
-        # as text on SQLite (fixed-width UTC), as timestamps on PostgreSQL.
-        timed = and_(ok, fo.opened_at.is_not(None), fo.at.is_not(None), fo.opened_at >= fo.at)
-        per_channel = select(
-            fo.channel,
-            _total(fo.status.in_([*_OK, _FAILED])).label("attempted"),
-            _total(ok).label("sent"),
-            _total(fo.status == DeliveryStatus.DELIVERED.value).label("delivered"),
-            _total(fo.status == _FAILED).label("failed"),
-            _total(and_(ok, fo.opened_at.is_not(None))).label("opened"),
-            _total(timed).label("timed"),
-        ).group_by(fo.channel)
-        # Each wait computed once (an inner query), then ranked; the count per channel comes
-        # from the query before (a window count() costs a second pass over the partition).
-        waits = (
-            select(
-                fo.channel.label("channel"),
-                elapsed(fo.opened_at, fo.at, self._dialect).label("wait"),
-            )
-            .where(timed)
-            .subquery("waits")
-        )
-        w = waits.c
-        ranked = select(
-            w.channel,
-            w.wait,
-            func.row_number().over(partition_by=w.channel, order_by=w.wait).label("rn"),
-        ).subquery("ranked")
-        r = ranked.c
-        async with self._figures() as session:
-            rows = (await session.execute(per_channel)).all()
-            # The middle row, or the mean of the two middle rows, of each channel's waits.
-            middle = [
-                and_(
-                    r.channel == row.channel, r.rn.in_({(row.timed + 1) // 2, (row.timed + 2) // 2})
-                )
-                for row in rows
-                if row.timed
-            ]
-            median: dict[str, float] = {}
-            if middle:
-                medians = (
-                    select(r.channel, seconds(func.avg(r.wait), self._dialect))
-                    .where(or_(*middle))
-                    .group_by(r.channel)
-                )
-                median = {c: m for c, m in (await session.execute(medians)).all()}
-        return [
-            ChannelPerformance(
-                channel=Channel(r.channel),
-                attempted=r.attempted,
-                sent=r.sent,
-                delivered=r.delivered,
-                failed=r.failed,
-                delivery_rate=rate(r.sent, r.attempted),
-                opened=r.opened,
-                open_rate=rate(r.opened, r.sent),
-                median_seconds_to_open=median.get(r.channel),
-            )
-            for r in sorted(rows, key=lambda r: r.channel)
-        ]
-
-    async def provider_performance(
-        self, period: Period, f: MetricsFilter
-    ) -> list[ProviderPerformance]:
-        c = (await self._deliveries(period, f)).c
-        # A failover is a failed channel of a notification that another channel sent, or the
-        # channel that sent one another failed: its sibling deliveries say which.
-        stmt = (
-            select(
-                c.channel,
-                _total(c.status.in_([*_OK, _FAILED])).label("deliveries"),
-                _total(c.status == _FAILED).label("failed"),
-                func.coalesce(func.sum(case((c.attempts > 1, c.attempts - 1), else_=0)), 0).label(
-                    "retries"
-                ),
-                _total(and_(c.status == _FAILED, c.notification_ok == 1)).label("failovers_from"),
-                _total(and_(c.status.in_(_OK), c.notification_failed == 1)).label("failovers_to"),
-            )
-            .group_by(c.channel)
-            .order_by(c.channel)
-        )
-        if f.channel is not None:
-            stmt = stmt.where(c.channel == f.channel.value)
-        async with self._figures() as session:
-            rows = (await session.execute(stmt)).all()
-        return [
-            ProviderPerformance(
-                channel=Channel(r.channel),
-                deliveries=r.deliveries,
-                failed=r.failed,
-                failure_rate=rate(r.failed, r.deliveries),
-                retries=r.retries,
-                failovers_from=r.failovers_from,
-                failovers_to=r.failovers_to,
-            )
-            for r in rows
-        ]
-
-    async def engagement_profile(
-        self, user_id: str, *, since: datetime | None = None
-    ) -> EngagementProfile:
-        """The user's engagement (of notifications created since `since`, default all).
-        LookupError when the user is unknown."""
-        n, d, e = NotificationRow, DeliveryRow, EngagementRow
-        mine = [n.user_id == user_id]
-        if since is not None:
-            mine.append(n.created_at >= since)
-        sent = (
-            select(d.channel, func.count().label("sent"))
-            .join(n, n.id == d.notification_id)
-            .where(*mine, d.status.in_(_OK))
-            .group_by(d.channel)
-        )
-
-        def distinct_if(types: list[str]) -> ColumnElement[int]:
-            return func.count(func.distinct(case((e.type.in_(types), e.notification_id))))
-
-        engaged = (
-            select(
-                e.channel,
-                distinct_if(_OPENED).label("opened"),
-                distinct_if([EngagementType.CLICKED.value]).label("clicked"),
-                distinct_if([EngagementType.CONVERTED.value]).label("converted"),
-            )
-            .join(n, n.id == e.notification_id)
-            .where(*mine, e.type.in_(_ENGAGED), e.channel.is_not(None))
-            .group_by(e.channel)
-        )
-        totals = select(
-            select(func.count()).where(*mine).scalar_subquery().label("notifications"),
-            select(func.count(func.distinct(e.notification_id)))
-            .join(n, n.id == e.notification_id)
-            .where(*mine, e.type.in_(_ENGAGED))
-            .scalar_subquery()
-            .label("engaged"),
-            select(func.max(e.at))
-            .join(n, n.id == e.notification_id)
-            .where(*mine, e.type.in_(_ENGAGED))
-            .scalar_subquery()
-            .label("last"),
-        )
-        quarter = bucket(e.at, _QUARTER_HOUR, self._dialect).label("q")
-        buckets = (
-            select(quarter, func.count())
-            .join(n, n.id == e.notification_id)
-            .where(*mine, e.type.in_(_ENGAGED))
-            .group_by(literal_column("q"))
-        )
-        async with self._figures() as session:
-            user = await session.get(UserRow, user_id)
-            if user is None:
-                raise LookupError(f"user {user_id} not found")
-            sent_by = {c: s for c, s in (await session.execute(sent)).all()}
-            engaged_by = {r.channel: r for r in (await session.execute(engaged)).all()}
-            total = (await session.execute(totals)).one()
-            quarters = [(int(q), int(c)) for q, c in (await session.execute(buckets)).all()]
-        channels = []
-        for name in sorted(set(sent_by) | set(engaged_by)):
-            s = sent_by.get(name, 0)
-            r = engaged_by.get(name)
-            opened, clicked = (r.opened, r.clicked) if r else (0, 0)
-            channels.append(
-                ChannelEngagement(
-                    channel=Channel(name),
-                    sent=s,
-                    opened=opened,
-                    clicked=clicked,
-                    converted=r.converted if r else 0,
-                    open_rate=rate(opened, s),
-                    click_rate=rate(clicked, s),
-                )
-            )
-        hours = hours_of_week(quarters, user.timezone)
-        return EngagementProfile(
-            user_id=user_id,
-            timezone=user.timezone,
-            notifications=total.notifications,
-            engaged=total.engaged,
-            channels=channels,
-            preferred_channel=preferred_channel(channels),
-            hours_of_week=hours,
-            best_hours=best_hours(hours),
-            last_engagement=total.last,
-        )
 
 
 def default_period(now: datetime, days: int = 30) -> Period:
