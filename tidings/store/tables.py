@@ -151,15 +151,13 @@ class NotificationRow(Base):
         Index(None, "experiment_id", "variant", "created_at"),
         Index(None, "template_id", "created_at"),
         # Covering: a period's notifications with the analytics' filters and facts, read
-        # without the table (migration 0015; `status` since 0020, for the engagement rate's
-        # partial first day: tidings.store.segments).
+        # without the table (migration 0015; `status` was in it from 0020 to 0021).
         Index(
             "ix_notifications_cohort",
             "created_at",
             "template_id",
             "template_version",
             "user_id",
-            "status",
             "any_sent",
             "any_delivered",
             "any_failed",
