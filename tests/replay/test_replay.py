@@ -183,9 +183,10 @@ def test_v10_final_record_only_when_a_channel_failed(name: str) -> None:
     assert len(versions) == len(patches), patches
 
 
-# v11 runs that sent in-app in their first round (the plan delivered it), and the run whose
-# in-app was a fallback after the email failed (a local activity of its own, as before).
-IN_APP_WITH_PLAN_V11 = [f"notification_v11_{n}" for n in ("sent", "escalated")]
+# v11 runs that sent in-app in their first round (the plan delivered it; the quiet run's plan
+# after its deferral), and the run whose in-app was a fallback after the email failed (a local
+# activity of its own, as before).
+IN_APP_WITH_PLAN_V11 = [f"notification_v11_{n}" for n in ("sent", "escalated", "quiet")]
 
 
 @pytest.mark.parametrize("name", [*IN_APP_WITH_PLAN_V11, "notification_v11_fallback"])

@@ -130,6 +130,27 @@ async def workers(client: Client, script: Script, queue: str) -> AsyncIterator[N
         yield
 
 
+def notification_input(
+    queue: str,
+    channels: list[Channel],
+    *,
+    fallback: list[Channel] | None = None,
+    expires_at: datetime | None = None,
+) -> NotificationInput:
+    request = NotificationRequest(
+        user_id="ada", template_id="hello", channels=channels, expires_at=expires_at
+    )
+    return NotificationInput(
+        notification_id=queue,
+        request=request,
+        template_version=1,
+        priority=Priority.MEDIUM,
+        engagement_window_hours=0.01,
+        task_queue_base=queue,
+        fallback=fallback or [],
+    )
+
+
 async def run(
     env: WorkflowEnvironment,
     script: Script,
@@ -140,21 +161,8 @@ async def run(
 ) -> NotificationResult:
     queue = f"mocked-{uuid.uuid4().hex[:8]}"
     now: datetime = await env.get_current_time()
-    request = NotificationRequest(
-        user_id="ada",
-        template_id="hello",
-        channels=channels,
-        expires_at=now + expires_in if expires_in else None,
-    )
-    input = NotificationInput(
-        notification_id=queue,
-        request=request,
-        template_version=1,
-        priority=Priority.MEDIUM,
-        engagement_window_hours=0.01,
-        task_queue_base=queue,
-        fallback=fallback or [],
-    )
+    expires_at = now + expires_in if expires_in else None
+    input = notification_input(queue, channels, fallback=fallback, expires_at=expires_at)
     async with workers(env.client, script, queue):
         handle = await env.client.start_workflow(
             NotificationWorkflow.run,
@@ -332,15 +340,7 @@ async def test_a_cancel_while_the_plan_may_be_sending_is_refused(
     script = Script(plans=[send_now(channels)])
     acts = [plan_delivery, *script.activities()[1:]]
     queue = f"mocked-{uuid.uuid4().hex[:8]}"
-    request = NotificationRequest(user_id="ada", template_id="hello", channels=channels)
-    input = NotificationInput(
-        notification_id=queue,
-        request=request,
-        template_version=1,
-        priority=Priority.MEDIUM,
-        engagement_window_hours=0.01,
-        task_queue_base=queue,
-    )
+    input = notification_input(queue, channels)
     async with Worker(
         time_env.client,
         task_queue=workflow_queue(queue, Priority.MEDIUM),
