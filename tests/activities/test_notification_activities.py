@@ -190,12 +190,12 @@ async def test_record_activities_write_through_to_the_store(
 async def test_deliver_heartbeats_while_the_send_is_in_progress(store: Store) -> None:
     """So a dead worker's send is retried after the heartbeat timeout, not the attempt timeout."""
     beats: list[float] = []
-    sender = RecordingSender(delay=0.35)
+    sender = RecordingSender(delay=0.45)
     activities = NotificationActivities(store, {Channel.EMAIL: sender}, heartbeat_every=0.1)
     env = activity_env()
     env.on_heartbeat = lambda *details: beats.append(asyncio.get_running_loop().time())
     await env.run(activities.deliver, deliver_input())
-    assert len(beats) >= 3  # 0.35 s at one beat per 0.1 s
+    assert len(beats) >= 3  # 0.45 s at one beat per 0.1 s, the first after 0.1 s
     count = len(beats)
     await asyncio.sleep(0.25)
     assert len(beats) == count  # and it stops with the send
@@ -248,3 +248,15 @@ async def test_a_plan_whose_in_app_send_fails_leaves_it_to_the_run(
     assert set(result.channels) == {Channel.EMAIL, Channel.IN_APP} and result.in_app is None
     assert len(in_app.sent) == 1
     assert (await _channels(store))[Channel.IN_APP] is DeliveryStatus.SENDING
+
+
+async def test_a_send_shorter_than_a_beat_sends_no_heartbeat(store: Store) -> None:
+    """The first beat comes after one interval: a quick send costs the server no heartbeat."""
+    beats: list[object] = []
+    activities = NotificationActivities(
+        store, {Channel.EMAIL: RecordingSender()}, heartbeat_every=0.5
+    )
+    env = activity_env()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    await env.run(activities.deliver, deliver_input(notification_id="n-quick"))
+    assert beats == []
