@@ -21,9 +21,12 @@ async def heartbeating(every: float = DEFAULT_EVERY) -> AsyncIterator[None]:
     inside the send, because the send is one await on a provider that may be slow to answer."""
 
     async def beat() -> None:
+        # The first beat after `every`, not at once: the SDK sends a first heartbeat to the
+        # server straight away (a write of the activity's state there), and most sends are over
+        # within a second. The heartbeat timeout runs from the attempt's start either way.
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

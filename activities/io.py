@@ -55,6 +55,10 @@ class PlanInput(BaseModel):
     # or SCHEDULED with the deferred time) in place of a status record of its own. The rest is
     # what that record carries that the plan does not know. Absent (older workflows): no write.
     record: PlanRecord | None = None
+    # Runs on the v11 path: when the plan sends at once and in-app is one of its channels, the
+    # same activity delivers in-app right after its record (one local activity less per run).
+    # Absent (older workflows): the run sends in-app itself.
+    in_app: DeliverInput | None = None
 
 
 class PlanResult(BaseModel):
@@ -65,6 +69,9 @@ class PlanResult(BaseModel):
     deferred_reason: str | None = None  # why send_at is later than not_before
     send_time_reason: str | None = None  # the optimal send time chosen, and from what
     channel_reason: str | None = None  # why the channels are in this order
+    # In-app delivered by the plan (PlanInput.in_app); None: not asked, not planned, or the
+    # attempt raised, and the run sends it by its own local activity as before.
+    in_app: DeliverOutput | None = None
 
 
 class DeliverInput(BaseModel):

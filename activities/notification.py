@@ -9,6 +9,7 @@ the domain's typed errors to ApplicationError (see `activities.errors`): the pol
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 
 from temporalio import activity
@@ -26,9 +27,11 @@ from activities.io import (
 from tidings import delivery, planning
 from tidings.channels.base import ChannelSender
 from tidings.frequency import FrequencyCaps
-from tidings.models import Channel, EngagementEvent
+from tidings.models import Channel, ChannelResult, EngagementEvent
 from tidings.settings import Settings
 from tidings.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class NotificationActivities:
@@ -110,6 +113,10 @@ class NotificationActivities:
                 plan = await planning.plan_and_record(
                     self._store, request, configured=configured, caps=self._caps, record=record
                 )
+        in_app = None
+        sends_in_app = Channel.IN_APP in plan.channels and planning.sends_now(request, plan)
+        if input.in_app is not None and input.record is not None and sends_in_app:
+            in_app = await self._deliver_in_app(input.in_app)
         return PlanResult(
             channels=plan.channels,
             suppressed=plan.suppressed,
@@ -118,10 +125,40 @@ class NotificationActivities:
             deferred_reason=plan.deferred_reason,
             send_time_reason=plan.send_time_reason,
             channel_reason=plan.channel_reason,
+            in_app=in_app,
         )
+
+    async def _deliver_in_app(self, input: DeliverInput) -> DeliverOutput | None:
+        """In-app delivered by the plan's activity, right after the plan recorded it `sending`.
+        None when the attempt raised: the run then sends in-app by its own local activity, with
+        the channel's retries (the ledger keeps a retry from delivering twice)."""
+        try:
+            sent = await self._send(input, activity.info().attempt)
+        except Exception:
+            log.warning("in-app with the plan of %s failed", input.notification_id, exc_info=True)
+            return None
+        if sent.duplicate:
+            # An earlier execution of this plan delivered it (its worker died before the run
+            # heard) and this plan's record has just set the row back to `sending`: as it was.
+            await self._store.upsert_delivery(
+                input.notification_id,
+                ChannelResult(
+                    channel=Channel.IN_APP,
+                    status=sent.status,
+                    target=sent.target,
+                    provider_message_id=sent.provider_message_id,
+                    attempts=sent.attempt,
+                    at=input.scheduled_at,
+                ),
+            )
+            sent.final_status = None  # read before the row was put back: the run writes it
+        return sent
 
     @activity.defn(name="deliver")
     async def deliver(self, input: DeliverInput) -> DeliverOutput:
+        return await self._send(input, activity.info().attempt)
+
+    async def _send(self, input: DeliverInput, attempt: int) -> DeliverOutput:
         info = activity.info()
         request = delivery.SendRequest(
             notification_id=input.notification_id,
@@ -132,7 +169,7 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
-            record_attempt=info.attempt if input.record else None,
+            record_attempt=attempt if input.record else None,
             finish=input.finish,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
             # test server whose clock runs ahead of this host's. A local activity has the
@@ -140,7 +177,8 @@ class NotificationActivities:
             # so local sends carry the run's time in their input.
             render_at=input.scheduled_at or info.current_attempt_scheduled_time,
         )
-        # A local activity (in-app) has no heartbeat timeout: the run's own worker is sending it.
+        # A local activity (in-app, or the plan sending it) has no heartbeat timeout: the run's
+        # own worker is sending it.
         beating: contextlib.AbstractAsyncContextManager[None] = (
             contextlib.nullcontext() if info.is_local else heartbeating(self._heartbeat_every)
         )
@@ -154,6 +192,6 @@ class NotificationActivities:
             target=sent.acceptance.target,
             provider_message_id=sent.acceptance.provider_message_id,
             duplicate=sent.duplicate,
-            attempt=info.attempt,
+            attempt=attempt,
             final_status=sent.final_status,
         )

@@ -85,6 +85,12 @@ IN_APP_LOCAL_PATCH = "in-app-delivered-locally"
 # for IN_APP_LOCAL_PATCH (and the ones it stands for) on new runs: one marker, one
 # TemporalChangeVersion upsert.
 FINAL_BY_DELIVERY_PATCH = "final-status-by-last-delivery"
+# The plan's local activity delivers in-app itself when it sends at once: the in-app local
+# activity (its marker, its dispatch, the activation that takes its result, a read of the user
+# the plan had just read) goes. While that plan runs, cancel and reschedule are refused: the
+# plan may be sending. Stands for FINAL_BY_DELIVERY_PATCH (and the ones it stands for) on new
+# runs: one marker, one TemporalChangeVersion upsert.
+IN_APP_WITH_PLAN_PATCH = "in-app-delivered-with-plan"
 _SUCCESS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 _FAILED = DeliveryStatus.FAILED
 _SEEN = (EngagementType.OPENED, EngagementType.CLICKED, EngagementType.CONVERTED)
@@ -122,6 +128,9 @@ class NotificationWorkflow:
         self._lean = False  # LEAN_RECORDS_PATCH: records write only what changed
         self._in_app_local = False  # IN_APP_LOCAL_PATCH: in-app sent by a local activity
         self._by_delivery = False  # FINAL_BY_DELIVERY_PATCH: the last delivery may finish
+        self._with_plan = False  # IN_APP_WITH_PLAN_PATCH: the plan delivers in-app
+        self._planning = False  # a plan that may deliver is running: no cancel, no reschedule
+        self._planned_in_app: DeliverOutput | None = None  # the plan's in-app delivery
         # The final status a first-round delivery's transaction wrote (FINAL_BY_DELIVERY_PATCH).
         self._final_written: NotificationStatus | None = None
         self._planned_send_at: datetime | None = None  # the send time the plan's record wrote
@@ -223,7 +232,8 @@ class NotificationWorkflow:
     async def run(self, input: NotificationInput) -> NotificationResult:
         # A run that plans at once records nothing before its plan: the plan's activity writes
         # the row. One that waits for a send time is in the database from the start.
-        self._by_delivery = workflow.patched(FINAL_BY_DELIVERY_PATCH)
+        self._with_plan = workflow.patched(IN_APP_WITH_PLAN_PATCH)
+        self._by_delivery = self._with_plan or workflow.patched(FINAL_BY_DELIVERY_PATCH)
         self._in_app_local = self._by_delivery or workflow.patched(IN_APP_LOCAL_PATCH)
         self._lean = self._in_app_local or workflow.patched(LEAN_RECORDS_PATCH)
         self._folded = self._lean or workflow.patched(FOLDED_RECORDS_PATCH)
@@ -408,6 +418,14 @@ class NotificationWorkflow:
                 send_at=self._send_at, experiment_id=req.experiment_id, variant=req.variant
             )
             self._planned_send_at = self._send_at
+        in_app = None
+        # Not when a cancel came in with the send time (the run then ends cancelled).
+        wants = Channel.IN_APP in (req.request.channels or [Channel.IN_APP])
+        if self._with_plan and wants and self._cancel_reason is None:
+            in_app = self._deliver_input(Channel.IN_APP, first_round=True).model_copy(
+                update={"scheduled_at": self._planned_at}
+            )
+            self._planning = True
         try:
             plan = await workflow.execute_local_activity_method(
                 NotificationActivities.plan_delivery,
@@ -422,11 +440,13 @@ class NotificationWorkflow:
                     not_before=self._planned_at,
                     optimal_latest=self._optimal_latest(),
                     record=record,
+                    in_app=in_app,
                 ),
                 start_to_close_timeout=LOCAL_TIMEOUT,
                 retry_policy=LOCAL_RETRY,
             )
         except (ActivityError, ApplicationError) as e:
+            self._planning = False
             # The user or template was deleted while we waited: nothing can be sent. That is a
             # business outcome recorded as FAILED, not a failed workflow. A local activity's
             # non-retryable failure arrives unwrapped; runs from before the patch failed on it.
@@ -436,8 +456,10 @@ class NotificationWorkflow:
             self._reason = _reason(e) if isinstance(e, ActivityError) else e.message
             self._set_status(NotificationStatus.FAILED)
             return None
+        self._planning = False
         if self._folded and plan.send_at <= self._planned_at:
             self._planned = list(plan.channels)
+        self._planned_in_app = plan.in_app if in_app is not None else None
         return plan
 
     async def _send(
@@ -485,12 +507,9 @@ class NotificationWorkflow:
             return False
         return self._folded or workflow.patched(LAST_CHANNEL_WITH_STATUS_PATCH)
 
-    async def _deliver(self, channel: Channel) -> ChannelResult:
+    def _deliver_input(self, channel: Channel, *, first_round: bool) -> DeliverInput:
         req = self._req
-        deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
-        if req.request.expires_at is not None:
-            deadline = min(deadline, req.request.expires_at - workflow.now())
-        input = DeliverInput(
+        return DeliverInput(
             notification_id=req.notification_id,
             channel=channel,
             user_id=req.request.user_id,
@@ -502,8 +521,19 @@ class NotificationWorkflow:
             record=self._folded,
             # Only the first round can end the notification on its own: a fallback or an
             # escalation carries a reason the run writes.
-            finish=self._by_delivery and self._first_round,
+            finish=self._by_delivery and first_round,
         )
+
+    async def _deliver(self, channel: Channel) -> ChannelResult:
+        req = self._req
+        planned = self._planned_in_app if channel is Channel.IN_APP else None
+        if planned is not None and self._first_round:
+            self._planned_in_app = None
+            return self._landed(channel, planned)
+        deadline = DELIVERY_DEADLINES.get(channel, DEFAULT_DEADLINE)
+        if req.request.expires_at is not None:
+            deadline = min(deadline, req.request.expires_at - workflow.now())
+        input = self._deliver_input(channel, first_round=self._first_round)
         start_to_close = ATTEMPT_TIMEOUTS.get(channel, timedelta(seconds=30))
         schedule_to_close = max(deadline, timedelta(seconds=1))
         retry_policy = RETRY_POLICIES.get(channel, DEFAULT_RETRY)
@@ -540,6 +570,9 @@ class NotificationWorkflow:
                 reason=_reason(e) if isinstance(e, ActivityError) else e.message,
                 at=workflow.now(),
             )
+        return self._landed(channel, result)
+
+    def _landed(self, channel: Channel, result: DeliverOutput) -> ChannelResult:
         if result.final_status is not None:
             self._final_written = result.final_status
         return ChannelResult(
@@ -584,6 +617,8 @@ class NotificationWorkflow:
     def _require_waiting(self, action: str) -> None:
         if self._status is not NotificationStatus.SCHEDULED or self._cancel_reason is not None:
             raise ValueError(f"cannot {action}: the notification is already {self._status.value}")
+        if self._planning:
+            raise ValueError(f"cannot {action}: the notification is being sent")
 
     def _set_status(self, status: NotificationStatus, *, upsert: bool = True) -> None:
         self._status = status

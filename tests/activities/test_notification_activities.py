@@ -17,6 +17,7 @@ from tests.fakes import ACCEPTED, RecordingSender
 from tidings.channels.base import PermanentChannelError, RateLimitedError, TransientChannelError
 from tidings.models import (
     Channel,
+    DeliveryStatus,
     EngagementEvent,
     EngagementType,
     NotificationStatus,
@@ -189,12 +190,73 @@ async def test_record_activities_write_through_to_the_store(
 async def test_deliver_heartbeats_while_the_send_is_in_progress(store: Store) -> None:
     """So a dead worker's send is retried after the heartbeat timeout, not the attempt timeout."""
     beats: list[float] = []
-    sender = RecordingSender(delay=0.35)
+    sender = RecordingSender(delay=0.45)
     activities = NotificationActivities(store, {Channel.EMAIL: sender}, heartbeat_every=0.1)
     env = activity_env()
     env.on_heartbeat = lambda *details: beats.append(asyncio.get_running_loop().time())
     await env.run(activities.deliver, deliver_input())
-    assert len(beats) >= 3  # 0.35 s at one beat per 0.1 s
+    assert len(beats) >= 3  # 0.45 s at one beat per 0.1 s, the first after 0.1 s
     count = len(beats)
     await asyncio.sleep(0.25)
     assert len(beats) == count  # and it stops with the send
+
+
+def plan_sending_in_app() -> PlanInput:
+    """A plan on the v11 path (IN_APP_WITH_PLAN_PATCH): it records, and delivers in-app itself."""
+    in_app = deliver_input(channel="in_app", record=True, finish=True, scheduled_at=NOW)
+    return plan_input(
+        requested_channels=["email", "in_app"], record={}, in_app=in_app.model_dump(mode="json")
+    )
+
+
+async def _channels(store: Store) -> dict[Channel, DeliveryStatus]:
+    stored = await store.get_notification("n-1")
+    assert stored is not None
+    return {c.channel: c.status for c in stored.channels}
+
+
+async def test_the_plan_delivers_in_app_once_even_when_it_runs_again(
+    store: Store, sender: RecordingSender
+) -> None:
+    """The plan records both channels `sending` and delivers in-app in the same activity. Run
+    again (its worker died before the run heard: a local activity starts over), it finds the
+    ledger entry: nothing is sent twice, and the in-app row its record set back to `sending` is
+    put back as it was, with no final status claimed (the run writes it)."""
+    in_app = RecordingSender(channel=Channel.IN_APP)
+    activities = NotificationActivities(store, {Channel.EMAIL: sender, Channel.IN_APP: in_app})
+    first = await activity_env().run(activities.plan_delivery, plan_sending_in_app())
+    assert set(first.channels) == {Channel.EMAIL, Channel.IN_APP}
+    assert first.in_app is not None and not first.in_app.duplicate
+    assert (first.in_app.status, first.in_app.attempt) == (ACCEPTED.status, 1)
+    landed = {Channel.EMAIL: DeliveryStatus.SENDING, Channel.IN_APP: ACCEPTED.status}
+    assert await _channels(store) == landed
+    again = await activity_env().run(activities.plan_delivery, plan_sending_in_app())
+    assert again.in_app is not None and again.in_app.duplicate
+    assert again.in_app.final_status is None
+    assert len(in_app.sent) == 1
+    assert await _channels(store) == landed
+
+
+async def test_a_plan_whose_in_app_send_fails_leaves_it_to_the_run(
+    store: Store, sender: RecordingSender
+) -> None:
+    """The plan's result stands when its in-app attempt raises: no in-app result, the row still
+    `sending`, and the run sends in-app by its own local activity with the channel's retries."""
+    in_app = RecordingSender(channel=Channel.IN_APP, script=[TransientChannelError("down")])
+    activities = NotificationActivities(store, {Channel.EMAIL: sender, Channel.IN_APP: in_app})
+    result = await activity_env().run(activities.plan_delivery, plan_sending_in_app())
+    assert set(result.channels) == {Channel.EMAIL, Channel.IN_APP} and result.in_app is None
+    assert len(in_app.sent) == 1
+    assert (await _channels(store))[Channel.IN_APP] is DeliveryStatus.SENDING
+
+
+async def test_a_send_shorter_than_a_beat_sends_no_heartbeat(store: Store) -> None:
+    """The first beat comes after one interval: a quick send costs the server no heartbeat."""
+    beats: list[object] = []
+    activities = NotificationActivities(
+        store, {Channel.EMAIL: RecordingSender()}, heartbeat_every=0.5
+    )
+    env = activity_env()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    await env.run(activities.deliver, deliver_input(notification_id="n-quick"))
+    assert beats == []

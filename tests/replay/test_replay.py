@@ -26,6 +26,7 @@ from workflows.notification import (
     FINAL_BY_DELIVERY_PATCH,
     FOLDED_RECORDS_PATCH,
     IN_APP_LOCAL_PATCH,
+    IN_APP_WITH_PLAN_PATCH,
     LEAN_RECORDS_PATCH,
     NotificationWorkflow,
 )
@@ -59,6 +60,9 @@ def test_histories_are_checked_in() -> None:
     # v10: the last delivery writes the final status (FINAL_BY_DELIVERY_PATCH).
     v10 = {f"notification_v10_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
     v10 |= {"notification_v10_split", "notification_v10_optimal"}
+    # v11: the plan's local activity delivers in-app (IN_APP_WITH_PLAN_PATCH).
+    v11 = {f"notification_v11_{n}" for n in ("sent", "cancelled", "quiet", "fallback", "escalated")}
+    v11 |= {"notification_v11_split", "notification_v11_optimal"}
     experiments = {"experiment_v1_first_run", "experiment_v1_decided"}
     broadcasts = {f"broadcast_v1_{n}" for n in ("first_run", "completed", "cancelled")}
     # v2: a failed run records "failed", pause/resume upsert TidingsStatus (both patched).
@@ -70,7 +74,7 @@ def test_histories_are_checked_in() -> None:
     scheduled.add("scheduled_v2_broadcast")  # a broadcast action (a new branch)
     bulks = {f"bulk_v1_{n}" for n in ("one_page", "first_run", "last_run")}
     long_lived = experiments | broadcasts | digests | scheduled | bulks
-    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | long_lived <= names
+    assert v1 | v2 | v3 | v4 | v5 | v6 | v7 | v8 | v9 | v10 | v11 | long_lived <= names
 
 
 # Workers with payload keys replay these plaintext histories too (the codec passes through
@@ -177,3 +181,22 @@ def test_v10_final_record_only_when_a_channel_failed(name: str) -> None:
         in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
     ]
     assert len(versions) == len(patches), patches
+
+
+# v11 runs that sent in-app in their first round (the plan delivered it; the quiet run's plan
+# after its deferral), and the run whose in-app was a fallback after the email failed (a local
+# activity of its own, as before).
+IN_APP_WITH_PLAN_V11 = [f"notification_v11_{n}" for n in ("sent", "escalated", "quiet")]
+
+
+@pytest.mark.parametrize("name", [*IN_APP_WITH_PLAN_V11, "notification_v11_fallback"])
+def test_v11_the_plan_delivers_a_first_round_in_app(name: str) -> None:
+    """IN_APP_WITH_PLAN_PATCH: a first-round in-app send is made by the plan's local activity,
+    so the run has no `deliver` local activity of its own; a fallback to in-app still has one.
+    The new patch stands for every patch before it: one marker, one change-version upsert."""
+    history = _history(name)
+    local = [m["activity_type"] for m in _local_activities(history)]
+    assert ("deliver" in local) is (name not in IN_APP_WITH_PLAN_V11), local
+    patches = _patches(history)
+    assert IN_APP_WITH_PLAN_PATCH in patches, patches
+    assert FINAL_BY_DELIVERY_PATCH not in patches, patches

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event
 
 from tidings.models import Channel, Priority, TemplateContent, TemplateDefinition, User
 from tidings.store import Store
@@ -65,6 +68,37 @@ async def test_user_and_template_reads_the_latest_version_and_either_may_be_miss
     assert await store.user_and_template("ada", "welcome") == (ada, v2)
     assert await store.user_and_template("nobody", "welcome") == (None, v2)
     assert await store.user_and_template("ada", "nope") == (ada, None)
+    assert await store.user_and_template("nobody", "nope") == (None, None)
+
+
+async def test_the_reads_every_notification_makes_are_lone_statements_on_sqlite(
+    store: Store,
+) -> None:
+    """The front door's read and each delivery's read are one SELECT each, without a BEGIN of
+    their own on SQLite (a lone statement reads one snapshot); the plan's two statements still
+    share a transaction."""
+    await store.add_template_version(definition())
+    await store.upsert_user(User(id="ada", email="ada@example.com"))
+    sent: list[str] = []
+
+    def log(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        sent.append(statement.split()[0].upper())
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", log)
+    try:
+        await store.user_and_template("ada", "welcome")
+        await store.recipient_state("ada", ledger_key="n1:email")
+        one_each = list(sent)
+        sent.clear()
+        since = datetime.now(UTC) - timedelta(days=1)
+        await store.recipient_state("ada", preferences=True, engagement_since=since)
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", log)
+    if store.engine.dialect.name == "sqlite":
+        assert one_each == ["SELECT", "SELECT"]
+        assert sent == ["BEGIN", "SELECT", "SELECT"]
+    else:  # asyncpg begins on the driver, not by a statement
+        assert one_each == ["SELECT", "SELECT"]
 
 
 async def test_only_sample_data_changing_is_a_change(store: Store) -> None:

@@ -30,7 +30,7 @@ from tidings.models import (
 from tidings.store import Store
 from worker.main import build_senders, close_senders, run_workers, workers_for
 from workflows import search_attributes as sa
-from workflows.notification import FINAL_BY_DELIVERY_PATCH
+from workflows.notification import IN_APP_WITH_PLAN_PATCH
 from workflows.policies import MAX_ENGAGEMENT_EVENTS
 from workflows.queues import channel_queue
 
@@ -228,8 +228,8 @@ async def test_the_last_delivery_records_the_final_status(stack: Stack) -> None:
     records SENDING with each channel's row. Each channel's row is written by its own delivery
     as it lands (FOLDED_RECORDS_PATCH), and the one that lands last writes the final status in
     the same transaction (FINAL_BY_DELIVERY_PATCH), so the run has no final record to make. The
-    in-app delivery is a local activity itself (IN_APP_LOCAL_PATCH): only email is an activity
-    task on a channel queue."""
+    plan's own local activity delivers in-app (IN_APP_WITH_PLAN_PATCH): only email is an
+    activity task on a channel queue, and there is no other local activity."""
     ref = await stack.tidings.notify(
         user_id="user_001", template_id="welcome", data=WELCOME, channels=["email", "in_app"]
     )
@@ -255,9 +255,9 @@ async def test_the_last_delivery_records_the_final_status(stack: Stack) -> None:
         for m in markers
         if m.marker_name == "core_local_activity"
     ]
-    assert local == ["plan_delivery", "deliver"], local
+    assert local == ["plan_delivery"], local
     patch = json.loads(markers[names.index("core_patch")].details["patch-data"].payloads[0].data)
-    assert patch["id"] == FINAL_BY_DELIVERY_PATCH
+    assert patch["id"] == IN_APP_WITH_PLAN_PATCH
     queued = [
         e.activity_task_scheduled_event_attributes.task_queue.name
         for e in history.events

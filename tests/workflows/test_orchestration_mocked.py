@@ -8,6 +8,7 @@ servers in test_notification.py, test_fallback.py and tests/integration.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -32,7 +34,7 @@ from tidings.models import (
     NotificationStatus,
     Priority,
 )
-from workflows.io import NotificationInput
+from workflows.io import CancelInput, NotificationInput
 from workflows.notification import NotificationWorkflow
 from workflows.queues import channel_queue, workflow_id, workflow_queue
 
@@ -128,6 +130,27 @@ async def workers(client: Client, script: Script, queue: str) -> AsyncIterator[N
         yield
 
 
+def notification_input(
+    queue: str,
+    channels: list[Channel],
+    *,
+    fallback: list[Channel] | None = None,
+    expires_at: datetime | None = None,
+) -> NotificationInput:
+    request = NotificationRequest(
+        user_id="ada", template_id="hello", channels=channels, expires_at=expires_at
+    )
+    return NotificationInput(
+        notification_id=queue,
+        request=request,
+        template_version=1,
+        priority=Priority.MEDIUM,
+        engagement_window_hours=0.01,
+        task_queue_base=queue,
+        fallback=fallback or [],
+    )
+
+
 async def run(
     env: WorkflowEnvironment,
     script: Script,
@@ -138,21 +161,8 @@ async def run(
 ) -> NotificationResult:
     queue = f"mocked-{uuid.uuid4().hex[:8]}"
     now: datetime = await env.get_current_time()
-    request = NotificationRequest(
-        user_id="ada",
-        template_id="hello",
-        channels=channels,
-        expires_at=now + expires_in if expires_in else None,
-    )
-    input = NotificationInput(
-        notification_id=queue,
-        request=request,
-        template_version=1,
-        priority=Priority.MEDIUM,
-        engagement_window_hours=0.01,
-        task_queue_base=queue,
-        fallback=fallback or [],
-    )
+    expires_at = now + expires_in if expires_in else None
+    input = notification_input(queue, channels, fallback=fallback, expires_at=expires_at)
     async with workers(env.client, script, queue):
         handle = await env.client.start_workflow(
             NotificationWorkflow.run,
@@ -279,3 +289,79 @@ async def test_deferred_past_its_expiry_it_expires_unsent(time_env: WorkflowEnvi
     assert statuses(result) == [(Channel.EMAIL, DeliveryStatus.EXPIRED)]
     assert script.deliver_calls == []
     assert script.records[-1].status is NotificationStatus.EXPIRED
+
+
+def send_now_with_in_app(channels: list[Channel]) -> Callable[[PlanInput], PlanResult]:
+    """A plan that delivers in-app itself when the run asks it to (IN_APP_WITH_PLAN_PATCH)."""
+
+    def plan(input: PlanInput) -> PlanResult:
+        delivered = None
+        if input.in_app is not None:
+            delivered = DeliverOutput(status=DeliveryStatus.DELIVERED, target="inbox", attempt=1)
+        return PlanResult(channels=channels, send_at=input.not_before, in_app=delivered)
+
+    return plan
+
+
+async def test_the_plan_delivers_in_app_and_the_run_sends_only_the_rest(
+    time_env: WorkflowEnvironment,
+) -> None:
+    channels = [Channel.EMAIL, Channel.IN_APP]
+    script = Script(plans=[send_now_with_in_app(channels)])
+    result = await run(time_env, script, channels=channels)
+    asked = script.plan_calls[0].in_app
+    assert asked is not None and asked.channel is Channel.IN_APP
+    assert (asked.record, asked.finish) == (True, True)  # its row, and maybe the final status
+    assert script.delivered_channels == [Channel.EMAIL]  # in-app: no send of the run's own
+    assert result.status is NotificationStatus.SENT
+    assert statuses(result) == [
+        (Channel.EMAIL, DeliveryStatus.SENT),
+        (Channel.IN_APP, DeliveryStatus.DELIVERED),
+    ]
+
+
+async def test_a_cancel_while_the_plan_may_be_sending_is_refused(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """The plan may deliver in-app before it returns: a cancel (or reschedule) arriving while it
+    runs is refused, not accepted and then contradicted by an inbox item."""
+    planning, release = asyncio.Event(), asyncio.Event()
+    channels = [Channel.IN_APP]
+
+    async def held(input: PlanInput) -> PlanResult:
+        planning.set()
+        await release.wait()
+        return send_now_with_in_app(channels)(input)
+
+    @activity.defn(name="plan_delivery")
+    async def plan_delivery(input: PlanInput) -> PlanResult:
+        return await held(input)
+
+    script = Script(plans=[send_now(channels)])
+    acts = [plan_delivery, *script.activities()[1:]]
+    queue = f"mocked-{uuid.uuid4().hex[:8]}"
+    input = notification_input(queue, channels)
+    async with Worker(
+        time_env.client,
+        task_queue=workflow_queue(queue, Priority.MEDIUM),
+        workflows=[NotificationWorkflow],
+        activities=acts,
+    ):
+        handle = await time_env.client.start_workflow(
+            NotificationWorkflow.run,
+            input,
+            id=workflow_id(queue),
+            task_queue=workflow_queue(queue, Priority.MEDIUM),
+        )
+        await planning.wait()
+        cancel = handle.execute_update(
+            "cancel", CancelInput(reason="too late"), result_type=NotificationResult
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            # Accepted, it would wait for a cancellation that never comes: bounded.
+            await asyncio.wait_for(cancel, timeout=60)
+        assert "being sent" in str(refused.value.cause)
+        release.set()
+        result = await handle.result()
+    assert result.status is NotificationStatus.SENT
+    assert statuses(result) == [(Channel.IN_APP, DeliveryStatus.DELIVERED)]

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from tidings.models import Template
-from tidings.store.engine import WRITE_OPTION
+from tidings.store.engine import ONE_STATEMENT_OPTION, WRITE_OPTION
 from tidings.store.tables import Base
 
 Upsert = postgresql.Insert | sqlite.Insert
@@ -79,6 +79,10 @@ class StoreBase:
         # handler.)
         self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._statements: dict[Hashable, Any] = {}
+        # Engines sharing this one's pool whose connections carry their option from the start:
+        # setting it per transaction cost a greenlet switch each time.
+        self._writer_engine = engine.execution_options(**{WRITE_OPTION: True})
+        self._one_statement_engine = engine.execution_options(**{ONE_STATEMENT_OPTION: True})
 
     def _statement(self, name: Hashable, build: Callable[[], S]) -> S:
         """The statement `name`, built by `build` on first use and kept for this store's life.
@@ -117,12 +121,19 @@ class StoreBase:
             yield conn
 
     @asynccontextmanager
+    async def _read_one(self) -> AsyncIterator[AsyncConnection]:
+        """A read of exactly ONE statement. On SQLite it runs without BEGIN: a lone statement
+        reads one snapshot anyway, and the BEGIN was a statement of its own (a cursor, an
+        execute and a close, each a hop to aiosqlite's thread). Two statements here would not
+        read the same snapshot: use `_read_conn` for those."""
+        async with self._one_statement_engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def _write_conn(self) -> AsyncIterator[AsyncConnection]:
-        async with self._queue(), self.engine.connect() as conn:
-            # Set before the transaction begins: SQLite then begins with BEGIN IMMEDIATE.
-            await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+        # The writer engine's connections carry WRITE_OPTION: SQLite begins with BEGIN IMMEDIATE.
+        async with self._queue(), self._writer_engine.connect() as conn, conn.begin():
+            yield conn
 
     async def _serialise(self, session: AsyncSession | AsyncConnection, key: str) -> None:
         """Queue behind any other transaction holding `key` until this one ends. SQLite needs

@@ -27,6 +27,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Connection execution option that marks a transaction as a writer (BEGIN IMMEDIATE on SQLite).
 WRITE_OPTION = "tidings_write"
+# Connection execution option for a read of exactly one statement: SQLite gets no BEGIN, since a
+# lone SELECT in autocommit mode already reads one snapshot (see `StoreBase._read_one`).
+ONE_STATEMENT_OPTION = "tidings_one_statement"
 
 # Serialises concurrent migrators on PostgreSQL; the value is arbitrary but fixed ("tidings").
 _PG_MIGRATION_LOCK = 0x74696469_6E6773
@@ -105,7 +108,10 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        writer = bool(conn.get_execution_options().get(WRITE_OPTION, False))
+        options = conn.get_execution_options()
+        if options.get(ONE_STATEMENT_OPTION, False):
+            return
+        writer = bool(options.get(WRITE_OPTION, False))
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 

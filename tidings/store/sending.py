@@ -88,7 +88,9 @@ class SendingMixin(StoreBase):
         statement, and a second for the engagement."""
         shape = (preferences, devices, ledger_key is not None)
         stmt = self._statement(("recipient_state", shape), lambda: _build(*shape))
-        async with self._read_conn() as conn:
+        # Without the engagement it is one statement: no BEGIN needed for one snapshot.
+        read = self._read_one if engagement_since is None else self._read_conn
+        async with read() as conn:
             rows = (await conn.execute(stmt, {"user_id": user_id, "key": ledger_key})).all()
             state = _state(rows, user_id, preferences=preferences, devices=devices)
             if state.user is not None and engagement_since is not None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select, true
 
 from tidings.models import Template, TemplateDefinition, User
 from tidings.store.base import StoreBase, utcnow
+from tidings.store.sending import _prefixed
 from tidings.store.tables import TemplateRow, UserRow
-from tidings.store.users import USER_BY_ID, _user
+from tidings.store.users import _user
 
 
 def _template(row: TemplateRow) -> Template:
@@ -38,6 +39,24 @@ _TEMPLATES = cast(Any, TemplateRow.__table__)
 _BY_ID = select(*_TEMPLATES.c).where(_TEMPLATES.c.id == bindparam("template_id"))
 _LATEST = _BY_ID.order_by(_TEMPLATES.c.version.desc()).limit(1)
 _VERSION = _BY_ID.where(_TEMPLATES.c.version == bindparam("version"))
+# The front door's user and latest template version as ONE statement: a row that exists whether
+# or not either does, the user and the template joined to it (NULL columns when absent). Two
+# statements needed a transaction (BEGIN) to read one snapshot, each statement a few hops to the
+# driver's thread.
+_TEMPLATE_PREFIX = "template_"
+
+
+def _user_and_latest() -> Any:
+    users = cast(Any, UserRow.__table__)
+    one = select(literal_column("1").label("one")).subquery("one")
+    latest = _LATEST.subquery("latest")
+    source = one.outerjoin(users, users.c.id == bindparam("user_id")).outerjoin(latest, true())
+    return select(*users.c, *(c.label(_TEMPLATE_PREFIX + c.name) for c in latest.c)).select_from(
+        source
+    )
+
+
+_USER_AND_LATEST = _user_and_latest()
 
 
 def _definition_json(template: Template) -> dict[str, Any]:
@@ -96,7 +115,7 @@ class TemplatesMixin(StoreBase):
 
     async def _read_template(self, template_id: str, version: int | None) -> Template | None:
         stmt = _LATEST if version is None else _VERSION
-        async with self._read_conn() as conn:
+        async with self._read_one() as conn:
             params = {"template_id": template_id, "version": version}
             row = (await conn.execute(stmt, params)).one_or_none()
             return None if row is None else _template(cast(TemplateRow, row))
@@ -106,13 +125,15 @@ class TemplatesMixin(StoreBase):
     ) -> tuple[User | None, Template | None]:
         """The user and the template's latest version, in one read: what the front door checks
         for every notification."""
-        async with self._read_conn() as conn:
-            user = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
-            row = (await conn.execute(_LATEST, {"template_id": template_id})).one_or_none()
-        template = None if row is None else _template(cast(TemplateRow, row))
-        if template is not None:
+        params = {"user_id": user_id, "template_id": template_id}
+        async with self._read_one() as conn:
+            row = (await conn.execute(_USER_AND_LATEST, params)).one()
+        columns = row._mapping
+        template = None
+        if columns[_TEMPLATE_PREFIX + "id"] is not None:
+            template = _template(cast(TemplateRow, _prefixed(columns, _TEMPLATE_PREFIX)))
             self._versions.put((template.id, template.version), template)
-        return None if user is None else _user(cast(UserRow, user)), template
+        return None if columns["id"] is None else _user(cast(UserRow, row)), template
 
     async def list_templates(self) -> list[Template]:
         """The latest version of every template, by id."""

@@ -101,7 +101,7 @@ class UsersMixin(StoreBase):
             return _user(row)
 
     async def get_user(self, user_id: str) -> User | None:
-        async with self._read_conn() as conn:
+        async with self._read_one() as conn:
             row = (await conn.execute(USER_BY_ID, {"user_id": user_id})).one_or_none()
             return None if row is None else _user(cast(UserRow, row))
 
