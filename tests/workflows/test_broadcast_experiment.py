@@ -22,6 +22,7 @@ from tests.support import Stack, running_stack
 from tests.workflows.test_broadcast import add_users, result_of
 from tidings.broadcast_models import Phase, in_sample, notification_id
 from tidings.errors import InvalidRequest
+from tidings.store.broadcasts import BroadcastRecord
 from tidings.store.tables import EnrolmentRow, InboxRow
 from workflows.broadcast_io import BroadcastProgress
 from workflows.queues import broadcast_workflow_id, experiment_workflow_id, workflow_id
@@ -91,6 +92,16 @@ async def progress_until(stack: Stack, broadcast_id: str, phase: Phase) -> Broad
     raise AssertionError(f"broadcast {broadcast_id} never reached {phase}: {progress}")
 
 
+async def record_until(stack: Stack, broadcast_id: str, phase: str) -> BroadcastRecord:
+    record = None
+    for _ in range(600):
+        record = await stack.tidings.store.get_broadcast(broadcast_id)
+        if record is not None and record.phase == phase:
+            return record
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"broadcast {broadcast_id}'s record never said {phase!r}: {record}")
+
+
 async def clean_up(stack: Stack, experiment_id: str, notification_ids: list[str]) -> None:
     client = stack.tidings.temporal
     for nid in notification_ids:
@@ -130,9 +141,9 @@ async def test_the_winner_goes_to_the_rest_once_after_waiting_across_continue_as
         assert sum(waiting.enrolled.values()) == len(enrolled)
         assert {v for v, _ in enrolled.values()} == {"plain", "warm"}
         # Read before any conversion: once the warm arm converts, the experiment may decide
-        # within a second (check_every) and the record moves on to the rollout.
-        record = await t.store.get_broadcast(bid)
-        assert record is not None and record.phase == waiting.detail
+        # within a second (check_every) and the record moves on to the rollout. The run's
+        # record of a step follows its query (a local activity after the step), so wait for it.
+        record = await record_until(stack, bid, waiting.detail)
         assert record.experiment_id == experiment_id
         for variant, nid in enrolled.values():
             assert nid is not None
@@ -161,9 +172,9 @@ async def test_the_winner_goes_to_the_rest_once_after_waiting_across_continue_as
             else:
                 assert nid == notification_id(bid, user)
                 assert "dear friend" in body
-        record = await t.store.get_broadcast(bid)
-        assert record is not None and record.status == "completed"
-        assert record.phase == "sending warm (winner) to the rest"
+        final = await t.store.get_broadcast(bid)
+        assert final is not None and final.status == "completed"
+        assert final.phase == "sending warm (winner) to the rest"
     finally:
         await clean_up(stack, experiment_id, [n for _, n in enrolled.values() if n])
 
