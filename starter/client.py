@@ -12,15 +12,13 @@ workflow stuck retrying a task. The database is the read model; Temporal holds i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -39,43 +37,30 @@ from starter.client_bulk import (
 )
 from starter.client_bulk_checks import check_channels, optimal_window_end
 from starter.client_digests import DigestsClient
+from starter.client_directory import DirectoryMixin, UserDeleted
+from starter.client_engagement import EngagementMixin, EventRecorded
 from starter.client_experiments import ExperimentRef, ExperimentsMixin
 from starter.client_inbox import InboxClient, InboxToken
+from starter.client_parse import parse_model as _parse
 from starter.client_schedules import SchedulesClient
 from starter.client_tracking import TrackingMixin
-from tidings import idempotency, rendering, targets
+from tidings import idempotency, rendering
 from tidings.errors import Conflict, InvalidRequest, NotFound
 from tidings.key_cache import VerifiedKeys
 from tidings.models import (
-    AttributeValue,
-    Channel,
-    ChannelResult,
-    Device,
-    EngagementEvent,
-    EngagementReport,
-    EngagementType,
     NotificationRequest,
     NotificationResult,
     NotificationStatus,
-    Platform,
-    Preferences,
     Priority,
     ServiceStats,
     Template,
-    TemplateDefinition,
-    User,
     check_horizon,
-    engagement_key,
 )
-from tidings.receipts import DeliveryReceipt
 from tidings.settings import Settings
 from tidings.store import Store
-from tidings.store.notifications import RecordedEvent
-from workflows import search_attributes as sa
 from workflows.connect import connect as connect_temporal
 from workflows.io import (
     CancelInput,
-    EngagementSignal,
     Enrollment,
     ExperimentResults,
     NotificationInput,
@@ -84,32 +69,6 @@ from workflows.io import (
 from workflows.notification import NotificationWorkflow
 from workflows.queues import workflow_id
 from workflows.starts import start_notification
-
-
-class EventRecorded(BaseModel):
-    """The answer to `record_event`: `duplicate` when the same event was recorded before
-    (nothing changed)."""
-
-    notification_id: str
-    type: EngagementType
-    duplicate: bool
-
-
-class UserDeleted(BaseModel):
-    user_id: str
-    cancelled: list[str]  # the notifications that were pending and are now cancelled
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(value)
-    except ValidationError as e:
-        raise InvalidRequest.from_validation(e, prefix) from e
 
 
 def _fingerprint(prepared: NotificationInput) -> str:
@@ -134,6 +93,8 @@ def _check_horizon(value: datetime | None, field: str, now: datetime) -> None:
 
 
 class Tidings(
+    DirectoryMixin,
+    EngagementMixin,
     InboxClient,
     TrackingMixin,
     AnalyticsClient,
@@ -173,97 +134,6 @@ class Tidings(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-    # --- users, devices, preferences, templates --------------------------------------------------
-
-    async def upsert_user(self, user: User | dict[str, Any]) -> User:
-        parsed = _parse(User, user)
-        self._check_targets(parsed)
-        return await self.store.upsert_user(parsed)
-
-    def _check_targets(self, user: User) -> None:
-        """Webhook and Slack URLs must reach public addresses (`tidings.targets`); the worker
-        checks again after resolving the name, when it sends."""
-        policy = self.settings.webhook_target_policy
-        named = [("webhook_url", user.webhook_url)]
-        named += [(f"webhook_urls[{i}]", u) for i, u in enumerate(user.webhook_urls)]
-        named += [("slack_webhook_url", user.slack_webhook_url)]
-        for field, url in named:
-            if url is None:
-                continue
-            try:
-                targets.check_url(str(url), policy)
-            except targets.TargetRefused as e:
-                raise InvalidRequest(field, str(e)) from e
-
-    async def get_user(self, user_id: str) -> User:
-        user = await self.store.get_user(user_id)
-        if user is None:
-            raise NotFound("user", user_id)
-        return user
-
-    async def delete_user(self, user_id: str) -> UserDeleted:
-        """Cancel the user's notifications that have not been sent, then remove their personal
-        data (tidings.store.users.ErasureMixin.erase_user). Runs still inside their engagement
-        window keep only the encrypted payloads they were started with."""
-        await self.get_user(user_id)
-        pending = set(await self.store.pending_notification_ids(user_id))
-        with contextlib.suppress(RPCError):  # visibility: servers without it have the store
-            query = f'{sa.USER.name} = "{user_id}" AND ExecutionStatus = "Running"'
-            async for run in self.temporal.list_workflows(query):
-                pending.add(run.id.removeprefix("notification/"))
-        cancelled = []
-        for notification_id in sorted(pending):
-            try:
-                await self.cancel(notification_id, "the user was deleted")
-                cancelled.append(notification_id)
-            except (Conflict, NotFound):
-                pass  # sent or finished meanwhile: nothing to cancel
-        await self.store.erase_user(user_id)
-        return UserDeleted(user_id=user_id, cancelled=cancelled)
-
-    async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
-        return await self.store.list_users(limit=limit, offset=offset)
-
-    async def add_device(self, device: Device | dict[str, Any]) -> Device:
-        device = _parse(Device, device)
-        await self.get_user(device.user_id)
-        return await self.store.add_device(device)
-
-    async def list_devices(self, user_id: str) -> list[Device]:
-        return await self.store.list_devices(user_id)
-
-    async def remove_device(self, platform: Platform, token: str) -> bool:
-        return await self.store.remove_device(platform, token)
-
-    async def set_preferences(self, preferences: Preferences | dict[str, Any]) -> Preferences:
-        preferences = _parse(Preferences, preferences)
-        await self.get_user(preferences.user_id)
-        return await self.store.set_preferences(preferences)
-
-    async def get_preferences(self, user_id: str) -> Preferences:
-        await self.get_user(user_id)
-        return await self.store.get_preferences(user_id)
-
-    async def register_template(self, definition: TemplateDefinition | dict[str, Any]) -> Template:
-        """Check syntax, sandbox rules and a render against `sample_data`, then store a new
-        version (or return the current one if nothing changed)."""
-        definition = _parse(TemplateDefinition, definition)
-        try:
-            await rendering.validate_template_async(definition)
-        except rendering.TemplateError as e:
-            raise InvalidRequest(e.field, e.reason) from e
-        return await self.store.add_template_version(definition)
-
-    async def get_template(self, template_id: str, version: int | None = None) -> Template:
-        template = await self.store.get_template(template_id, version)
-        if template is None:
-            key = template_id if version is None else f"{template_id} v{version}"
-            raise NotFound("template", key)
-        return template
-
-    async def list_templates(self) -> list[Template]:
-        return await self.store.list_templates()
 
     # --- notifications ---------------------------------------------------------------------------
 
@@ -398,125 +268,6 @@ class Tidings(
                 raise Conflict(f"{notification_id}: cannot {name}: it has finished") from e
             raise
 
-    async def engage(
-        self,
-        notification_id: str,
-        type: EngagementType | str,
-        *,
-        channel: Channel | None = None,
-        metadata: dict[str, AttributeValue] | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        """Record what the user did. An event counts once: repeats of the same `event_id`, or
-        without one of the same type and channel, are accepted and change nothing."""
-        signal = _parse(
-            EngagementSignal,
-            {"type": type, "channel": channel, "metadata": metadata or {}, "event_id": event_id},
-        )
-        if signal.type is EngagementType.DELIVERED:
-            raise InvalidRequest("type", "delivered is recorded with record_event, not signalled")
-        handle = self._handle(notification_id)
-        try:
-            description = await handle.describe()
-        except RPCError as e:
-            if e.status is RPCStatusCode.NOT_FOUND:
-                raise NotFound("notification", notification_id) from e
-            raise
-        if description.status is WorkflowExecutionStatus.RUNNING:
-            current = await handle.query(NotificationWorkflow.status)
-            if current.status is not NotificationStatus.SENT:
-                raise Conflict(
-                    f"{notification_id}: engagement is accepted after delivery;"
-                    f" the notification is {current.status.value}"
-                )
-            try:
-                await handle.signal(NotificationWorkflow.engagement, signal)
-                return
-            except RPCError as e:
-                # The window closed between the look and the signal.
-                if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                    raise
-        key = engagement_key(signal.type, signal.channel, signal.event_id)
-        if await self.store.has_engagement(notification_id, key):
-            return  # a repeat of an event recorded while the window was open
-        raise Conflict(f"{notification_id}: its engagement window has closed")
-
-    async def record_event(
-        self, notification_id: str, report: EngagementReport | dict[str, Any]
-    ) -> EventRecorded:
-        """Record what the user did with a sent notification: one database write, then at most
-        one signal, and only while the run may still be inside its engagement window (judged
-        from the database, not by asking Temporal). Events after the window are recorded and
-        counted all the same; a repeat (the same `event_id`, or without one the same type and
-        channel) answers `duplicate` and changes nothing."""
-        report = _parse(EngagementReport, report)
-        event = report.event(notification_id)
-        # One time for the row and the run, on the clock the runs see.
-        event.at = event.at or await self.now()
-        try:
-            recorded = await self.store.record_event(event)
-        except LookupError as e:
-            raise NotFound("notification", notification_id) from e
-        if recorded.status not in (NotificationStatus.SENDING, NotificationStatus.SENT):
-            raise Conflict(
-                f"{notification_id}: engagement is accepted after delivery;"
-                f" the notification is {recorded.status.value}"
-            )
-        # `delivered` is not signalled (see EngagementType). The window runs from the first
-        # delivery, which the run wrote on its own clock (the one `now()` reads); with nothing
-        # delivered yet it has not started. A run given a longer window of its own is not
-        # signalled after the default one: its events are still recorded and counted. When the
-        # row says the window is closed there is no RPC at all.
-        if (
-            recorded.new
-            and event.type is not EngagementType.DELIVERED
-            and self._window_open(recorded, await self.now())
-        ):
-            await self._signal_recorded(notification_id, event)
-        if recorded.new and event.type is EngagementType.OPENED:
-            await self.sync_read(notification_id)  # cross-channel read sync (client_inbox)
-        return EventRecorded(
-            notification_id=notification_id, type=event.type, duplicate=not recorded.new
-        )
-
-    def _window_open(self, recorded: RecordedEvent, now: datetime) -> bool:
-        """Whether the run may still take an event, judged from the database row alone."""
-        window = timedelta(hours=self.settings.engagement_window_hours)
-        return recorded.delivered_at is None or now < recorded.delivered_at + window
-
-    async def _signal_recorded(self, notification_id: str, event: EngagementEvent) -> None:
-        signal = EngagementSignal(
-            type=event.type,
-            channel=event.channel,
-            at=event.at,
-            metadata=event.metadata,
-            event_id=event.event_id,
-            recorded=True,
-        )
-        try:
-            await self._handle(notification_id).signal(NotificationWorkflow.engagement, signal)
-        except RPCError as e:
-            # The run ended since the row was written: the event is recorded all the same.
-            if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                raise
-
-    async def find_send(self, channel: Channel, provider_message_id: str) -> str | None:
-        """The notification whose `channel` send a provider knows by this message id."""
-        return await self.store.find_by_provider_id(channel, provider_message_id)
-
-    async def record_receipt(self, receipt: DeliveryReceipt) -> ChannelResult | None:
-        """Apply an authenticated provider receipt: `sent` -> `delivered`/`failed`. Returns the
-        updated channel, or None when nothing changed (unknown, or already settled)."""
-        updated = await self.store.apply_receipt(receipt)
-        if updated is None:
-            return None
-        await self._record_delivered(receipt, updated, await self.now())
-        with contextlib.suppress(RPCError):  # the run may have finished: the database suffices
-            await self._handle(receipt.notification_id).signal(
-                NotificationWorkflow.receipt, receipt
-            )
-        return updated
-
     # --- stats ------------------------------------------------------------------------------------
 
     async def stats(self) -> ServiceStats:
@@ -527,6 +278,7 @@ __all__ = [
     "MAX_BULK",
     "BulkResult",
     "Enrollment",
+    "EventRecorded",
     "ExperimentRef",
     "ExperimentResults",
     "InboxToken",

@@ -8,11 +8,11 @@ user is NotFound.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
+from starter.client_parse import parse_model as _parse
 from tidings.analytics import (
     Bucket,
     ChannelPerformance,
@@ -29,18 +29,8 @@ from tidings.segments import Segment, SegmentDefinition, SegmentError, SegmentPa
 from tidings.settings import Settings
 from tidings.store import Store
 
-M = TypeVar("M", bound=BaseModel)
 MAX_RANKED = 100
 MAX_PAGE = 1000
-
-
-def _parse(model: type[M], value: M | dict[str, Any] | None, prefix: str) -> M:
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(value or {})
-    except ValidationError as e:
-        raise InvalidRequest.from_validation(e, prefix) from e
 
 
 class AnalyticsClient:
