@@ -178,9 +178,7 @@ class Tidings(
                     template, channel, req.data, locale=user.locale, user=user, at=now
                 )
             except rendering.TemplateError as e:
-                raise InvalidRequest(
-                    "data", f"{e.reason} (template {template.id}, {e.field})"
-                ) from e
+                raise InvalidRequest("data", e.of_template(template.id)) from e
         return self._run_input(req, template, optimal_latest)
 
     async def _start(self, prepared: NotificationInput) -> NotificationRef:

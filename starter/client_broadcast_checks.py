@@ -80,9 +80,7 @@ class BroadcastChecksMixin(ExperimentsMixin):
             try:
                 await rendering.render_async(template, channel, data)
             except rendering.TemplateError as e:
-                raise InvalidRequest(
-                    "data", f"{e.reason} (template {template.id}, {e.field})"
-                ) from e
+                raise InvalidRequest("data", e.of_template(template.id)) from e
         await self._check_audience(parsed)
         bid = options.broadcast_id or uuid.uuid4().hex[:16]
         config, plan = None, None

@@ -174,7 +174,7 @@ class _RenderCheck:
                     )
                     self._seen[key] = None
                 except rendering.TemplateError as e:
-                    self._seen[key] = f"{e.reason} (template {template.id}, {e.field})"
+                    self._seen[key] = e.of_template(template.id)
             problem = self._seen[key]
             if problem is not None:
                 return problem

@@ -76,6 +76,10 @@ class TemplateError(ValueError):
         self.field = field
         self.reason = reason
 
+    def of_template(self, template_id: str) -> str:
+        """The reason as a caller's data is refused with it, naming the template and where."""
+        return f"{self.reason} (template {template_id}, {self.field})"
+
 
 @dataclass(frozen=True)
 class _Slot:

@@ -51,6 +51,7 @@ async def test_each_recipient_has_its_own_outcome_and_the_valid_ones_go(stack: S
     assert (result.started, result.existed, result.rejected, result.failed) == (2, 0, 5, 0)
     # The shared data lacks user_name: the recipient without data of its own cannot render.
     assert o[0].field == "user_ids[0].data" and "user_name" in (o[0].reason or "")
+    assert "(template welcome, " in (o[0].reason or "")  # as the single send words it
     assert (o[1].field, o[1].reason) == ("recipients[1].user_id", "no user 'ghost'")
     assert o[2].notification_id == f"{k}.user_002" and o[2].workflow_id is not None
     assert o[3].field == "recipients[3].data" and o[3].user_id == "user_002"
