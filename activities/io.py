@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -106,6 +107,17 @@ class DeliverOutput(BaseModel):
     # The notification's final status when the delivery's transaction wrote it (or found it
     # written, on a retry). An older worker's output has no such field: not written.
     final_status: NotificationStatus | None = None
+
+    def channel_result(self, channel: Channel, at: datetime | None) -> ChannelResult:
+        """The channel as its delivery row records it, landed at `at`."""
+        return ChannelResult(
+            channel=channel,
+            status=self.status,
+            target=self.target,
+            provider_message_id=self.provider_message_id,
+            attempts=self.attempt,
+            at=at,
+        )
 
 
 class ClaimInput(BaseModel):

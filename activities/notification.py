@@ -27,7 +27,7 @@ from activities.io import (
 from tidings import delivery, planning
 from tidings.channels.base import ChannelSender
 from tidings.frequency import FrequencyCaps
-from tidings.models import Channel, ChannelResult, EngagementEvent
+from tidings.models import Channel, EngagementEvent
 from tidings.settings import Settings
 from tidings.store import Store
 
@@ -133,7 +133,7 @@ class NotificationActivities:
         None when the attempt raised: the run then sends in-app by its own local activity, with
         the channel's retries (the ledger keeps a retry from delivering twice)."""
         try:
-            sent = await self._send(input, activity.info().attempt)
+            sent = await self._send(input)
         except Exception:
             log.warning("in-app with the plan of %s failed", input.notification_id, exc_info=True)
             return None
@@ -141,24 +141,18 @@ class NotificationActivities:
             # An earlier execution of this plan delivered it (its worker died before the run
             # heard) and this plan's record has just set the row back to `sending`: as it was.
             await self._store.upsert_delivery(
-                input.notification_id,
-                ChannelResult(
-                    channel=Channel.IN_APP,
-                    status=sent.status,
-                    target=sent.target,
-                    provider_message_id=sent.provider_message_id,
-                    attempts=sent.attempt,
-                    at=input.scheduled_at,
-                ),
+                input.notification_id, sent.channel_result(Channel.IN_APP, input.scheduled_at)
             )
             sent.final_status = None  # read before the row was put back: the run writes it
         return sent
 
     @activity.defn(name="deliver")
     async def deliver(self, input: DeliverInput) -> DeliverOutput:
-        return await self._send(input, activity.info().attempt)
+        return await self._send(input)
 
-    async def _send(self, input: DeliverInput, attempt: int) -> DeliverOutput:
+    async def _send(self, input: DeliverInput) -> DeliverOutput:
+        """One attempt at the channel: the `deliver` activity's, or the plan's for in-app (the
+        attempt is then the plan's)."""
         info = activity.info()
         request = delivery.SendRequest(
             notification_id=input.notification_id,
@@ -169,7 +163,7 @@ class NotificationActivities:
             data=input.data,
             priority=input.priority,
             expires_at=input.expires_at,
-            record_attempt=attempt if input.record else None,
+            record_attempt=info.attempt if input.record else None,
             finish=input.finish,
             # The server's clock when this attempt was scheduled: the run's "now", even on a
             # test server whose clock runs ahead of this host's. A local activity has the
@@ -192,6 +186,6 @@ class NotificationActivities:
             target=sent.acceptance.target,
             provider_message_id=sent.acceptance.provider_message_id,
             duplicate=sent.duplicate,
-            attempt=attempt,
+            attempt=info.attempt,
             final_status=sent.final_status,
         )

@@ -575,14 +575,7 @@ class NotificationWorkflow:
     def _landed(self, channel: Channel, result: DeliverOutput) -> ChannelResult:
         if result.final_status is not None:
             self._final_written = result.final_status
-        return ChannelResult(
-            channel=channel,
-            status=result.status,
-            target=result.target,
-            provider_message_id=result.provider_message_id,
-            attempts=result.attempt,
-            at=workflow.now(),
-        )
+        return result.channel_result(channel, workflow.now())
 
     async def _engagement_window(self, hours: float) -> None:
         assert self._delivered_at is not None
