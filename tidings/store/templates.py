@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, literal_column, select, true
 
 from tidings.models import Template, TemplateDefinition, User
 from tidings.store.base import StoreBase, utcnow
-from tidings.store.sending import _prefixed
+from tidings.store.sending import _labelled, _prefixed
 from tidings.store.tables import TemplateRow, UserRow
 from tidings.store.users import _user
 
@@ -51,9 +51,7 @@ def _user_and_latest() -> Any:
     one = select(literal_column("1").label("one")).subquery("one")
     latest = _LATEST.subquery("latest")
     source = one.outerjoin(users, users.c.id == bindparam("user_id")).outerjoin(latest, true())
-    return select(*users.c, *(c.label(_TEMPLATE_PREFIX + c.name) for c in latest.c)).select_from(
-        source
-    )
+    return select(*users.c, *_labelled(latest, _TEMPLATE_PREFIX)).select_from(source)
 
 
 _USER_AND_LATEST = _user_and_latest()
