@@ -20,12 +20,14 @@ from tidings.channels.base import (
     OutgoingMessage,
     PermanentChannelError,
     ProviderAcceptance,
+    SelfRecordingSender,
 )
 from tidings.errors import NotFound
 from tidings.models import Channel, ChannelResult, NotificationStatus, Priority, RenderedMessage
 from tidings.planning import load_template
 from tidings.settings import Settings
 from tidings.store import LedgerEntry, Store
+from tidings.store.notifications import SendRecord
 
 
 def ledger_key(notification_id: str, channel: Channel) -> str:
@@ -165,21 +167,39 @@ async def send(
         message, link = _track(settings, base_url, request, message, link)
     else:
         message = rendering.tracking_free(message)
-    devices = state.devices
-    acceptance = await sender.send(
-        OutgoingMessage(
-            notification_id=request.notification_id,
-            idempotency_key=key,
-            user=user,
-            message=message,
-            priority=request.priority,
-            expires_at=request.expires_at,
-            devices=devices,
-            link=link,
-            unsubscribe_url=unsubscribe_url if request.channel is Channel.EMAIL else None,
-            category=template.category,
-        )
+    outgoing = OutgoingMessage(
+        notification_id=request.notification_id,
+        idempotency_key=key,
+        user=user,
+        message=message,
+        priority=request.priority,
+        expires_at=request.expires_at,
+        devices=state.devices,
+        link=link,
+        unsubscribe_url=unsubscribe_url if request.channel is Channel.EMAIL else None,
+        category=template.category,
     )
+
+    def record(acceptance: ProviderAcceptance) -> SendRecord:
+        return _send_record(request, key, acceptance, now())
+
+    if isinstance(sender, SelfRecordingSender):
+        # In-app: the item, its ledger entry and its row in one transaction.
+        acceptance, recorded = await sender.send_recorded(outgoing, record)
+        return Sent(acceptance, final_status=recorded.final_status)
+    acceptance = await sender.send(outgoing)
+    made = record(acceptance)
+    if made.result is None:
+        await store.ledger_put(made.entry)
+        return Sent(acceptance)
+    recorded = await store.record_send(made.entry, made.result, finish=made.finish)
+    return Sent(acceptance, final_status=recorded.final_status)
+
+
+def _send_record(
+    request: SendRequest, key: str, acceptance: ProviderAcceptance, sent_at: datetime
+) -> SendRecord:
+    """The ledger entry of an accepted send and, with `record_attempt`, its delivery row."""
     entry = LedgerEntry(
         key=key,
         notification_id=request.notification_id,
@@ -187,22 +207,19 @@ async def send(
         target=acceptance.target,
         status=acceptance.status,
         provider_message_id=acceptance.provider_message_id,
-        sent_at=now(),
+        sent_at=sent_at,
     )
     if request.record_attempt is None:
-        await store.ledger_put(entry)
-    else:
-        result = ChannelResult(
-            channel=request.channel,
-            status=acceptance.status,
-            target=acceptance.target,
-            provider_message_id=acceptance.provider_message_id,
-            attempts=request.record_attempt,
-            # On the run's clock (the engagement window is counted from it): the attempt's
-            # scheduled time. Runs before LEAN_RECORDS_PATCH overwrote it with the instant the
-            # run heard back; newer ones leave this row as it is.
-            at=request.render_at or entry.sent_at,
-        )
-        recorded = await store.record_send(entry, result, finish=request.finish)
-        return Sent(acceptance, final_status=recorded.final_status)
-    return Sent(acceptance)
+        return SendRecord(entry)
+    result = ChannelResult(
+        channel=request.channel,
+        status=acceptance.status,
+        target=acceptance.target,
+        provider_message_id=acceptance.provider_message_id,
+        attempts=request.record_attempt,
+        # On the run's clock (the engagement window is counted from it): the attempt's
+        # scheduled time. Runs before LEAN_RECORDS_PATCH overwrote it with the instant the
+        # run heard back; newer ones leave this row as it is.
+        at=request.render_at or entry.sent_at,
+    )
+    return SendRecord(entry, result, finish=request.finish)

@@ -9,11 +9,15 @@ delay, transient -> retry with the channel's backoff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tidings.models import Channel, DeliveryStatus, Device, Priority, RenderedMessage, User
+
+if TYPE_CHECKING:
+    from tidings.store.notifications import RecordedSend, SendRecord
 
 
 class ChannelError(Exception):
@@ -75,6 +79,17 @@ class ChannelSender(Protocol):
     channel: Channel
 
     async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance: ...
+
+
+@runtime_checkable
+class SelfRecordingSender(ChannelSender, Protocol):
+    """A sender whose send is itself a write to Tidings' own database (in-app): it also writes
+    what `record` makes of its acceptance (the send ledger's entry, the delivery row) in that
+    write's transaction, so there is no send without its record and no extra transaction."""
+
+    async def send_recorded(
+        self, delivery: OutgoingMessage, record: Callable[[ProviderAcceptance], SendRecord]
+    ) -> tuple[ProviderAcceptance, RecordedSend]: ...
 
 
 def mask_email(address: str) -> str:

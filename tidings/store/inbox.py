@@ -92,44 +92,60 @@ class InboxMixin(InboxEventsMixin):
         retried in-app send shows the user one message, not two. `category` defaults to the
         category of the notification's template."""
         async with self._write_conn() as conn:
-            await self._lock_user(conn, user_id)
-            if category is None:
-                category = await conn.scalar(
-                    select(TemplateRow.category)
-                    .join(
-                        NotificationRow,
-                        and_(
-                            NotificationRow.template_id == TemplateRow.id,
-                            NotificationRow.template_version == TemplateRow.version,
-                        ),
-                    )
-                    .where(NotificationRow.id == notification_id)
-                )
-            values = {
-                "user_id": user_id,
-                "notification_id": notification_id,
-                "title": title,
-                "body": body,
-                "category": category,
-                "created_at": utcnow(),
-            }
-            # The new row comes back from the insert itself; only a repeat reads the row there.
-            new = (await conn.execute(self._inbox_insert(), values)).one_or_none()
-            inserted = new is not None
-            if new is None:
-                new = (await conn.execute(self._inbox_by_notification(), values)).one_or_none()
-            if new is None:  # only if the row vanished between two statements of one transaction
-                raise RuntimeError(f"inbox item for notification {notification_id} not stored")
-            if new.user_id != user_id:
-                raise ValueError(
-                    f"notification_id: {notification_id} already has an inbox item for another user"
-                )
-            item = _item(cast(InboxRow, new))
-            if inserted:
-                await self._append_item(conn, item)
+            item, inserted = await self._add_item(
+                conn, user_id, notification_id, title, body, category
+            )
         if inserted:
             inbox_wake.poke(user_id)
         return item
+
+    async def _add_item(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        notification_id: str,
+        title: str,
+        body: str,
+        category: str | None,
+    ) -> tuple[InboxItem, bool]:
+        """`add_inbox_item` in the caller's write transaction: the item, and whether it is new
+        (the caller pokes the user's streams after the commit)."""
+        await self._lock_user(conn, user_id)
+        if category is None:
+            category = await conn.scalar(
+                select(TemplateRow.category)
+                .join(
+                    NotificationRow,
+                    and_(
+                        NotificationRow.template_id == TemplateRow.id,
+                        NotificationRow.template_version == TemplateRow.version,
+                    ),
+                )
+                .where(NotificationRow.id == notification_id)
+            )
+        values = {
+            "user_id": user_id,
+            "notification_id": notification_id,
+            "title": title,
+            "body": body,
+            "category": category,
+            "created_at": utcnow(),
+        }
+        # The new row comes back from the insert itself; only a repeat reads the row there.
+        new = (await conn.execute(self._inbox_insert(), values)).one_or_none()
+        inserted = new is not None
+        if new is None:
+            new = (await conn.execute(self._inbox_by_notification(), values)).one_or_none()
+        if new is None:  # only if the row vanished between two statements of one transaction
+            raise RuntimeError(f"inbox item for notification {notification_id} not stored")
+        if new.user_id != user_id:
+            raise ValueError(
+                f"notification_id: {notification_id} already has an inbox item for another user"
+            )
+        item = _item(cast(InboxRow, new))
+        if inserted:
+            await self._append_item(conn, item)
+        return item, inserted
 
     async def inbox_page(
         self,

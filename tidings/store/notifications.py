@@ -79,6 +79,17 @@ class RecordedSend:
     final_status: NotificationStatus | None = None
 
 
+@dataclass(frozen=True)
+class SendRecord:
+    """What a send writes once it is made: the send ledger's entry and, unless `result` is None
+    (the caller records the channel), the channel's delivery row; with `finish`, the
+    notification's final status when this channel lands last (see `record_send`)."""
+
+    entry: LedgerEntry
+    result: ChannelResult | None = None
+    finish: bool = False
+
+
 # The delivery statuses ChannelStats counts, by field name.
 _COUNTED = {
     DeliveryStatus.SENT: "sent",
@@ -228,11 +239,19 @@ class NotificationsMixin(LedgerMixin):
         With `finish`, the same transaction also writes the notification's final status when
         this was the last of its channels to land (see `_finish_if_last`)."""
         async with self._write_conn() as conn:
-            new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
-            if new:
-                await self._put_delivery(conn, entry.notification_id, result)
-            final = await self._finish_if_last(conn, entry.notification_id) if finish else None
-            return RecordedSend(new=new, final_status=final)
+            return await self._record_send(conn, SendRecord(entry, result, finish))
+
+    async def _record_send(self, conn: AsyncConnection, record: SendRecord) -> RecordedSend:
+        """`record_send` in the caller's transaction (the in-app item's, see
+        `InboxSendMixin.deliver_inbox_item`)."""
+        entry = record.entry
+        new = rowcount(await conn.execute(self._ledger_insert(), _ledger_params(entry))) == 1
+        if new and record.result is not None:
+            await self._put_delivery(conn, entry.notification_id, record.result)
+        final = None
+        if record.finish and record.result is not None:
+            final = await self._finish_if_last(conn, entry.notification_id)
+        return RecordedSend(new=new, final_status=final)
 
     async def finish_if_last(self, notification_id: str) -> NotificationStatus | None:
         """`_finish_if_last` in a transaction of its own: a retried delivery that found its

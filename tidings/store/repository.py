@@ -20,6 +20,7 @@ from tidings.store.experiments import ExperimentsMixin
 from tidings.store.frequency import FrequencyMixin
 from tidings.store.idempotency import IdempotencyMixin
 from tidings.store.inbox import InboxMixin
+from tidings.store.inbox_send import InboxSendMixin
 from tidings.store.ledger import LedgerEntry, LedgerMixin
 from tidings.store.notifications import NotificationsMixin
 from tidings.store.personal import PersonalMixin
@@ -35,6 +36,7 @@ __all__ = ["LedgerEntry", "Store"]
 
 
 class Store(
+    InboxSendMixin,
     UsersMixin,
     SendingMixin,
     TemplatesMixin,
