@@ -116,7 +116,13 @@ class NotificationActivities:
         in_app = None
         sends_in_app = Channel.IN_APP in plan.channels and planning.sends_now(request, plan)
         if input.in_app is not None and input.record is not None and sends_in_app:
-            in_app = await self._deliver_in_app(input.in_app)
+            deliver = input.in_app
+            if deliver.finish and len(plan.channels) > 1:
+                # In-app cannot land last: the record above has just written the other planned
+                # channels `sending`, and their deliveries start only once the run has this
+                # result. Asking would cost a statement that finds them so and writes nothing.
+                deliver = deliver.model_copy(update={"finish": False})
+            in_app = await self._deliver_in_app(deliver)
         return PlanResult(
             channels=plan.channels,
             suppressed=plan.suppressed,

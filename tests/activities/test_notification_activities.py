@@ -14,7 +14,9 @@ from activities.io import DeliverInput, DeliverOutput, PlanInput, PlanResult, Re
 from activities.notification import NotificationActivities
 from tests.activities.conftest import activity_env
 from tests.fakes import ACCEPTED, RecordingSender
+from tests.store.test_inbox_send import ledger_fails, statements
 from tidings.channels.base import PermanentChannelError, RateLimitedError, TransientChannelError
+from tidings.channels.in_app import InAppSender
 from tidings.models import (
     Channel,
     DeliveryStatus,
@@ -260,3 +262,56 @@ async def test_a_send_shorter_than_a_beat_sends_no_heartbeat(store: Store) -> No
     env.on_heartbeat = lambda *details: beats.append(details)
     await env.run(activities.deliver, deliver_input(notification_id="n-quick"))
     assert beats == []
+
+
+async def test_the_plans_in_app_send_asks_for_the_final_status_only_when_alone(
+    store: Store, sender: RecordingSender
+) -> None:
+    """With email planned too, in-app cannot land last (email's delivery starts after the plan):
+    its transaction runs no final-status update, and the email's, landing last, writes it. On
+    in-app alone, the plan's in-app send writes it."""
+    activities = NotificationActivities(
+        store, {Channel.EMAIL: sender, Channel.IN_APP: InAppSender(store)}
+    )
+    with statements(store) as sent:
+        result = await activity_env().run(activities.plan_delivery, plan_sending_in_app())
+    assert result.in_app is not None and result.in_app.final_status is None
+    assert not [s for s in sent if s.startswith("UPDATE")]
+    assert len(await store.list_inbox("ada")) == 1
+    email = deliver_input(record=True, finish=True)
+    out = await activity_env().run(activities.deliver, email)
+    assert out.final_status is NotificationStatus.SENT
+
+    alone = plan_sending_in_app().model_copy(
+        update={"notification_id": "n-2", "requested_channels": [Channel.IN_APP]}
+    )
+    assert alone.in_app is not None
+    alone.in_app.notification_id = "n-2"
+    result = await activity_env().run(activities.plan_delivery, alone)
+    assert result.channels == [Channel.IN_APP]
+    assert result.in_app is not None and result.in_app.final_status is NotificationStatus.SENT
+    stored = await store.get_notification("n-2")
+    assert stored is not None and stored.status is NotificationStatus.SENT
+
+
+async def test_a_plans_in_app_send_whose_ledger_write_fails_leaves_no_item(
+    store: Store, sender: RecordingSender
+) -> None:
+    """The item, its ledger entry and its row are one transaction: the ledger refusing leaves
+    no item and the row `sending`; the run's own in-app send then delivers it once."""
+    activities = NotificationActivities(
+        store, {Channel.EMAIL: sender, Channel.IN_APP: InAppSender(store)}
+    )
+    await ledger_fails(store, True)
+    result = await activity_env().run(activities.plan_delivery, plan_sending_in_app())
+    assert result.in_app is None
+    assert await store.list_inbox("ada") == []
+    assert (await _channels(store))[Channel.IN_APP] is DeliveryStatus.SENDING
+    await ledger_fails(store, False)
+    retry = deliver_input(channel="in_app", record=True, finish=True, scheduled_at=NOW)
+    out = await activity_env().run(activities.deliver, retry)
+    assert (out.status, out.duplicate) == (DeliveryStatus.DELIVERED, False)
+    again = await activity_env(attempt=2).run(activities.deliver, retry)
+    assert again.duplicate and again.provider_message_id == out.provider_message_id
+    assert len(await store.list_inbox("ada")) == 1
+    assert (await _channels(store))[Channel.IN_APP] is DeliveryStatus.DELIVERED
