@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, event
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.idempotency import fingerprint
 from tidings.models import NotificationRequest
 from tidings.store import Store
+from tidings.store.tables import IdempotencyKeyRow
 
 
 async def test_the_first_claim_wins_and_a_repeat_reads_its_fingerprint(store: Store) -> None:
@@ -55,3 +63,45 @@ async def test_a_bulk_claim_takes_the_free_keys_and_reports_the_taken(store: Sto
     assert await store.claim_idempotency_key("bulk-2499", "c" * 64) == f"{2499:064d}"
     again = await store.claim_idempotency_keys(claims)
     assert len(again) == 2501 and again["bulk-7"] == f"{7:064d}"
+
+
+async def test_a_claim_is_one_statement_without_begin_on_sqlite(store: Store) -> None:
+    sent: list[str] = []
+
+    def log(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        sent.append(statement.split()[0].upper())
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", log)
+    try:
+        assert await store.claim_idempotency_key("k1", "a" * 64) is None
+        claimed = list(sent)
+        sent.clear()
+        assert await store.claim_idempotency_key("k1", "b" * 64) == "a" * 64
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", log)
+    assert claimed == ["INSERT"]  # no BEGIN on SQLite; asyncpg begins on the driver
+    assert sent == ["INSERT", "SELECT"]  # a repeat reads the fingerprint after it
+
+
+async def test_a_claim_released_before_its_fingerprint_is_read_claims_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert finds the key taken, and a bulk releases it before the read: the caller does
+    not get "no fingerprint" but claims it again."""
+    assert await store.claim_idempotency_key("k1", "a" * 64) is None
+    read_one = store._read_one
+    released: list[bool] = []
+
+    @asynccontextmanager
+    async def released_first() -> AsyncIterator[AsyncConnection]:
+        if not released:
+            released.append(True)
+            async with store.engine.begin() as conn:
+                await conn.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.key == "k1"))
+        async with read_one() as conn:
+            yield conn
+
+    monkeypatch.setattr(store, "_read_one", released_first)
+    assert await store.claim_idempotency_key("k1", "b" * 64) is None
+    assert released == [True]
+    assert await store.idempotency_fingerprints(["k1"]) == {"k1": "b" * 64}

@@ -130,6 +130,15 @@ class StoreBase:
             yield conn
 
     @asynccontextmanager
+    async def _write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A write of exactly ONE statement, queued as `_write_conn`'s are. On SQLite it runs
+        without BEGIN IMMEDIATE: a lone statement in autocommit mode is a transaction of its
+        own, and one that writes takes the write lock from its start (no snapshot to upgrade).
+        PostgreSQL commits it as any transaction."""
+        async with self._queue(), self._one_statement_engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
     async def _write_conn(self) -> AsyncIterator[AsyncConnection]:
         # The writer engine's connections carry WRITE_OPTION: SQLite begins with BEGIN IMMEDIATE.
         async with self._queue(), self._writer_engine.connect() as conn, conn.begin():

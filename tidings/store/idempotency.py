@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from tidings.store.base import IN_CHUNK, StoreBase, Upsert, rowcount
 from tidings.store.tables import IdempotencyKeyRow
@@ -16,14 +17,17 @@ class IdempotencyMixin(StoreBase):
         """Record that `key` belongs to the request with `fingerprint`. Returns None if this call
         claimed it, else the fingerprint it was claimed with (nothing is written then)."""
         params = {"key": key, "fingerprint": fingerprint, "created_at": datetime.now(UTC)}
-        async with self._write_conn() as conn:
-            if rowcount(await conn.execute(self._claim_insert(), params)) == 1:
-                return None
-            existing = await conn.scalar(
-                select(IdempotencyKeyRow.fingerprint).where(IdempotencyKeyRow.key == key)
-            )
-            assert existing is not None  # the conflicting row is visible in this transaction
-            return existing
+        while True:
+            # The claim alone (every notification's front door makes it) is one statement,
+            # without BEGIN on SQLite; only a key claimed before costs a read after it.
+            async with self._write_one() as conn:
+                if rowcount(await conn.execute(self._claim_insert(), params)) == 1:
+                    return None
+            async with self._read_one() as conn:
+                existing = await conn.scalar(self._fingerprint_select(), {"key": key})
+            if existing is not None:
+                return cast(str, existing)
+            # The claim was released between the two (a bulk's unclaimed keys): claim again.
 
     async def claim_idempotency_keys(self, claims: Mapping[str, str]) -> dict[str, str]:
         """`claim_idempotency_key` for a whole bulk, in one transaction: each key of `claims`
@@ -64,6 +68,13 @@ class IdempotencyMixin(StoreBase):
                 )
             )
             return {key: fingerprint for key, fingerprint in rows}
+
+    def _fingerprint_select(self) -> Any:
+        def build() -> Any:
+            table = cast(Any, IdempotencyKeyRow.__table__)
+            return select(table.c.fingerprint).where(table.c.key == bindparam("key"))
+
+        return self._statement("claim_fingerprint", build)
 
     def _claim_insert(self) -> Upsert:
         """Built once per store, values bound by name: every notification's front door runs
