@@ -21,6 +21,8 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tidings.store import sqlite_driver
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -87,7 +89,8 @@ def create_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> As
     if _is_sqlite_file(parsed):
         Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
     args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
-    engine = create_async_engine(parsed, connect_args=args)
+    # One hop to aiosqlite's thread per statement (see `sqlite_driver`).
+    engine = create_async_engine(parsed, connect_args=args, module=sqlite_driver.dbapi())
     _install_sqlite_hooks(engine)
     return engine
 
