@@ -9,6 +9,7 @@ delay, transient -> retry with the channel's backoff.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -75,6 +76,14 @@ class ChannelSender(Protocol):
     channel: Channel
 
     async def send(self, delivery: OutgoingMessage) -> ProviderAcceptance: ...
+
+
+async def close_all(senders: Iterable[ChannelSender]) -> None:
+    """Senders that own connections (APNs' HTTP/2 client, email's SMTP pool) close them."""
+    for sender in senders:
+        aclose = getattr(sender, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def mask_email(address: str) -> str:
