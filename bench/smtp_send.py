@@ -56,6 +56,7 @@ async def measure(mode: str, count: int, concurrency: int) -> tuple[float, int]:
         for i in range(WARM_UP):
             await sender.send(delivery(i))
         sink.clear()
+        opened = sink.connections_opened
         queue = list(range(count))
 
         async def lane() -> None:
@@ -68,7 +69,7 @@ async def measure(mode: str, count: int, concurrency: int) -> tuple[float, int]:
         await sender.aclose()
         if len(sink.messages) != count:
             raise RuntimeError(f"{mode}: {len(sink.messages)} of {count} messages at the sink")
-        return cpu / count * 1000, sink.connections_opened
+        return cpu / count * 1000, sink.connections_opened - opened
 
 
 async def main(count: int, rounds: int, concurrency: int) -> None:

@@ -112,8 +112,8 @@ class SmtpSink:
         self._reply_holds: list[float] = []
         self._mail_hang_ups: list[tuple[str | None, float]] = []
         self._data_hang_ups = 0
-        # Connections accepted since start (or the last clear()), and the sessions that may still
-        # be open (pruned as new ones arrive).
+        # Connections accepted since start (clear() keeps the count: read differences), and the
+        # sessions that may still be open (pruned as new ones arrive).
         self.connections_opened = 0
         self._sessions: list[SMTP] = []
         self._server: asyncio.Server | None = None
@@ -168,8 +168,7 @@ class SmtpSink:
                 session.transport.close()
 
     def clear(self) -> None:
-        """Forget received messages (in memory only), the connection count and every injected
-        fault."""
+        """Forget received messages (in memory only) and every injected fault."""
         self.messages.clear()
         self.reject_permanently.clear()
         self.defer_recipients.clear()
@@ -177,7 +176,6 @@ class SmtpSink:
         self._reply_holds.clear()
         self._mail_hang_ups.clear()
         self._data_hang_ups = 0
-        self.connections_opened = 0
 
     async def start(self) -> None:
         if self._server is not None:
@@ -191,6 +189,9 @@ class SmtpSink:
         if self._server is None:
             return
         self._server.close()
+        # Clients that keep connections open (the email channel's pool) would otherwise hold
+        # wait_closed() up on Python 3.12+, which waits for every connection.
+        self.drop_connections()
         await self._server.wait_closed()
         self._server = None
 
