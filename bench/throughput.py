@@ -310,7 +310,7 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         say(
             f"(2) notifications: {throughput.per_second:.1f}/s"
             f" = {throughput.per_second / ceiling.per_second:.0%} of the ceiling"
-            f" ({d.emails}/{d.expected} emails over {connections} SMTP connections,"
+            f" ({d.emails}/{d.expected} emails, {connections} SMTP connections opened,"
             f" {d.inbox} inbox items, {d.duplicate_emails} duplicates,"
             f" in {throughput.seconds:.1f} s)"
         )
