@@ -287,6 +287,7 @@ async def test_failover_closes_every_relays_connections(own_sink: SmtpSink) -> N
         ("smtp_pool_max_idle", -1, "greater than or equal to 0"),
         ("smtp_pool_idle_seconds", -0.5, "greater than or equal to 0"),
         ("smtp_pool_idle_seconds", float("inf"), "finite number"),
+        ("smtp_pool_idle_seconds", float("nan"), "finite number"),
         ("smtp_pool_max_messages", -3, "greater than or equal to 0"),
         ("smtp_pool_max_idle", "some", "valid integer"),
     ],
