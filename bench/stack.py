@@ -43,6 +43,7 @@ from worker.main import (
     DEFAULT_POLLERS,
     build_senders,
     build_workers,
+    close_senders,
     run_workers,
 )
 from workflows import search_attributes
@@ -342,5 +343,6 @@ async def bench_stack(
                 finally:
                     stop.set()
                     await running
+                    await close_senders(senders)
         finally:
             await env.shutdown()

@@ -302,14 +302,17 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         await asyncio.sleep(args.settle_seconds)
 
         meter = PhaseMeter(stack)
+        connections = stack.sink.connections_opened
         throughput = await measure_throughput(stack, args.count)
         phases["throughput"] = meter.done()
+        connections = stack.sink.connections_opened - connections
         d = throughput.delivery
         say(
             f"(2) notifications: {throughput.per_second:.1f}/s"
             f" = {throughput.per_second / ceiling.per_second:.0%} of the ceiling"
-            f" ({d.emails}/{d.expected} emails, {d.inbox} inbox items,"
-            f" {d.duplicate_emails} duplicates, in {throughput.seconds:.1f} s)"
+            f" ({d.emails}/{d.expected} emails, {connections} SMTP connections opened,"
+            f" {d.inbox} inbox items, {d.duplicate_emails} duplicates,"
+            f" in {throughput.seconds:.1f} s)"
         )
         say_cost("(1) per trivial workflow", phases["ceiling"], ceiling.count)
         say_cost("(2) per notification", phases["throughput"], throughput.count)

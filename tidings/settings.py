@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # Connection reuse, per relay (tidings/channels/smtp_pool.py): at most smtp_pool_max_idle idle
+    # connections kept; one idle for smtp_pool_idle_seconds or longer is closed rather than reused
+    # (servers drop idle clients); at most smtp_pool_max_messages messages on one connection
+    # (providers cap it). Any of the three at 0: a new connection for every message.
+    smtp_pool_max_idle: int = Field(default=4, ge=0)
+    smtp_pool_idle_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    smtp_pool_max_messages: int = Field(default=100, ge=0)
     # Failover: further SMTP relays tried in order when the one above fails transiently.
     # JSON in the environment: '[{"host": "smtp2.example.com", "port": 587, "starttls": true}]'.
     smtp_fallback_relays: list[SmtpRelay] = Field(default_factory=list)

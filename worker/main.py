@@ -25,7 +25,7 @@ from activities.experiment import ExperimentActivities
 from activities.notification import NotificationActivities
 from tidings import eventloop
 from tidings.bulks import bulk_queue
-from tidings.channels.base import ChannelSender
+from tidings.channels.base import ChannelSender, close_all
 from tidings.channels.email import EmailSender
 from tidings.channels.failover import FailoverSender
 from tidings.channels.in_app import InAppSender
@@ -306,11 +306,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def close_senders(senders: Mapping[Channel, ChannelSender]) -> None:
-    """Senders that own connections of their own (APNs keeps an HTTP/2 client) close them."""
-    for sender in senders.values():
-        aclose = getattr(sender, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    await close_all(senders.values())
 
 
 def main() -> None:

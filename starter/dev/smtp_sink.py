@@ -3,7 +3,9 @@
 It runs on the caller's event loop (no extra thread), keeps every message in memory and, given a
 maildir, also writes `<id>.eml` plus `index.json` so another process (`tidings mail`) can list and
 read them. Fault injection covers the replies a real relay gives: 550 for unknown users, 450 at
-RCPT (greylisting), 451 for a whole message.
+RCPT (greylisting), 451 for a whole message; and the ways a relay ends a connection: dropping idle
+clients, 421 or silence at MAIL, a message kept whose reply never comes. It counts the connections
+it accepts, so tests and benches can see a client's connection reuse.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["ReceivedMail", "SmtpSink", "list_mail", "read_mail"]
 
 
+async def _hang_up(server: Any) -> str:
+    server.transport.close()
+    # aiosmtpd cancels the session's handler when the connection is lost: nothing further goes
+    # out, as when a real server goes away mid-conversation.
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("unreachable: the lost connection cancels this handler")
+
+
 class _Handler:
     """aiosmtpd handler hooks; the sink owns the state they consult."""
 
@@ -43,6 +53,13 @@ class _Handler:
     ) -> str:
         if self._sink.credentials and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        hang_up = self._sink.take_mail_hang_up()
+        if hang_up is not None:
+            reply, after = hang_up
+            await asyncio.sleep(after)
+            if reply is not None:
+                await server.push(reply)
+            return await _hang_up(server)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -62,6 +79,8 @@ class _Handler:
         if self._sink.take_transient_failure():
             return "451 4.3.0 try later"
         await self._sink.accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        if self._sink.take_data_hang_up():
+            return await _hang_up(server)
         hold = self._sink.take_reply_hold()
         if hold:
             # Kept, but the sender does not hear so yet: the window in which a crash makes a
@@ -91,6 +110,12 @@ class SmtpSink:
         self.defer_recipients: set[str] = set()
         self._transient_failures = 0
         self._reply_holds: list[float] = []
+        self._mail_hang_ups: list[tuple[str | None, float]] = []
+        self._data_hang_ups = 0
+        # Connections accepted since start (clear() keeps the count: read differences), and the
+        # sessions that may still be open (pruned as new ones arrive).
+        self.connections_opened = 0
+        self._sessions: list[SMTP] = []
         self._server: asyncio.Server | None = None
 
     def fail_transiently(self, n: int = 1) -> None:
@@ -112,6 +137,36 @@ class SmtpSink:
     def take_reply_hold(self) -> float:
         return self._reply_holds.pop(0) if self._reply_holds else 0.0
 
+    def hang_up_at_mail(
+        self, n: int = 1, *, reply: str | None = "421 4.3.2 Service shutting down", after: float = 0
+    ) -> None:
+        """At the next `n` MAIL commands, wait `after` seconds, answer `reply` (None: nothing)
+        and close the connection."""
+        self._mail_hang_ups.extend([(reply, after)] * n)
+
+    def take_mail_hang_up(self) -> tuple[str | None, float] | None:
+        return self._mail_hang_ups.pop(0) if self._mail_hang_ups else None
+
+    def hang_up_after_data(self, n: int = 1) -> None:
+        """Keep the next `n` messages but close the connection instead of answering."""
+        self._data_hang_ups += n
+
+    def take_data_hang_up(self) -> bool:
+        if self._data_hang_ups > 0:
+            self._data_hang_ups -= 1
+            return True
+        return False
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for session in self._sessions if session.transport is not None)
+
+    def drop_connections(self) -> None:
+        """Close every open connection without a word, as a relay drops its idle clients."""
+        for session in self._sessions:
+            if session.transport is not None:
+                session.transport.close()
+
     def clear(self) -> None:
         """Forget received messages (in memory only) and every injected fault."""
         self.messages.clear()
@@ -119,6 +174,8 @@ class SmtpSink:
         self.defer_recipients.clear()
         self._transient_failures = 0
         self._reply_holds.clear()
+        self._mail_hang_ups.clear()
+        self._data_hang_ups = 0
 
     async def start(self) -> None:
         if self._server is not None:
@@ -132,6 +189,9 @@ class SmtpSink:
         if self._server is None:
             return
         self._server.close()
+        # Clients that keep connections open (the email channel's pool) would otherwise hold
+        # wait_closed() up on Python 3.12+, which waits for every connection.
+        self.drop_connections()
         await self._server.wait_closed()
         self._server = None
 
@@ -165,12 +225,18 @@ class SmtpSink:
         if self.credentials:
             # Plain-text AUTH is fine on loopback; it lets tests exercise credentials.
             kwargs.update(auth_require_tls=False, authenticator=self._authenticate)
-        return SMTP(
+        session = SMTP(
             _Handler(self),
             hostname="tidings-sink.localhost",
             loop=asyncio.get_running_loop(),
             **kwargs,
         )
+        self.connections_opened += 1
+        # Keep those not yet started (asyncio calls connection_made on a later turn) and those
+        # still open.
+        self._sessions = [s for s in self._sessions if s.session is None or s.transport is not None]
+        self._sessions.append(session)
+        return session
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any

@@ -9,7 +9,7 @@ delay, transient -> retry with the channel's backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -90,6 +90,14 @@ class SelfRecordingSender(ChannelSender, Protocol):
     async def send_recorded(
         self, delivery: OutgoingMessage, record: Callable[[ProviderAcceptance], SendRecord]
     ) -> tuple[ProviderAcceptance, RecordedSend]: ...
+
+
+async def close_all(senders: Iterable[ChannelSender]) -> None:
+    """Senders that own connections (APNs' HTTP/2 client, email's SMTP pool) close them."""
+    for sender in senders:
+        aclose = getattr(sender, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def mask_email(address: str) -> str:

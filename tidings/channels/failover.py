@@ -25,6 +25,7 @@ from tidings.channels.base import (
     ProviderAcceptance,
     RateLimitedError,
     TransientChannelError,
+    close_all,
 )
 from tidings.models import Channel
 
@@ -84,6 +85,9 @@ class FailoverSender:
         if len(known) == len(errors):
             raise RateLimitedError(f"every provider is rate limited ({reasons})", min(known))
         raise TransientChannelError(f"every provider failed ({reasons})")
+
+    async def aclose(self) -> None:
+        await close_all(sender for _, sender in self._providers)
 
     def _failed(self, name: str) -> None:
         health = self._health[name]
