@@ -5,17 +5,22 @@ without dying, and it stops with the bench. Nothing here is about speed."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import pytest_asyncio
 
 from bench.measure import measure_ceiling, measure_throughput
-from bench.meters import PhaseMeter
+from bench.meters import CoreWarnings, PhaseMeter
+from bench.sqlcount import SqlCounts
 from bench.stack import BenchStack, bench_stack
-from bench.worker_child import WorkerChild, WorkerChildError
+from bench.worker_child import WorkerChild, WorkerChildError, WorkerCounts
 from tests.store.conftest import PG_URL, _postgres_answers
 
 pytestmark = pytest.mark.integration
@@ -117,3 +122,50 @@ async def test_the_child_uses_the_bench_schema_in_postgresql() -> None:
         cost = await meter.done()
     assert result.delivery.complete  # the inbox rows the child wrote, read from the schema
     assert cost.sql is not None and cost.sql.statements > 0
+
+
+class _FakeChild:
+    """A worker process's answers to `counts`, in order, without a process."""
+
+    pid = -1  # no process of this bench has it: the dev server CPU reading skips nothing real
+
+    def __init__(self, *answers: WorkerCounts) -> None:
+        self._answers = list(answers)
+        self.last_samples: dict[str, str] = {}
+
+    async def counts(self) -> WorkerCounts:
+        return self._answers.pop(0)
+
+
+class _FakeSql:
+    def __init__(self, *snapshots: SqlCounts) -> None:
+        self._snapshots = list(snapshots)
+
+    def snapshot(self) -> SqlCounts:
+        return self._snapshots.pop(0)
+
+
+async def test_a_phase_adds_the_childs_counts_to_the_bench_process_own() -> None:
+    warnings = CoreWarnings()
+    child = _FakeChild(
+        WorkerCounts(10.0, SqlCounts(100, 40), {"workflow task over 5 s": 2}),
+        WorkerCounts(10.5, SqlCounts(130, 52), {"workflow task over 5 s": 5, "other warning": 1}),
+    )
+    stack = SimpleNamespace(
+        worker=child,
+        core_warnings=warnings,
+        sql=_FakeSql(SqlCounts(7, 3), SqlCounts(9, 4)),
+        slow_callbacks=None,
+    )
+    meter = await PhaseMeter.start(cast(BenchStack, stack))
+    warnings.emit(logging.makeLogRecord({"msg": "TMPRL1104 a task took 6 s"}))  # the bench's own
+    cost = await meter.done()
+    assert cost.worker_cpu_seconds == pytest.approx(0.5)
+    assert cost.python_cpu_seconds == pytest.approx(cost.bench_cpu_seconds + 0.5)
+    assert cost.sql == SqlCounts(30 + 2, 12 + 1)
+    assert cost.sdk_warnings == {"workflow task over 5 s": 3 + 1, "other warning": 1}
+
+
+def test_counts_cross_the_channel_unchanged() -> None:
+    counts = WorkerCounts(1.25, SqlCounts(3, 2), {"other warning": 4}, {"other warning": "x"})
+    assert WorkerCounts.from_json(json.loads(json.dumps(counts.to_json()))) == counts
