@@ -200,7 +200,7 @@ async def measure(args: argparse.Namespace) -> None:
             say=say,
         )
         return
-    async with bench_stack(users=1) as stack:
+    async with bench_stack(users=1, worker_process=False) as stack:
         say(f"store: {stack.store_label}; {n} recipients, concurrency {args.concurrency}")
         await add_audience(stack.tidings, stack.store, n)
         ceiling = await raw_ceiling(stack, min(n, args.ceiling_messages), args.concurrency)
@@ -237,7 +237,7 @@ async def measure(args: argparse.Namespace) -> None:
         say(f"worker peak RSS MB: {peak_rss_mb():.0f}")
 
     if args.postgres:
-        async with bench_stack(users=1, database_url=args.postgres) as stack:
+        async with bench_stack(users=1, database_url=args.postgres, worker_process=False) as stack:
             await add_audience(stack.tidings, stack.store, n)
             seconds, result = await timed_broadcast(stack, Channel.IN_APP, args)
             in_app = result.counters.channels[Channel.IN_APP]

@@ -250,17 +250,17 @@ async def run_faults(
     """throughput.py's (6), as a burst of --count and open loop at `rate` ((3)'s) for
     --latency-seconds, then its (7); each phase's cost goes into `phases`."""
     rates = {"transient": args.transient_rate, "permanent": args.permanent_rate}
-    meter = PhaseMeter(stack)
+    meter = await PhaseMeter.start(stack)
     burst = await measure_faults(stack, args.count, seed=args.fault_seed, **rates)
-    phases["faults_burst"] = meter.done()
+    phases["faults_burst"] = await meter.done()
     say(f"(6) webhook under faults, burst of {burst.count}: {describe_faults(burst)}")
     say(f"      {burst.verdict.line()}")
     await asyncio.sleep(args.settle_seconds)
 
     count = max(2, round(rate * args.latency_seconds))
-    meter = PhaseMeter(stack)
+    meter = await PhaseMeter.start(stack)
     steady = await measure_faults(stack, count, rate=rate, seed=args.fault_seed + 1, **rates)
-    phases["faults_open_loop"] = meter.done()
+    phases["faults_open_loop"] = await meter.done()
     say(
         f"(6) webhook under faults, open loop at {steady.offered_rate or rate:.1f}/s"
         f" ({steady.count}): {describe_faults(steady)}"
@@ -268,9 +268,9 @@ async def run_faults(
     say(f"      {steady.verdict.line()}")
     await asyncio.sleep(args.settle_seconds)
 
-    meter = PhaseMeter(stack)
+    meter = await PhaseMeter.start(stack)
     limited = await measure_rate_limit(stack, args.rate_limit_count, args.rate_limit_seconds)
-    phases["rate_limit"] = meter.done()
+    phases["rate_limit"] = await meter.done()
     say(
         f"(7) webhook 429 for {limited.window_seconds:g} s, {limited.count} notifications:"
         f" {describe_rate_limit(limited)}"

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from temporalio.worker import Worker
-
 from bench.stack import TEMPLATE_ID, BenchStack
 from bench.timeline import delivery_stages
-from bench.trivial import TrivialWorkflow, noop
+from bench.trivial import TrivialWorkflow
 from tidings.models import Priority
 
 # Starts in flight at once: the same bound Tidings.notify_many uses.
@@ -170,18 +168,10 @@ def _deadline(count: int) -> float:
 
 async def measure_ceiling(stack: BenchStack, count: int) -> CeilingResult:
     """Trivial workflows (one local activity each) on their own queue, started as fast as
-    notifications are, with the same poller tuning."""
+    notifications are, with the same poller tuning, by the process that runs the notification
+    Workers."""
     queue = f"{stack.settings.task_queue}-ceiling-{uuid.uuid4().hex[:6]}"
-    worker = Worker(
-        stack.client,
-        task_queue=queue,
-        workflows=[TrivialWorkflow],
-        activities=[noop],
-        workflow_task_poller_behavior=stack.tuning.poller_behavior,
-        nonsticky_to_sticky_poll_ratio=stack.tuning.nonsticky_ratio,
-        max_concurrent_local_activities=stack.tuning.max_local_activities,
-    )
-    async with worker:
+    async with stack.trivial_worker(queue):
         limit = asyncio.Semaphore(START_CONCURRENCY)
 
         async def start(i: int) -> None:

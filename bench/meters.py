@@ -1,5 +1,6 @@
-"""What a measurement costs besides wall-clock time: CPU per process, and the SDK's warnings,
-counted rather than printed."""
+"""What a measurement costs besides wall-clock time: CPU per process, SQL statements, and the
+SDK's warnings, counted rather than printed; those of the worker process (bench/worker_child.py)
+as it reports them, added to the bench process's own."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, Tele
 
 from bench.sqlcount import SqlCounts
 
-if TYPE_CHECKING:  # the stack imports this module
+if TYPE_CHECKING:  # the stack and the worker child import this module
     from bench.stack import BenchStack
+    from bench.worker_child import WorkerCounts
 
 
 class CoreWarnings(logging.Handler):
@@ -54,9 +56,10 @@ class CoreWarnings(logging.Handler):
         )
 
 
-def cpu_seconds() -> tuple[float, float | None]:
+def cpu_seconds(besides: int | None = None) -> tuple[float, float | None]:
     """CPU time used so far by this process (every thread) and by its children (the dev
-    server), the latter read from /proc and None where there is no /proc."""
+    server) other than `besides` (the worker process, which reports its own), the latter read
+    from /proc and None where there is no /proc."""
     own = time.process_time()
     proc = Path("/proc")
     if not proc.is_dir():
@@ -70,7 +73,7 @@ def cpu_seconds() -> tuple[float, float | None]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid():
+        if int(fields[1]) == os.getpid() and int(entry.name) != besides:
             children += (int(fields[11]) + int(fields[12])) / tick
     return own, children
 
@@ -108,40 +111,84 @@ class SlowCallbacks(logging.Handler):
 @dataclass
 class PhaseCost:
     wall_seconds: float
-    python_cpu_seconds: float  # the client, the workers and the sink: one process
+    python_cpu_seconds: float  # the bench process's and the worker process's, together
     server_cpu_seconds: float | None  # the dev server
     sdk_warnings: dict[str, int]
-    sql: SqlCounts | None = None  # the store's statements and transactions
+    sql: SqlCounts | None = None  # the store's statements and transactions, both processes'
     slow_callbacks: int | None = None  # with --loop-debug: event-loop stalls over its bound
+    # The worker process's share of python_cpu_seconds; None when the Workers ran in the bench's
+    # process (bench_stack(worker_process=False)), whose figure then holds both.
+    worker_cpu_seconds: float | None = None
+
+    @property
+    def bench_cpu_seconds(self) -> float:
+        """The bench process's own: the client, the SMTP sink and the webhook receiver (and the
+        Workers, when they ran in it)."""
+        return self.python_cpu_seconds - (self.worker_cpu_seconds or 0.0)
+
+
+def _sum_sql(a: SqlCounts | None, b: SqlCounts | None) -> SqlCounts | None:
+    if a is None or b is None:
+        return a or b
+    return SqlCounts(a.statements + b.statements, a.transactions + b.transactions)
+
+
+@dataclass(frozen=True)
+class _Spent:
+    """Everything a PhaseMeter subtracts, at one moment."""
+
+    cpu: tuple[float, float | None]
+    worker: WorkerCounts | None
+    warnings: Counter[str]
+    sql: SqlCounts | None
+    slow: int | None
+
+    @classmethod
+    async def now(cls, stack: BenchStack) -> _Spent:
+        worker = await stack.worker.counts() if stack.worker is not None else None
+        warnings = Counter(stack.core_warnings.counts)
+        if worker is not None:
+            warnings.update(worker.warnings)
+        return cls(
+            cpu=cpu_seconds(stack.worker.pid if stack.worker is not None else None),
+            worker=worker,
+            warnings=warnings,
+            sql=_sum_sql(
+                stack.sql.snapshot() if stack.sql is not None else None,
+                worker.sql if worker is not None else None,
+            ),
+            slow=stack.slow_callbacks.count if stack.slow_callbacks is not None else None,
+        )
 
 
 class PhaseMeter:
-    """CPU (this process, the dev server) and SDK warnings spent in one measurement."""
+    """CPU (this process, the worker process, the dev server), SQL statements and SDK warnings
+    spent in one measurement: `meter = await PhaseMeter.start(stack)`, then
+    `await meter.done()`."""
 
-    def __init__(self, stack: BenchStack) -> None:
+    def __init__(self, stack: BenchStack, spent: _Spent) -> None:
         self._stack = stack
-        self._cpu = cpu_seconds()
-        self._warnings = dict(stack.core_warnings.counts)
+        self._spent = spent
         self._wall = time.monotonic()
-        self._sql = stack.sql.snapshot() if stack.sql is not None else None
-        self._slow = stack.slow_callbacks.count if stack.slow_callbacks is not None else None
 
-    def done(self) -> PhaseCost:
-        python, server = cpu_seconds()
-        counts = self._stack.core_warnings.counts
+    @classmethod
+    async def start(cls, stack: BenchStack) -> PhaseMeter:
+        return cls(stack, await _Spent.now(stack))
+
+    async def done(self) -> PhaseCost:
+        wall = time.monotonic() - self._wall
+        was, now = self._spent, await _Spent.now(self._stack)
+        worker = (
+            None
+            if now.worker is None or was.worker is None
+            else now.worker.cpu_seconds - was.worker.cpu_seconds
+        )
         return PhaseCost(
-            wall_seconds=time.monotonic() - self._wall,
-            python_cpu_seconds=python - self._cpu[0],
-            server_cpu_seconds=None if server is None else server - (self._cpu[1] or 0.0),
-            sdk_warnings={
-                k: n - self._warnings.get(k, 0)
-                for k, n in counts.items()
-                if n > self._warnings.get(k, 0)
-            },
-            sql=None
-            if self._sql is None or self._stack.sql is None
-            else self._stack.sql.snapshot().minus(self._sql),
-            slow_callbacks=None
-            if self._slow is None or self._stack.slow_callbacks is None
-            else self._stack.slow_callbacks.count - self._slow,
+            wall_seconds=wall,
+            python_cpu_seconds=now.cpu[0] - was.cpu[0] + (worker or 0.0),
+            server_cpu_seconds=None if now.cpu[1] is None else now.cpu[1] - (was.cpu[1] or 0.0),
+            sdk_warnings=dict(now.warnings - was.warnings),
+            sql=None if now.sql is None or was.sql is None else now.sql.minus(was.sql),
+            slow_callbacks=None if now.slow is None or was.slow is None else now.slow - was.slow,
+            worker_cpu_seconds=worker,
         )

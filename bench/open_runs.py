@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from bench.meters import cpu_seconds
-from bench.stack import TEMPLATE_ID, BenchStack, Tuning, bench_stack
+from bench.stack import TEMPLATE_ID, BenchStack, bench_stack
+from bench.workers import Tuning
 from tidings import eventloop
 from tidings.models import EngagementType, NotificationStatus
 from tidings.store.tables import NotificationRow
@@ -105,7 +106,7 @@ async def time_events(stack: BenchStack, ids: list[str]) -> EventTimes:
 
 
 async def run(args: argparse.Namespace) -> None:
-    async with bench_stack(users=50) as stack:
+    async with bench_stack(users=50, worker_process=False) as stack:
         await open_runs(stack, "warm-", 20)
         gc.collect()
         before = rss_mib()
@@ -123,7 +124,9 @@ async def run(args: argparse.Namespace) -> None:
             f"engagement event at a cached run: median {cached.median_ms:.0f} ms,"
             f" max {cached.max_ms:.0f} ms, {cached.cpu_ms:.1f} ms CPU each"
         )
-    async with bench_stack(users=50, tuning=Tuning(max_cached_workflows=TINY_CACHE)) as stack:
+    async with bench_stack(
+        users=50, tuning=Tuning(max_cached_workflows=TINY_CACHE), worker_process=False
+    ) as stack:
         ids = await open_runs(stack, "evict-", args.events + 40)
         evicted = await time_events(stack, ids[: args.events])
         print(

@@ -57,7 +57,7 @@ async def measure_starts(stack: BenchStack, count: int) -> StartCost:
                 TrivialWorkflow.run, i, id=f"{queue}-{i}", task_queue=queue
             )
 
-    meter = PhaseMeter(stack)
+    meter = await PhaseMeter.start(stack)
     await asyncio.gather(*(start(i) for i in range(count)))
     query = f"TaskQueue = '{queue}'"
     loop = asyncio.get_running_loop()
@@ -66,7 +66,7 @@ async def measure_starts(stack: BenchStack, count: int) -> StartCost:
         if loop.time() >= deadline:
             raise TimeoutError(f"starts: visibility did not list all {count} in time")
         await asyncio.sleep(POLL_SECONDS)
-    return StartCost(count, meter.done())
+    return StartCost(count, await meter.done())
 
 
 async def history_events(client: Client, query: str, sample: int = HISTORY_SAMPLE) -> HistoryEvents:

@@ -1,7 +1,12 @@
 """The benchmark's own deployment: an embedded dev server (SQLite history file in a temporary
 directory, started with `make run`'s flags: `server_flags()`), a store (SQLite in the same
 directory, or a throwaway schema in a given PostgreSQL database), an SMTP sink, a webhook
-receiver (every user's webhook_url), and the worker's real Workers, all on free ports."""
+receiver (every user's webhook_url), and the worker's real Workers, all on free ports.
+
+The Workers run as they do in `tidings dev` and in production, in a process of their own
+(bench/worker_child.py), while the client (the front door, `Tidings.notify`), the sink and the
+receiver stay in the bench's process; `worker_process=False` runs them in the bench's process
+instead, for the benches that measure the worker's memory as their own."""
 
 from __future__ import annotations
 
@@ -24,11 +29,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling
 
-from activities.notification import NotificationActivities
 from bench.meters import CoreWarnings, SlowCallbacks
 from bench.sqlcount import UNCOUNTED, SqlCounter
+from bench.worker_child import WorkerChild
+from bench.workers import Tuning, notification_workers, trivial_worker
 from starter.client import Tidings
 from starter.dev.devserver import server_flags, start_retrying
 from starter.dev.smtp_sink import SmtpSink
@@ -38,14 +43,7 @@ from tidings.settings import Settings
 from tidings.store import Store
 from tidings.store.tables import DeliveryRow, InboxRow, NotificationRow, UserRow
 from tidings.targets import LOOPBACK
-from worker.main import (
-    DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
-    DEFAULT_POLLERS,
-    build_senders,
-    build_workers,
-    close_senders,
-    run_workers,
-)
+from worker.main import build_senders, close_senders, run_workers
 from workflows import search_attributes
 from workflows.converter import DATA_CONVERTER
 
@@ -55,43 +53,6 @@ HOOK_TEMPLATE_ID = "bench_hook"  # the webhook channel alone, for the fault meas
 NOTIFICATION_HEADER = "X-Tidings-Notification"
 # `make run`'s dev server flags: the benches measure the server it runs.
 SERVER_FLAGS = server_flags()
-
-
-def _shipped(field: str) -> int:
-    """A Settings field's default, without reading the environment."""
-    default: int = Settings.model_fields[field].default
-    return default
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """Poller options handed to every Worker, the notification ones and the ceiling's alike."""
-
-    pollers: str = "default"  # "default" (SDK: at most 5) or "autoscaling"
-    nonsticky_ratio: float = DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO
-    # Per Worker; the worker's own defaults (TIDINGS_WORKER_MAX_CONCURRENT_*). Pass 100 to
-    # measure the SDK's default instead.
-    max_activities: int | None = _shipped("worker_max_concurrent_activities")
-    max_local_activities: int | None = _shipped("worker_max_concurrent_local_activities")
-    max_cached_workflows: int = _shipped("worker_max_cached_workflows")
-    max_workflow_tasks: int | None = _shipped("worker_max_concurrent_workflow_tasks")
-
-    @property
-    def poller_behavior(self) -> PollerBehavior:
-        if self.pollers == "autoscaling":
-            return PollerBehaviorAutoscaling()
-        if self.pollers == "default":
-            return DEFAULT_POLLERS
-        raise ValueError(f"pollers: {self.pollers!r} is neither 'default' nor 'autoscaling'")
-
-    @property
-    def label(self) -> str:
-        slots = f"{self.max_activities or 'default'}/{self.max_local_activities or 'default'}"
-        return (
-            f"pollers={self.pollers}, nonsticky_to_sticky_poll_ratio={self.nonsticky_ratio},"
-            f" activity/local activity slots={slots},"
-            f" workflow task slots={self.max_workflow_tasks or 'default'}"
-        )
 
 
 class SinkIndex:
@@ -126,11 +87,27 @@ class BenchStack:
     core_warnings: CoreWarnings
     receiver: WebhookReceiver
     sink_index: SinkIndex = field(init=False)
-    sql: SqlCounter | None = None
+    sql: SqlCounter | None = None  # the bench process's statements (with the workers' in it)
     slow_callbacks: SlowCallbacks | None = None
+    worker: WorkerChild | None = None  # None: the Workers run in this process
 
     def __post_init__(self) -> None:
         self.sink_index = SinkIndex(self.sink)
+
+    @contextlib.asynccontextmanager
+    async def trivial_worker(self, queue: str) -> AsyncIterator[None]:
+        """The ceiling's Worker on `queue` for the block, where the notification Workers run."""
+        if self.worker is not None:
+            async with self.worker.trivial(queue):
+                yield
+            return
+        async with trivial_worker(self.client, queue, self.tuning):
+            yield
+
+    def sdk_warning_samples(self) -> dict[str, str]:
+        """The first message of each kind of SDK warning, from either process."""
+        samples = dict(self.worker.last_samples) if self.worker is not None else {}
+        return {**samples, **self.core_warnings.samples}
 
     async def inbox_count(self, prefix: str) -> int:
         stmt = select(func.count()).where(
@@ -242,13 +219,16 @@ async def seed(tidings: Tidings, users: int, webhook_base: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _store(database_url: str | None, tmp: Path) -> AsyncIterator[tuple[Store, str]]:
+async def _store(
+    database_url: str | None, tmp: Path
+) -> AsyncIterator[tuple[Store, str, str | None]]:
     """SQLite beside the history file, or a fresh schema in PostgreSQL (dropped afterwards) so
-    the benchmark never mixes its rows with anyone else's in a shared database."""
+    the benchmark never mixes its rows with anyone else's in a shared database; with its label
+    and its PostgreSQL schema."""
     if database_url is None:
         store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'tidings.db'}")
         try:
-            yield store, "SQLite (WAL)"
+            yield store, "SQLite (WAL)", None
         finally:
             await store.close()
         return
@@ -266,7 +246,7 @@ async def _store(database_url: str | None, tmp: Path) -> AsyncIterator[tuple[Sto
             connect_args={"server_settings": {"search_path": schema}},
         )
         try:
-            yield store, f"PostgreSQL ({url.host}:{url.port or 5432}/{url.database})"
+            yield store, f"PostgreSQL ({url.host}:{url.port or 5432}/{url.database})", schema
         finally:
             await store.close()
             async with admin.begin() as conn:
@@ -276,12 +256,42 @@ async def _store(database_url: str | None, tmp: Path) -> AsyncIterator[tuple[Sto
 
 
 @contextlib.asynccontextmanager
+async def _workers(
+    env: WorkflowEnvironment,
+    store: Store,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    tuning: Tuning,
+    *,
+    worker_process: bool,
+    schema: str | None,
+) -> AsyncIterator[WorkerChild | None]:
+    """The notification Workers, running until the block ends: in a child process sharing the
+    store (the same SQLite file, or the same PostgreSQL schema), or in this one."""
+    if worker_process:
+        async with WorkerChild.running(settings, tuning, schema) as child:
+            yield child
+        return
+    senders = build_senders(settings, store, http)
+    workers = notification_workers(env.client, store, senders, settings, tuning)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(workers, stop))
+    try:
+        yield None
+    finally:
+        stop.set()
+        await running
+        await close_senders(senders)
+
+
+@contextlib.asynccontextmanager
 async def bench_stack(
     *,
     database_url: str | None = None,
     tuning: Tuning | None = None,
     users: int = 50,
     engagement_window_hours: float | None = None,
+    worker_process: bool = True,
 ) -> AsyncIterator[BenchStack]:
     tuning = tuning or Tuning()
     core_warnings = CoreWarnings()
@@ -292,7 +302,7 @@ async def bench_stack(
             async with (
                 SmtpSink() as sink,
                 WebhookReceiver() as receiver,
-                _store(database_url, tmp) as (store, store_label),
+                _store(database_url, tmp) as (store, store_label, schema),
                 httpx.AsyncClient(follow_redirects=False) as http,
             ):
                 settings = Settings(
@@ -300,7 +310,11 @@ async def bench_stack(
                     environment="test",
                     data_dir=tmp,
                     database_url=store.engine.url.render_as_string(hide_password=False),
+                    temporal_address=env.client.service_client.config.target_host,
                     task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                    # The worker process on the bench's loop: uvloop, as the worker, unless the
+                    # bench runs on asyncio's (--loop asyncio).
+                    uvloop=type(asyncio.get_running_loop()).__module__.startswith("uvloop"),
                     smtp_port=sink.port,
                     webhook_allowed_networks=list(LOOPBACK),  # the receiver is on loopback
                 )
@@ -308,24 +322,10 @@ async def bench_stack(
                     settings = settings.model_copy(
                         update={"engagement_window_hours": engagement_window_hours}
                     )
-                senders = build_senders(settings, store, http)
-                workers = build_workers(
-                    env.client,
-                    NotificationActivities(store, senders),
-                    task_queue=settings.task_queue,
-                    channels=senders,
-                    workflow_pollers=tuning.poller_behavior,
-                    activity_pollers=tuning.poller_behavior,
-                    nonsticky_to_sticky_poll_ratio=tuning.nonsticky_ratio,
-                    max_concurrent_activities=tuning.max_activities,
-                    max_concurrent_local_activities=tuning.max_local_activities,
-                    max_cached_workflows=tuning.max_cached_workflows,
-                    max_concurrent_workflow_tasks=tuning.max_workflow_tasks,
-                )
-                stop = asyncio.Event()
-                running = asyncio.create_task(run_workers(workers, stop))
                 tidings = Tidings(settings, store, env.client)
-                try:
+                async with _workers(
+                    env, store, http, settings, tuning, worker_process=worker_process, schema=schema
+                ) as child:
                     user_ids = await seed(tidings, users, receiver.url)
                     yield BenchStack(
                         env.client,
@@ -339,10 +339,7 @@ async def bench_stack(
                         core_warnings,
                         receiver,
                         sql=SqlCounter(store.engine),
+                        worker=child,
                     )
-                finally:
-                    stop.set()
-                    await running
-                    await close_senders(senders)
         finally:
             await env.shutdown()

@@ -183,7 +183,7 @@ async def _one(store: Store, timings: Timings, n: int, finish: bool) -> None:
 
 async def measure(database_url: str | None, count: int, finish: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="tidings-store-calls-") as tmp:
-        async with _store(database_url, Path(tmp)) as (store, label):
+        async with _store(database_url, Path(tmp)) as (store, label, _schema):
             await _seed(store)
             timings = Timings()
             for n in range(WARM_UP):

@@ -54,8 +54,9 @@ from bench.measure import (
 from bench.meters import PhaseCost, PhaseMeter, SlowCallbacks
 from bench.report import PROTOTYPE_NOTE, Report, render_markdown, write_json
 from bench.server_cost import history_events, measure_starts
-from bench.stack import BenchStack, Tuning, bench_stack
+from bench.stack import BenchStack, bench_stack
 from bench.trivial import TRIVIAL_WORKFLOW
+from bench.workers import Tuning
 from tidings import eventloop
 
 __all__ = [
@@ -153,13 +154,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--loop-debug",
         type=float,
         metavar="SECONDS",
-        help="asyncio debug mode: count callbacks that hold the event loop longer than this",
+        help="asyncio debug mode: count callbacks that hold the bench process's event loop (not"
+        " the worker process's) longer than this",
     )
     p.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
         default="uvloop",
-        help="the event loop of this process, workers included (default: the worker's, uvloop)",
+        help="the event loop of this process and of its worker process (default: the worker's,"
+        " uvloop)",
     )
     p.add_argument(
         "--throughput-only",
@@ -210,10 +213,13 @@ def say_cost(label: str, cost: PhaseCost, items: int) -> None:
     server = (
         "n/a" if cost.server_cpu_seconds is None else f"{cost.server_cpu_seconds / items * 1e3:.1f}"
     )
-    parts = [
-        f"worker+client CPU {cost.python_cpu_seconds / items * 1e3:.1f} ms",
-        f"server CPU {server} ms",
-    ]
+    python = f"worker+client CPU {cost.python_cpu_seconds / items * 1e3:.1f} ms"
+    if cost.worker_cpu_seconds is not None:
+        python += (
+            f" (worker process {cost.worker_cpu_seconds / items * 1e3:.1f}"
+            f" + bench process {cost.bench_cpu_seconds / items * 1e3:.1f})"
+        )
+    parts = [python, f"server CPU {server} ms"]
     if cost.sql is not None:
         parts.append(
             f"SQL {cost.sql.statements / items:.1f} statements"
@@ -238,7 +244,7 @@ async def say_server_work(stack: BenchStack, count: int) -> None:
     say(
         f"    a start alone ({starts.count}, on a queue no worker polls): server CPU"
         f" {'n/a' if ms is None else f'{ms:.1f}'} ms,"
-        f" client CPU {starts.cost.python_cpu_seconds / starts.count * 1e3:.1f} ms per start"
+        f" client CPU {starts.cost.bench_cpu_seconds / starts.count * 1e3:.1f} ms per start"
     )
 
 
@@ -292,19 +298,19 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         )
         await warm_up(stack, args.count, args.settle_seconds)
 
-        meter = PhaseMeter(stack)
+        meter = await PhaseMeter.start(stack)
         ceiling = await measure_ceiling(stack, args.count)
-        phases["ceiling"] = meter.done()
+        phases["ceiling"] = await meter.done()
         say(
             f"(1) ceiling: {ceiling.per_second:.1f} trivial workflows/s ({ceiling.count} in"
             f" {ceiling.seconds:.1f} s; starts took {ceiling.start_seconds:.1f} s)"
         )
         await asyncio.sleep(args.settle_seconds)
 
-        meter = PhaseMeter(stack)
+        meter = await PhaseMeter.start(stack)
         connections = stack.sink.connections_opened
         throughput = await measure_throughput(stack, args.count)
-        phases["throughput"] = meter.done()
+        phases["throughput"] = await meter.done()
         connections = stack.sink.connections_opened - connections
         d = throughput.delivery
         say(
@@ -326,9 +332,9 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
 
         rate = throughput.per_second / 2
         count = max(2, round(rate * args.latency_seconds))
-        meter = PhaseMeter(stack)
+        meter = await PhaseMeter.start(stack)
         latency = await measure_latency(stack, rate, count)
-        phases["latency"] = meter.done()
+        phases["latency"] = await meter.done()
         say(
             f"(3) latency at {latency.offered_rate:.1f}/s ({latency.count} notifications):"
             f" p50 {latency.p50_ms:.0f} ms, p95 {latency.p95_ms:.0f} ms,"
@@ -341,9 +347,9 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         if args.faults:
             faults = await run_faults(stack, args, rate, phases, say)
 
-        meter = PhaseMeter(stack)
+        meter = await PhaseMeter.start(stack)
         priority = await measure_priority(stack, args.backlog)
-        phases["priority"] = meter.done()
+        phases["priority"] = await meter.done()
         say(
             f"(4) CRITICAL behind {priority.queued_at_trigger} queued LOW (of"
             f" {priority.backlog}, started in {priority.start_seconds:.1f} s):"
@@ -371,7 +377,7 @@ async def run(args: argparse.Namespace, command: str) -> Report | None:
         faults_open_loop=faults[1],
         rate_limit=faults[2],
         phases=phases,
-        sdk_warning_samples=dict(stack.core_warnings.samples),
+        sdk_warning_samples=stack.sdk_warning_samples(),
     )
 
 

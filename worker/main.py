@@ -245,7 +245,11 @@ def bulk_worker(client: Client, bulks: BulkActivities, task_queue: str) -> Worke
     )
 
 
-async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+async def run_workers(
+    workers: Sequence[Worker], stop: asyncio.Event, running: asyncio.Event | None = None
+) -> None:
+    """Run `workers` until `stop` is set; `running` is set once they all poll (a parent process
+    waiting for its worker child, bench/worker_child.py)."""
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
@@ -253,6 +257,8 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
         precompile(workflows)
         settle_heap()
         log.info("worker running on %d task queues", len(workers))
+        if running is not None:
+            running.set()
         await stop.wait()
         log.info("shutting down: finishing in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
 

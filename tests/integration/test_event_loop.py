@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def _notifications_on_this_loop(
     count: int,
 ) -> tuple[type[asyncio.AbstractEventLoop], DeliveryCheck, list[NotificationStatus]]:
-    async with bench_stack(users=2) as stack:
+    async with bench_stack(users=2, worker_process=False) as stack:
         result = await measure_throughput(stack, count)
         ids = [nid for nid in stack.sink_index.refresh() if nid.startswith("tp-")]
         # The email reaches the sink before its activity's result reaches the run (and the
