@@ -16,7 +16,12 @@ from tidings.channels.base import ChannelSender
 from tidings.models import Channel
 from tidings.settings import Settings
 from tidings.store import Store
-from worker.main import DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO, DEFAULT_POLLERS, build_workers
+from worker.main import (
+    DEFAULT_NONSTICKY_TO_STICKY_POLL_RATIO,
+    DEFAULT_POLLERS,
+    build_workers,
+    workflow_runner,
+)
 
 
 def _shipped(field: str) -> int:
@@ -80,12 +85,14 @@ def notification_workers(
 
 
 def trivial_worker(client: Client, queue: str, tuning: Tuning) -> Worker:
-    """The ceiling's Worker: trivial workflows (one local activity each) on their own queue."""
+    """The ceiling's Worker: trivial workflows (one local activity each) on their own queue, in
+    the sandbox the worker runs notifications in (`workflow_runner`), so both pay the same."""
     return Worker(
         client,
         task_queue=queue,
         workflows=[TrivialWorkflow],
         activities=[noop],
+        workflow_runner=workflow_runner(),
         workflow_task_poller_behavior=tuning.poller_behavior,
         nonsticky_to_sticky_poll_ratio=tuning.nonsticky_ratio,
         max_concurrent_local_activities=tuning.max_local_activities,

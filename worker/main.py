@@ -38,6 +38,7 @@ from tidings.store import Store
 from worker.deferred import DeferredStarter
 from worker.logs import install_log_filter
 from worker.process import precompile, settle_heap
+from worker.sandbox import sandbox_runner
 from workflows.broadcast import BroadcastWorkflow
 from workflows.bulk import BulkStartWorkflow
 from workflows.connect import connect as connect_temporal
@@ -86,7 +87,7 @@ PASSTHROUGH_MODULES = (
 
 def workflow_runner() -> SandboxedWorkflowRunner:
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    return SandboxedWorkflowRunner(restrictions=restrictions)
+    return sandbox_runner(restrictions)
 
 
 def build_email_sender(settings: Settings) -> ChannelSender:

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tidings.payload_keys import new_key_entry, parse_keys
+from worker.main import workflow_runner
 from workflows.broadcast import BroadcastWorkflow
 from workflows.bulk import BulkStartWorkflow
 from workflows.converter import DATA_CONVERTER, with_keys
@@ -106,6 +107,8 @@ async def test_history_replays(path: Path, converter: str) -> None:
             BulkStartWorkflow,
         ],
         data_converter=CONVERTERS[converter],
+        # The worker's own sandbox (worker/sandbox.py), as the histories are replayed in it.
+        workflow_runner=workflow_runner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
