@@ -21,6 +21,9 @@ class CounterWorkflow:
 
 @workflow.defn(name="SandboxProbeClock")
 class ClockWorkflow:
+    # Takes an argument as every Tidings workflow does: a workflow whose run takes none made mypy
+    # (1.x, a fresh run) lose the types of `Client.get_workflow_handle_for` in other test files.
     @workflow.run
-    async def run(self) -> str:
-        return datetime.now().isoformat()  # not allowed in a workflow: the sandbox refuses it
+    async def run(self, label: str) -> str:
+        # Not allowed in a workflow: the sandbox refuses it.
+        return f"{label} {datetime.now().isoformat()}"

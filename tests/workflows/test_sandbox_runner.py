@@ -63,7 +63,7 @@ async def test_a_clock_read_is_still_refused(dev_env: WorkflowEnvironment) -> No
     async with _worker(dev_env, queue):
         with pytest.raises(WorkflowFailureError) as raised:
             await dev_env.client.execute_workflow(
-                ClockWorkflow.run, id=f"{queue}-clock", task_queue=queue
+                ClockWorkflow.run, "clock", id=f"{queue}-clock", task_queue=queue
             )
     cause = raised.value.cause
     assert "RestrictedWorkflowAccessError" in f"{cause}{getattr(cause, 'type', '')}"
