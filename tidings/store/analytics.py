@@ -35,7 +35,7 @@ from tidings.analytics import (
     TemplateRank,
 )
 from tidings.models import Channel, DeliveryStatus
-from tidings.store.analytics_base import _FAILED, _OK, _total
+from tidings.store.analytics_base import _FAILED, _OK, _total, deliveries_with_notifications
 from tidings.store.analytics_delivery import DeliveryAnalyticsMixin
 from tidings.store.analytics_profile import ProfileMixin
 from tidings.store.portable import bucket, unselective
@@ -91,7 +91,7 @@ class AnalyticsMixin(DeliveryAnalyticsMixin, ProfileMixin):
             ]
             if where or template:
                 columns.append(n.template_id)
-                source = d.__table__.join(n.__table__, n.id == d.notification_id)
+                source = deliveries_with_notifications()
             else:
                 source = d
             where.append(unselective(d.channel == f.channel.value, self._dialect))
@@ -106,7 +106,7 @@ class AnalyticsMixin(DeliveryAnalyticsMixin, ProfileMixin):
         # notifications(user_id) once per member, 1 s at full scale); materialised, the
         # range is one index scan and the members one hashed set.
         if f.channel is not None and source is d:
-            source = d.__table__.join(n.__table__, n.id == d.notification_id)
+            source = deliveries_with_notifications()
         columns.append(n.user_id)
         period_rows = (
             select(*columns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, exists, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,12 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.analytics import MetricsFilter
 from tidings.models import DeliveryStatus, EngagementType
 from tidings.store.segments import SegmentsMixin
-from tidings.store.tables import NotificationRow, TemplateRow
+from tidings.store.tables import DeliveryRow, NotificationRow, TemplateRow
 
 _OK = [DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value]
 _FAILED = DeliveryStatus.FAILED.value
 _OPENED = [EngagementType.OPENED.value, EngagementType.CLICKED.value]
 _ENGAGED = [*_OPENED, EngagementType.CONVERTED.value]
+
+
+def deliveries_with_notifications() -> Any:
+    """The deliveries joined to their notifications: what a filter on the notification (its
+    template, priority, experiment, user) reads beside each delivery."""
+    d, n = DeliveryRow, NotificationRow
+    return d.__table__.join(n.__table__, n.id == d.notification_id)
 
 
 def _total(condition: ColumnElement[bool]) -> ColumnElement[int]:

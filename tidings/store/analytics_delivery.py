@@ -9,9 +9,15 @@ from sqlalchemy import CTE, and_, case, func, or_, select
 
 from tidings.analytics import ChannelPerformance, MetricsFilter, Period, ProviderPerformance, rate
 from tidings.models import Channel, DeliveryStatus
-from tidings.store.analytics_base import _FAILED, _OK, AnalyticsBase, _total
+from tidings.store.analytics_base import (
+    _FAILED,
+    _OK,
+    AnalyticsBase,
+    _total,
+    deliveries_with_notifications,
+)
 from tidings.store.portable import elapsed, seconds, unselective
-from tidings.store.tables import DeliveryRow, NotificationRow
+from tidings.store.tables import DeliveryRow
 
 
 class DeliveryAnalyticsMixin(AnalyticsBase):
@@ -23,10 +29,7 @@ class DeliveryAnalyticsMixin(AnalyticsBase):
         the notification."""
         d = DeliveryRow
         where = await self._filters(f)
-        source: Any = d
-        if where:
-            n = NotificationRow
-            source = d.__table__.join(n.__table__, n.id == d.notification_id)
+        source: Any = deliveries_with_notifications() if where else d
         # A notification's deliveries all carry its creation time, so they are all in the
         # range together and the window sees every sibling; partitioned by the index's order
         # (created_at, notification_id), the window needs no sort.
@@ -58,10 +61,7 @@ class DeliveryAnalyticsMixin(AnalyticsBase):
         of none; an open recorded before the delivery's time is left out of the median)."""
         d = DeliveryRow
         where = await self._filters(f)
-        source: Any = d
-        if where:
-            n = NotificationRow
-            source = d.__table__.join(n.__table__, n.id == d.notification_id)
+        source: Any = deliveries_with_notifications() if where else d
         if f.channel is not None:
             where.append(unselective(d.channel == f.channel.value, self._dialect))
         first_open = (
