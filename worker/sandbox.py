@@ -50,6 +50,7 @@ def _compiled(code: str) -> CodeType:
     return compile(code, "<string>", "exec")
 
 
+@functools.cache  # one read of the SDK's source per process, not one per Worker built
 def _sdk_run_code_is_known() -> bool:
     try:
         source = inspect.getsource(_Instance._run_code)
